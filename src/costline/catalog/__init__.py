@@ -1,0 +1,1 @@
+"""Price data and its loaders, compiled into ``costline.core.price.PriceRecord``s."""

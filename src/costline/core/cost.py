@@ -1,0 +1,300 @@
+"""The cost function: (usage, price record) -> cost breakdown. Pure, exact, and fast.
+
+Quantities are decomposed against the units the record prices: every priced unit is charged for its own
+quantity minus what its priced subsets already charged (so cached tokens are never paid twice), a unit
+without a rate of its own is charged at its nearest priced parent's rate, and a negative remainder is an
+error, never a clamp. Usage with no priced unit at all makes the result ``partially_priced``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Final, NamedTuple
+
+from costline.core.money import DEFAULT_CURRENCY, MONEY_CONTEXT, ZERO
+from costline.core.price import PriceRecord, Rate, TieredRate
+from costline.core.units import ANCESTORS, UNITS
+from costline.core.usage import Quantity, Usage
+from costline.errors import UsageError
+
+
+class PricingStatus(str, Enum):
+    PRICED = "priced"
+    PARTIALLY_PRICED = "partially_priced"
+    UNPRICED = "unpriced"
+    PROVIDED = "provided"
+
+
+class CostComponent(NamedTuple):
+    """One line of a breakdown: ``amount = quantity × rate / per`` (or a caller-provided amount)."""
+
+    unit: str
+    quantity: Quantity | None
+    rate: Decimal | None
+    per: int
+    amount: Decimal
+    provided: bool = False
+
+
+class CostBreakdown(NamedTuple):
+    """The priced result. A ``NamedTuple`` rather than a frozen dataclass: it is built once per event on the
+    hot path, and a frozen dataclass costs 0.75 µs more to construct (measured, docs/architecture.md)."""
+
+    total: Decimal
+    currency: str
+    status: PricingStatus
+    components: tuple[CostComponent, ...]
+    model: str | None = None
+    provider: str | None = None
+    price_id: str | None = None
+    price_source: str | None = None
+    reason: str | None = None
+    variants: tuple[str, ...] = ()
+
+    def component(self, unit: str) -> CostComponent | None:
+        return next((c for c in self.components if c.unit == unit), None)
+
+
+#: Key of a provided amount that is the whole cost rather than one unit's.
+TOTAL: Final = "total"
+
+_NO_ATTRIBUTES: Mapping[str, str] = {}
+
+
+class _Step(NamedTuple):
+    unit: str
+    descendants: tuple[str, ...]
+    rate: Rate
+    per: int
+    # rate for one unit when ``per`` is a power of ten (exact); None when the division must come last
+    unit_rate: Decimal | None
+
+
+# (steps in decomposition order, usage units with no rate of their own or of a parent)
+_Plan = tuple[tuple[_Step, ...], tuple[str, ...]]
+_PLANS: dict[tuple[int, frozenset[str]], tuple[Mapping[str, Rate], _Plan]] = {}
+_MAX_PLANS: Final = 65536
+
+
+def _power_of_ten_exponent(per: int) -> int | None:
+    text = str(per)
+    return -(len(text) - 1) if text.strip("0") == "1" else None
+
+
+def _compile(rates: Mapping[str, Rate], present: frozenset[str]) -> _Plan:
+    priced = frozenset(rates)
+    relevant = [
+        p for p in priced
+        if p in present or p == "requests" or any(p in ANCESTORS[u] for u in present)
+    ]
+    relevant.sort(key=lambda p: (-len(UNITS[p].dimensions), p))
+    steps = []
+    for p in relevant:
+        rate = rates[p]
+        per = UNITS[p].per
+        exponent = _power_of_ten_exponent(per)
+        unit_rate = None
+        if exponent is not None and not isinstance(rate, TieredRate):
+            unit_rate = rate.scaleb(exponent, MONEY_CONTEXT)
+        steps.append(_Step(p, tuple(d for d in relevant if p in ANCESTORS[d]), rate, per, unit_rate))
+    unpriced = tuple(sorted(u for u in present if u not in priced and not (ANCESTORS[u] & priced)))
+    return tuple(steps), unpriced
+
+
+def _plan(rates: Mapping[str, Rate], present: frozenset[str]) -> _Plan:
+    key = (id(rates), present)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is rates:
+        return hit[1]
+    plan = _compile(rates, present)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = (rates, plan)  # keeping ``rates`` alive keeps its id from being reused
+    return plan
+
+
+def effective_rates(
+    record: PriceRecord, quantities: Mapping[str, Quantity], attributes: Mapping[str, str], at: datetime
+) -> tuple[Mapping[str, Rate], tuple[str, ...]]:
+    """The record's rates after its variants (off-peak, batch, service tier, long context) are applied."""
+    if not record.variants:
+        return record.rates, ()
+    rates: Mapping[str, Rate] = record.rates
+    names: list[str] = []
+    for variant in record.variants:
+        if variant.replace and all(c.holds(quantities, attributes, at) for c in variant.conditions):
+            rates = variant.rates
+            names.append(variant.name)
+            break
+    overrides: dict[str, Rate] = {}
+    for variant in record.variants:
+        if not variant.replace and all(c.holds(quantities, attributes, at) for c in variant.conditions):
+            for unit, rate in variant.rates.items():
+                overrides.setdefault(unit, rate)
+            names.append(variant.name)
+    if overrides:
+        rates = {**rates, **overrides}
+    return rates, tuple(names)
+
+
+def calc_cost(
+    usage: Usage,
+    record: PriceRecord | None,
+    *,
+    at: datetime,
+    attributes: Mapping[str, str] | None = None,
+    provided: Mapping[str, Decimal] | None = None,
+    model: str | None = None,
+    provider: str | None = None,
+    unpriced_reason: str | None = None,
+) -> CostBreakdown:
+    """Price ``usage`` with ``record`` as of ``at``.
+
+    ``record=None`` means no price was found: the result is ``unpriced`` (with ``unpriced_reason``) unless the
+    caller ``provided`` amounts. ``provided`` maps unit names (or ``"total"``) to amounts the caller already
+    knows (for example a provider-reported cost); each wins over the computed amount of the same unit.
+    """
+    quantities = usage.quantities
+    model = model if model is not None else (record.model if record else None)
+    provider = provider if provider is not None else (record.provider if record else None)
+    currency = record.currency if record else DEFAULT_CURRENCY
+    components: list[CostComponent] = []
+    unpriced_units: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+    if record is not None:
+        rates, variants = effective_rates(record, quantities, attributes or _NO_ATTRIBUTES, at)
+        steps, unpriced_units = _plan(rates, usage.units)
+        leaves: dict[str, Quantity] = {}
+        multiply = MONEY_CONTEXT.multiply
+        for unit, descendants, rate, per, unit_rate in steps:
+            raw = quantities.get(unit)
+            if raw is None:
+                if unit == "requests":
+                    raw = 1
+                elif descendants:
+                    present = ", ".join(f"{d} ({quantities[d]})" for d in descendants if d in quantities)
+                    raise UsageError(f"{present} reported without {unit}, which includes it; give {unit} too")
+                else:
+                    raw = 0
+            leaf = raw
+            for d in descendants:
+                leaf -= leaves[d]
+            if leaf < 0:
+                parts = ", ".join(f"{d} ({quantities.get(d, 0)})" for d in descendants)
+                raise UsageError(f"{parts} add up to more than {unit} ({raw}), which includes them")
+            leaves[unit] = leaf
+            if not leaf:
+                continue
+            if unit_rate is not None:
+                components.append(CostComponent(unit, leaf, rate, per, multiply(leaf, unit_rate)))  # type: ignore[arg-type]
+                continue
+            if isinstance(rate, TieredRate):
+                rate = rate.rate_for(quantities.get(rate.basis, 0))
+            amount = MONEY_CONTEXT.divide(multiply(leaf, rate), per)
+            components.append(CostComponent(unit, leaf, rate, per, amount))
+    else:
+        unpriced_units = tuple(sorted(quantities))
+    if provided:
+        return _with_provided(
+            components, provided, unpriced_units, record, model, provider, currency, variants, unpriced_reason
+        )
+    total = ZERO
+    for c in components:
+        total = MONEY_CONTEXT.add(total, c.amount)
+    if record is None:
+        status = PricingStatus.UNPRICED
+        reason = unpriced_reason or f"no price for model {model!r}" + (f" of provider {provider!r}" if provider else "")
+    elif unpriced_units:
+        status = PricingStatus.PARTIALLY_PRICED
+        reason = f"no rate for {', '.join(unpriced_units)} in price {record.id!r}"
+    else:
+        status, reason = PricingStatus.PRICED, None
+    return CostBreakdown(
+        total=total,
+        currency=currency,
+        status=status,
+        components=tuple(components),
+        model=model,
+        provider=provider,
+        price_id=record.id if record else None,
+        price_source=record.source_label if record else None,
+        reason=reason,
+        variants=variants,
+    )
+
+
+def _with_provided(
+    computed: list[CostComponent],
+    provided: Mapping[str, Decimal],
+    unpriced_units: tuple[str, ...],
+    record: PriceRecord | None,
+    model: str | None,
+    provider: str | None,
+    currency: str,
+    variants: tuple[str, ...],
+    unpriced_reason: str | None,
+) -> CostBreakdown:
+    for key, amount in provided.items():
+        if key != TOTAL and key not in UNITS:
+            raise UsageError(f"provided cost for unknown unit {key!r}")
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
+            raise UsageError(f"provided cost for {key} must be a non-negative decimal, got {amount!r}")
+    by_unit = {c.unit: c for c in computed}
+    components: list[CostComponent] = []
+    for unit, amount in provided.items():
+        if unit == TOTAL:
+            continue
+        known = by_unit.pop(unit, None)
+        components.append(
+            CostComponent(unit, known.quantity if known else None, None, UNITS[unit].per, amount, provided=True)
+        )
+    components.extend(by_unit.values())
+    subtotal = ZERO
+    for c in components:
+        subtotal = MONEY_CONTEXT.add(subtotal, c.amount)
+    total = subtotal
+    if TOTAL in provided:
+        total = provided[TOTAL]
+        if total < subtotal:
+            raise UsageError(
+                f"provided total ({total}) is less than the sum of the cost components ({subtotal})"
+            )
+        if total > subtotal:
+            components.append(
+                CostComponent(TOTAL if not components else "other", None, None, 1,
+                              MONEY_CONTEXT.subtract(total, subtotal), provided=True)
+            )
+    covered = set(provided)
+    missing = [u for u in unpriced_units if u not in covered and not (ANCESTORS[u] & covered)]
+    if TOTAL in provided:
+        missing = []
+    if missing:
+        status = PricingStatus.PARTIALLY_PRICED
+        reason = unpriced_reason if record is None and unpriced_reason else f"no rate for {', '.join(missing)}"
+    elif all(c.provided for c in components):
+        status, reason = PricingStatus.PROVIDED, None
+    else:
+        status, reason = PricingStatus.PRICED, None
+    return CostBreakdown(
+        total=total,
+        currency=currency,
+        status=status,
+        components=tuple(components),
+        model=model,
+        provider=provider,
+        price_id=record.id if record else None,
+        price_source=record.source_label if record else None,
+        reason=reason,
+        variants=variants,
+    )
+
+
+_UNIT_ORDER: Final = {name: i for i, name in enumerate(UNITS)}
+
+
+def ordered_components(breakdown: CostBreakdown) -> list[CostComponent]:
+    """Components in display order (input, output, then subsets), for tables and JSON."""
+    return sorted(breakdown.components, key=lambda c: _UNIT_ORDER.get(c.unit, len(_UNIT_ORDER)))

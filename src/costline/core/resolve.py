@@ -1,0 +1,211 @@
+"""Price resolution: which record prices a model reference, as of an event's time.
+
+Order of preference: source (per-call override > user prices > imported files > bundled default), then
+provider (the one named, its fallbacks such as Azure → OpenAI, then records scoped to no provider), then how
+specific the match is (exact > longest prefix > regex), then the newest ``valid_from``. The first record in
+that order that is valid at the event's time wins, so an old event keeps the price that applied to it.
+Candidate lists are memoised per (model, provider); a lookup is a dict hit plus a short scan.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from costline.core.price import Match, PriceRecord
+
+_MAX_MEMO = 100_000
+_MAX_ALIAS_HOPS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    """A provider: its id, the names it goes by, the models it is presumed to serve, where to fall back."""
+
+    id: str
+    name: str = ""
+    provider_match: Match | None = None
+    model_match: Match | None = None
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    record: PriceRecord
+    valid: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What ``PriceBook.explain`` found: the winner, every candidate in order, and near names on a miss."""
+
+    model: str
+    provider: str | None
+    at: datetime
+    record: PriceRecord | None
+    alias_chain: tuple[str, ...] = ()
+    candidates: tuple[Candidate, ...] = ()
+    nearest: tuple[str, ...] = ()
+
+
+@dataclass
+class PriceBook:
+    """An immutable set of price records with memoised lookup."""
+
+    records: Sequence[PriceRecord]
+    providers: Sequence[ProviderInfo] = ()
+    _exact: dict[str, list[PriceRecord]] = field(default_factory=dict, init=False, repr=False)
+    _scan: list[PriceRecord] = field(default_factory=list, init=False, repr=False)
+    _memo: dict[tuple[str, str | None], tuple[PriceRecord, ...]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _provider_memo: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
+    _provider_by_id: dict[str, ProviderInfo] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.records = tuple(self.records)
+        for record in self.records:
+            names = record.match.exact_names()
+            if names:
+                for name in names:
+                    self._exact.setdefault(name, []).append(record)
+            else:
+                self._scan.append(record)
+        self._provider_by_id = {p.id: p for p in self.providers}
+
+    # -- providers -------------------------------------------------------------------------------------
+    def normalize_provider(self, provider: str | None) -> str | None:
+        """Map a provider name as sent (``Bedrock``, ``azure_openai``, ``vertex_ai``) to a provider id."""
+        if provider is None:
+            return None
+        key = provider.strip().lower()
+        if not key:
+            return None
+        if key in self._provider_memo:
+            return self._provider_memo[key]
+        found: str | None = key if key in self._provider_by_id else None
+        if found is None:
+            for info in self.providers:
+                if info.provider_match is not None and info.provider_match.matches(key, key):
+                    found = info.id
+                    break
+        result = found or key
+        self._provider_memo[key] = result
+        return result
+
+    def _provider_order(self, model: str, provider: str | None) -> list[str | None]:
+        lowered = model.lower()
+        order: list[str | None] = []
+        if provider is not None:
+            order.append(provider)
+            info = self._provider_by_id.get(provider)
+            if info is not None:
+                order.extend(info.fallbacks)
+        else:
+            for info in self.providers:
+                if info.model_match is not None and info.model_match.matches(lowered, lowered):
+                    order.append(info.id)
+                    order.extend(info.fallbacks)
+        order.append(None)
+        seen: set[str | None] = set()
+        return [p for p in order if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+
+    # -- lookup ----------------------------------------------------------------------------------------
+    def _matching(self, name: str) -> list[PriceRecord]:
+        lowered = name.lower()
+        found = list(self._exact.get(lowered, ()))
+        found.extend(r for r in self._scan if r.match.matches(name, lowered))
+        return found
+
+    def candidates(self, model: str, provider: str | None = None) -> tuple[PriceRecord, ...]:
+        """Every record that could price ``model``, best first (before checking dates)."""
+        provider = self.normalize_provider(provider)
+        key = (model, provider)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        result: tuple[PriceRecord, ...] = ()
+        if "/" in model:
+            # "openai/gpt-4o", "bedrock/anthropic.claude-...": a routing prefix that names a known provider
+            prefix, _, rest = model.partition("/")
+            scoped = self.normalize_provider(prefix)
+            if scoped in self._provider_by_id and (provider is None or provider == scoped):
+                result = self._rank(rest, scoped)
+        if not result:
+            result = self._rank(model, provider)
+        if len(self._memo) >= _MAX_MEMO:
+            self._memo.clear()
+        self._memo[key] = result
+        return result
+
+    def _rank(self, model: str, provider: str | None) -> tuple[PriceRecord, ...]:
+        order = self._provider_order(model, provider)
+        position = {p: i for i, p in enumerate(order)}
+        unscoped_rank = len(order)
+        matching = self._matching(model)
+        if provider is not None:
+            matching = [r for r in matching if r.provider in position]
+        ranked = sorted(
+            matching,
+            key=lambda r: (
+                r.source.rank,
+                position.get(r.provider, unscoped_rank),
+                -r.match.specificity(),
+                -(r.valid_from.timestamp() if r.valid_from else float("-inf")),
+            ),
+        )
+        return tuple(ranked)
+
+    def resolve(self, model: str, provider: str | None = None, *, at: datetime) -> PriceRecord | None:
+        """The record that prices ``model`` at ``at``, following aliases; None if nothing matches."""
+        for record in self.candidates(model, provider):
+            if record.valid_at(at):
+                if record.alias_of is None:
+                    return record
+                return self._follow_alias(record, at, 0)
+        return None
+
+    def _follow_alias(self, record: PriceRecord, at: datetime, hops: int) -> PriceRecord | None:
+        if hops >= _MAX_ALIAS_HOPS or record.alias_of is None:
+            return None if record.alias_of else record
+        for target in self.candidates(record.alias_of, record.provider):
+            if target is not record and target.valid_at(at):
+                return target if target.alias_of is None else self._follow_alias(target, at, hops + 1)
+        return None
+
+    def explain(self, model: str, provider: str | None = None, *, at: datetime) -> Explanation:
+        """Every candidate, in order, with why it was or was not chosen; near names when none matched."""
+        provider_id = self.normalize_provider(provider)
+        candidates = self.candidates(model, provider_id)
+        chosen = self.resolve(model, provider_id, at=at)
+        listed: list[Candidate] = []
+        for record in candidates:
+            valid = record.valid_at(at)
+            note = "" if valid else f"not valid at {at.isoformat()}"
+            listed.append(Candidate(record, valid, note))
+        chain: list[str] = []
+        first = next((c.record for c in listed if c.valid), None)
+        hops = 0
+        while first is not None and first.alias_of is not None and hops < _MAX_ALIAS_HOPS:
+            chain.append(f"{first.model} → {first.alias_of}")
+            first = next(
+                (r for r in self.candidates(first.alias_of, first.provider) if r.valid_at(at) and r is not first),
+                None,
+            )
+            hops += 1
+        nearest: tuple[str, ...] = ()
+        if chosen is None:
+            nearest = tuple(difflib.get_close_matches(model.lower(), self.model_names(), n=5, cutoff=0.6))
+        return Explanation(model, provider_id, at, chosen, tuple(chain), tuple(listed), nearest)
+
+    def model_names(self) -> list[str]:
+        names = {r.model.lower() for r in self.records}
+        names.update(self._exact)
+        return sorted(names)
+
+    def with_records(self, records: Iterable[PriceRecord]) -> PriceBook:
+        """A new book with ``records`` added (for per-call overrides or layering)."""
+        return PriceBook([*records, *self.records], self.providers)
