@@ -200,6 +200,9 @@ class Variant:
     rates: Mapping[str, Rate]
     replace: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rates", MappingProxyType(dict(self.rates)))
+
 
 @dataclass(frozen=True, slots=True)
 class PriceRecord:
