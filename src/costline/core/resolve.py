@@ -88,10 +88,13 @@ class PriceBook:
             return self._provider_memo[key]
         found: str | None = key if key in self._provider_by_id else None
         if found is None:
-            for info in self.providers:
-                if info.provider_match is not None and info.provider_match.matches(key, key):
-                    found = info.id
-                    break
+            # "azure_openai" names both azure and openai: the name that comes first in it wins
+            matching = [
+                info for info in self.providers
+                if info.provider_match is not None and info.provider_match.matches(key, key)
+            ]
+            if matching:
+                found = min(matching, key=lambda i: (key.find(i.id) % (len(key) + 1), i.id)).id
         result = found or key
         self._provider_memo[key] = result
         return result
@@ -189,8 +192,10 @@ class PriceBook:
         chain: list[str] = []
         first = next((c.record for c in listed if c.valid), None)
         hops = 0
+        name = model
         while first is not None and first.alias_of is not None and hops < _MAX_ALIAS_HOPS:
-            chain.append(f"{first.model} → {first.alias_of}")
+            chain.append(f"{name} → {first.alias_of}")
+            name = first.alias_of
             first = next(
                 (r for r in self.candidates(first.alias_of, first.provider) if r.valid_at(at) and r is not first),
                 None,

@@ -47,14 +47,13 @@ class Usage:
     units: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        clean: dict[str, Quantity] = {}
+        given: dict[str, Quantity] = {}
         for unit, value in self.quantities.items():
             if unit not in UNITS:
                 raise UsageError(f"unknown usage unit {unit!r}; see `costline prices units` for the unit names")
-            number = _quantity(unit, value)
-            if number:
-                clean[unit] = number
-        _check_subsets(clean)
+            given[unit] = _quantity(unit, value)
+        _check_subsets(given)
+        clean = {unit: number for unit, number in given.items() if number}
         object.__setattr__(self, "quantities", MappingProxyType(clean))
         object.__setattr__(self, "units", frozenset(clean))
 
@@ -87,6 +86,8 @@ class Usage:
 
 def _check_subsets(q: Mapping[str, Quantity]) -> None:
     for unit, value in q.items():
+        if not value:
+            continue
         dims = dict(UNITS[unit].dimensions)
         if dims.get("family") == "tokens":
             root = TOKEN_ROOTS[dims["direction"]]
