@@ -86,15 +86,22 @@ def make_events(n: int, seed: int) -> list[Event]:
     return events
 
 
-def time_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[int], list[Any]]:
-    """Per-item nanoseconds and results."""
+BLOCK = 100
+
+
+def time_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[float], list[Any]]:
+    """Per-event nanoseconds, measured over blocks of ``BLOCK`` consecutive events (so the timer's own cost,
+    ~0.1 µs a call, is not charged to each event), and every result."""
     clock = time.perf_counter_ns
-    times, results = [], []
-    for item in items:
+    times: list[float] = []
+    results: list[Any] = []
+    for start in range(0, len(items), BLOCK):
+        block = items[start:start + BLOCK]
         t0 = clock()
-        r = fn(item)
-        times.append(clock() - t0)
-        results.append(r)
+        out = [fn(item) for item in block]
+        elapsed = clock() - t0
+        times.extend([elapsed / len(block)] * len(block))
+        results.extend(out)
     return times, results
 
 
@@ -132,7 +139,7 @@ def run(n: int, seed: int) -> int:
                   if c_totals[i] is not None and g_totals[i] is not None and c_totals[i] != g_totals[i]]
     both = sum(1 for i in idx if c_totals[i] is not None and g_totals[i] is not None)
 
-    l_times: list[int] = []
+    l_times: list[float] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -160,10 +167,10 @@ def run(n: int, seed: int) -> int:
         litellm_price(0)
         l_times, _ = time_each(litellm_price, idx)
 
-    def summary(name: str, times: list[int]) -> tuple[float, float]:
+    def summary(name: str, times: list[float]) -> tuple[float, float]:
         med = statistics.median(times) / 1000
         rate = len(times) / (sum(times) / 1e9)
-        print(f"{name:<14} median {med:8.2f} µs/event   mean {sum(times) / len(times) / 1000:8.2f} µs   "
+        print(f"{name:<16} median {med:8.2f} µs/event   mean {sum(times) / len(times) / 1000:8.2f} µs   "
               f"{rate:>12,.0f} events/s")
         return med, rate
 

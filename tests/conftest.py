@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,10 +23,10 @@ def bundled_book() -> PriceBook:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty costline data directory, with the environment pointing at it."""
     folder = tmp_path / "costline-data"
     monkeypatch.setenv("COSTLINE_DATA_DIR", str(folder))
     monkeypatch.delenv("COSTLINE_PRICE_FILES", raising=False)
     monkeypatch.delenv("COSTLINE_BUNDLED_PRICES", raising=False)
-    yield folder
+    return folder

@@ -98,7 +98,8 @@ def test_user_prices_take_precedence_over_bundled(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("prices:\n  - model: x\n    rates: {input_tokens: -1}\n", r"prices\[0\]\.rates\.input_tokens: -1 is less than"),
+        ("prices:\n  - model: x\n    rates: {input_tokens: -1}\n",
+         r"prices\[0\]\.rates\.input_tokens: -1 is less than"),
         ("prices:\n  - model: x\n    rates: {input_tokens: abc}\n", r"prices\[0\]\.rates\.input_tokens: 'abc' is not"),
         ("prices:\n  - model: x\n    rates: {prompt: 1}\n", r"rates\.prompt: unknown unit"),
         ("prices:\n  - model: x\n", r"prices\[0\]"),
@@ -107,7 +108,8 @@ def test_user_prices_take_precedence_over_bundled(tmp_path: Path) -> None:
         ("prices:\n  - model: x\n    match: {regex: 'gpt(', case_sensitive: true}\n    rates: {input_tokens: 1}\n",
          r"prices\[0\]: invalid regex"),
         ("prices:\n  - model: x\n    valid_from: yesterday\n    rates: {input_tokens: 1}\n", r"valid_from"),
-        ("prices:\n  - model: x\n    rates: {input_tokens: 1}\n    colour: red\n", r"prices\[0\]: Additional properties"),
+        ("prices:\n  - model: x\n    rates: {input_tokens: 1}\n    colour: red\n",
+         r"prices\[0\]: Additional properties"),
         ("prices: [\n", r"not valid YAML: line"),
         ("- just a list\n", r"expected a mapping"),
         ("prices:\n  - model: x\n    rates: {input_tokens: .inf}\n", r"not a finite number"),

@@ -178,7 +178,7 @@ def test_priced_subset_missing_its_parent_quantity() -> None:
     audio = PriceRecord(id="t:a", model="a", match=Match("exact", "a"), rates={
         "input_tokens": D("2.5"), "input_audio_tokens": D("40"), "cache_audio_read_tokens": D("2.5"),
         "cache_read_tokens": D("1.25"), "output_tokens": D("10")})
-    with pytest.raises(UsageError, match="cache_audio_read_tokens .10. reported without input_audio_tokens"):
+    with pytest.raises(UsageError, match=r"cache_audio_read_tokens .10. reported without input_audio_tokens"):
         calc_cost(Usage.of(input_tokens=100, cache_read_tokens=10, cache_audio_read_tokens=10), audio, at=AT)
 
 

@@ -34,7 +34,7 @@ def test_ttl_parts_cannot_exceed_cache_write() -> None:
 
 
 def test_subset_without_its_root_is_an_error() -> None:
-    with pytest.raises(UsageError, match="cache_read_tokens .50. was given without input_tokens"):
+    with pytest.raises(UsageError, match=r"cache_read_tokens .50. was given without input_tokens"):
         Usage.of(cache_read_tokens=50)
 
 

@@ -12,7 +12,7 @@ from costline.catalog.genai import load_genai_catalog
 from costline.catalog.imported import ImportResult, read_price_json
 from costline.catalog.user_file import load_price_file
 from costline.core.price import PriceRecord, Source
-from costline.core.resolve import PriceBook
+from costline.core.resolve import PriceBook, ProviderInfo
 from costline.errors import PriceDataError
 from costline.settings import Settings
 
@@ -86,7 +86,7 @@ def load_price_book(settings: Settings | None = None, *, extra_files: Iterable[P
         records.extend(load_price_file(path, source=Source.USER))
     for path, fmt in _stored_imports(settings):
         records.extend(import_price_file(path, fmt).records)
-    providers = ()
+    providers: tuple[ProviderInfo, ...] = ()
     if settings.bundled_prices:
         bundled, providers = load_genai_catalog()
         records.extend(bundled)

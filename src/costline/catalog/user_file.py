@@ -76,7 +76,7 @@ def parse_price_text(text: str, name: str, *, as_json: bool = False) -> Any:
         except json.JSONDecodeError as exc:
             raise PriceDataError(f"{name}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     try:
-        return yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_DecimalLoader)
     except PriceDataError as exc:
         raise PriceDataError(f"{name}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -195,7 +195,7 @@ def _compile_entry(
                 alias_of=entry["target"],
             )
         ]
-    rates = {"input_tokens": Decimal(0), "output_tokens": Decimal(0)} if entry.get("free") else {}
+    rates: dict[str, Rate] = {"input_tokens": Decimal(0), "output_tokens": Decimal(0)} if entry.get("free") else {}
     if "rates" in entry:
         rates = _rates(entry["rates"], "rates")
     variants = tuple(

@@ -16,7 +16,9 @@ from costline.errors import CostlineError
 class _Group(click.Group):
     """A group whose usage errors are one line (``error: ...``) instead of click's three."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **kw: Any) -> Any:
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **kw: Any
+    ) -> Any:
         try:
             return super().main(args=args, prog_name=prog_name, standalone_mode=False, **kw)
         except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click >= 8.2

@@ -18,7 +18,7 @@ from costline.extract import Extracted, extract_stream_usage, extract_usage
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
-def _read_text(stream: click.utils.LazyFile | Any, name: str) -> str:
+def _read_text(stream: Any, name: str) -> str:
     data = stream.read(MAX_RESPONSE_BYTES + 1)
     if isinstance(data, bytes):
         if len(data) > MAX_RESPONSE_BYTES:

@@ -17,19 +17,22 @@ Every command prints `error: <message>` on one line and exits non-zero on bad in
 """
 
 
-def _walk(command: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
-    found = [(path, command)]
+def _walk(command: click.Command, name: str, parent: click.Context | None) -> list[tuple[click.Context, click.Command]]:
+    ctx = command.make_context(name, [], parent=parent, resilient_parsing=True) if parent else click.Context(
+        command, info_name=name, terminal_width=100, max_content_width=100,
+        help_option_names=["-h", "--help"],
+    )
+    found = [(ctx, command)]
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            found.extend(_walk(command.commands[name], [*path, name]))
+        for sub in sorted(command.commands):
+            found.extend(_walk(command.commands[sub], sub, ctx))
     return found
 
 
 def render() -> str:
     parts = [HEADER]
-    for path, command in _walk(cli, ["costline"]):
-        ctx = click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100)
-        parts.append(f"\n## `{' '.join(path)}`\n\n```text\n{command.get_help(ctx)}\n```\n")
+    for ctx, command in _walk(cli, "costline", None):
+        parts.append(f"\n## `{ctx.command_path}`\n\n```text\n{command.get_help(ctx)}\n```\n")
     return "".join(parts)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def estimate_command(
         raise click.UsageError("give exactly one of --prompt and --prompt-file")
     if prompt_file is not None:
         if str(prompt_file) == "-":
-            text = click.get_text_stream("stdin").read(MAX_PROMPT_BYTES + 1)
+            text = sys.stdin.read(MAX_PROMPT_BYTES + 1)
         else:
             if prompt_file.stat().st_size > MAX_PROMPT_BYTES:
                 raise CostlineError(f"{prompt_file}: larger than {MAX_PROMPT_BYTES} bytes")

@@ -57,7 +57,9 @@ def per_label(unit: str) -> str:
     return "per 1" if family != "durations" else "per second"
 
 
-def breakdown_json(b: CostBreakdown, *, requested_model: str, usage: Usage, record: PriceRecord | None) -> dict[str, Any]:
+def breakdown_json(
+    b: CostBreakdown, *, requested_model: str, usage: Usage, record: PriceRecord | None
+) -> dict[str, Any]:
     return {
         "total": decimal_str(b.total),
         "currency": b.currency,
@@ -105,7 +107,8 @@ def print_breakdown(b: CostBreakdown, *, requested_model: str) -> None:
     out.print(table)
     out.print(f"status: {b.status.value}" + (f" ({b.reason})" if b.reason else ""))
     if b.price_id:
-        out.print(f"price: {b.price_id} from {b.price_source}" + (f"; variants: {', '.join(b.variants)}" if b.variants else ""))
+        variants = f"; variants: {', '.join(b.variants)}" if b.variants else ""
+        out.print(f"price: {b.price_id} from {b.price_source}{variants}")
 
 
 def record_rates_json(record: PriceRecord) -> Mapping[str, Any]:

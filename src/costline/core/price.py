@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Literal
 
@@ -20,7 +20,7 @@ from costline.core.units import ANCESTORS, UNITS
 from costline.errors import PriceDataError
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     """Where a record came from; also its precedence (lower rank wins)."""
 
     OVERRIDE = "override"
@@ -222,9 +222,19 @@ class PriceRecord:
     alias_of: str | None = None
     context_window: int | None = None
     description: str = ""
+    #: computed: the source as shown in results ("bundled:genai-prices@0.2.3")
+    source_label: str = field(init=False, default="", compare=False)
+    #: computed: every variant depends only on request attributes (so no attributes means no variant)
+    attribute_variants_only: bool = field(init=False, default=True, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rates", MappingProxyType(dict(self.rates)))
+        label = f"{self.source.value}:{self.source_name}" if self.source_name else self.source.value
+        object.__setattr__(self, "source_label", label)
+        object.__setattr__(
+            self, "attribute_variants_only",
+            all(c.kind == "attribute" for v in self.variants for c in v.conditions),
+        )
         where = f"price {self.id!r}"
         for unit, rate in self.rates.items():
             _check_rate(where, unit, rate)
@@ -238,12 +248,9 @@ class PriceRecord:
         if len(self.currency) != 3 or not self.currency.isupper():
             raise PriceDataError(f"{where}: currency must be an ISO 4217 code such as USD, got {self.currency!r}")
 
-    @property
-    def source_label(self) -> str:
-        return f"{self.source.value}:{self.source_name}" if self.source_name else self.source.value
-
     def valid_at(self, at: datetime) -> bool:
-        return (self.valid_from is None or at >= self.valid_from) and (self.valid_to is None or at < self.valid_to)
+        valid_from, valid_to = self.valid_from, self.valid_to
+        return (valid_from is None or at >= valid_from) and (valid_to is None or at < valid_to)
 
     @property
     def is_free(self) -> bool:

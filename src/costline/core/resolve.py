@@ -62,6 +62,10 @@ class PriceBook:
     _memo: dict[tuple[str, str | None], tuple[PriceRecord, ...]] = field(
         default_factory=dict, init=False, repr=False
     )
+    # keyed by the provider as given (before normalising), so a hit skips normalisation
+    _raw_memo: dict[tuple[str, str | None], tuple[PriceRecord, ...]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _provider_memo: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
     _provider_by_id: dict[str, ProviderInfo] = field(default_factory=dict, init=False, repr=False)
 
@@ -164,7 +168,13 @@ class PriceBook:
 
     def resolve(self, model: str, provider: str | None = None, *, at: datetime) -> PriceRecord | None:
         """The record that prices ``model`` at ``at``, following aliases; None if nothing matches."""
-        for record in self.candidates(model, provider):
+        candidates = self._raw_memo.get((model, provider))
+        if candidates is None:
+            candidates = self.candidates(model, provider)
+            if len(self._raw_memo) >= _MAX_MEMO:
+                self._raw_memo.clear()
+            self._raw_memo[(model, provider)] = candidates
+        for record in candidates:
             if record.valid_at(at):
                 if record.alias_of is None:
                     return record
