@@ -117,15 +117,19 @@ def test_provided_total_for_unknown_model() -> None:
     assert b.total == D("0.42")
 
 
-def test_provided_total_below_components_is_an_error() -> None:
-    with pytest.raises(UsageError, match="provided total"):
-        calc_cost(Usage.of(input_tokens=10), GPT4O, at=AT, provided={"input_tokens": D("1"), TOTAL: D("0.5")})
+def test_provided_total_below_components_wins_and_says_so() -> None:
+    b = calc_cost(Usage.of(input_tokens=10), GPT4O, at=AT, provided={"input_tokens": D("1"), TOTAL: D("0.5")})
+    assert b.total == D("0.5")
+    assert b.status is PricingStatus.PROVIDED
+    assert [(c.unit, c.amount) for c in b.components] == [("total", D("0.5"))]
+    assert "below the sum of the priced components 1" in (b.reason or "")
 
 
 def test_provided_total_above_components_keeps_the_difference_visible() -> None:
     b = calc_cost(Usage.of(input_tokens=10), None, at=AT, provided={"input_tokens": D("1"), TOTAL: D("1.5")})
     assert b.total == D("1.5")
-    assert sum(c.amount for c in b.components) == D("1.5")
+    assert [(c.unit, c.amount) for c in b.components] == [("input_tokens", D("1")), ("other", D("0.5"))]
+    assert b.status is PricingStatus.PROVIDED
 
 
 def test_batch_variant_and_service_tier() -> None:

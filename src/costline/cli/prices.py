@@ -136,7 +136,7 @@ def explain(obj: CliContext, model: str, provider: str | None, at_text: str | No
                   "(docs/prices.md)")
         sys.exit(1)
     r = result.record
-    out.print(f"[bold]{model}[/bold] → {r.model} ({r.provider or 'any provider'})")
+    out.print(f"{model} → {r.model} ({r.provider or 'any provider'})")
     for hop in result.alias_chain:
         out.print(f"  alias: {hop}")
     out.print(f"  rule:      {r.match.describe()}")
@@ -153,7 +153,7 @@ def explain(obj: CliContext, model: str, provider: str | None, at_text: str | No
         table.add_row(unit, rate_text(rate), per_label(unit))
     out.print(table)
     for v in r.variants:
-        rates = ", ".join(f"{u} {rate_text(x)}" for u, x in v.rates.items())
+        rates = ", ".join(f"{u} {rate_text(x)}" for u, x in v.rates.items()) or "no change from the base rates"
         kind = "replaces all rates" if v.replace else "overrides"
         out.print(f"  variant {v.name!r} when {' and '.join(c.describe() for c in v.conditions)}: {kind}: {rates}")
     others = [c for c in result.candidates if c.record is not r]

@@ -19,7 +19,7 @@ from costline.core.usage import Usage
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def emit_json(data: Any) -> None:
@@ -103,7 +103,7 @@ def print_breakdown(b: CostBreakdown, *, requested_model: str) -> None:
         quantity = "" if c.quantity is None else f"{c.quantity:,}"
         table.add_row(c.unit, quantity, rate, decimal_str(c.amount))
     table.add_section()
-    table.add_row("total", "", "", f"[bold]{decimal_str(b.total)}[/bold]")
+    table.add_row("total", "", "", decimal_str(b.total))
     out.print(table)
     out.print(f"status: {b.status.value}" + (f" ({b.reason})" if b.reason else ""))
     if b.price_id:

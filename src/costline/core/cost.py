@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal, getcontext, setcontext
+from decimal import Decimal, getcontext, localcontext, setcontext
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Final, NamedTuple
@@ -201,10 +201,11 @@ def calc_cost(
     else:
         unpriced_units = tuple(sorted(quantities))
     if provided:
-        return _with_provided(
-            components, provided, unpriced_units, record, model, provider,
-            record.currency if record is not None else DEFAULT_CURRENCY, variants, unpriced_reason
-        )
+        with localcontext(MONEY_CONTEXT):
+            return _with_provided(
+                components, provided, unpriced_units, record, model, provider,
+                record.currency if record is not None else DEFAULT_CURRENCY, variants, unpriced_reason
+            )
     if record is None:
         status = PricingStatus.UNPRICED
         reason = unpriced_reason or f"no price for model {model!r}" + (f" of provider {provider!r}" if provider else "")
@@ -297,32 +298,31 @@ def _with_provided(
             CostComponent(unit, known.quantity if known else None, None, UNITS[unit].per, amount, provided=True)
         )
     components.extend(by_unit.values())
-    subtotal = ZERO
-    for c in components:
-        subtotal = MONEY_CONTEXT.add(subtotal, c.amount)
-    total = subtotal
+    subtotal = sum((c.amount for c in components), ZERO)
     if TOTAL in provided:
+        # a provided total is the authority (e.g. what the provider billed); components explain it
         total = provided[TOTAL]
-        if total < subtotal:
-            raise UsageError(
-                f"provided total ({total}) is less than the sum of the cost components ({subtotal})"
-            )
+        reason = None
         if total > subtotal:
-            components.append(
-                CostComponent(TOTAL if not components else "other", None, None, 1,
-                              MONEY_CONTEXT.subtract(total, subtotal), provided=True)
-            )
-    covered = set(provided)
-    missing = [u for u in unpriced_units if u not in covered and not (ANCESTORS[u] & covered)]
-    if TOTAL in provided:
-        missing = []
-    if missing:
-        status = PricingStatus.PARTIALLY_PRICED
-        reason = unpriced_reason if record is None and unpriced_reason else f"no rate for {', '.join(missing)}"
-    elif all(c.provided for c in components):
-        status, reason = PricingStatus.PROVIDED, None
+            label = "other" if components else TOTAL
+            components.append(CostComponent(label, None, None, 1, total - subtotal, provided=True))
+        elif total < subtotal:
+            reason = (f"provided total {total} is below the sum of the priced components {subtotal}; "
+                      "the provided total is kept as one component")
+            components = [CostComponent(TOTAL, None, None, 1, total, provided=True)]
+        status = PricingStatus.PROVIDED
     else:
-        status, reason = PricingStatus.PRICED, None
+        total = subtotal
+        covered = set(provided)
+        missing = [u for u in unpriced_units if u not in covered and not (ANCESTORS[u] & covered)]
+        if missing:
+            status = PricingStatus.PARTIALLY_PRICED
+            reason = (unpriced_reason if record is None and unpriced_reason
+                      else f"no rate for {', '.join(missing)}")
+        elif all(c.provided for c in components):
+            status, reason = PricingStatus.PROVIDED, None
+        else:
+            status, reason = PricingStatus.PRICED, None
     return _new_breakdown(
         CostBreakdown,
         (
