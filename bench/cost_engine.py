@@ -89,23 +89,46 @@ def make_events(n: int, seed: int) -> list[Event]:
 BLOCK = 100
 
 
-def time_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[float], list[Any]]:
-    """Per-event nanoseconds, measured over blocks of ``BLOCK`` consecutive events (so the timer's own cost,
-    ~0.1 µs a call, is not charged to each event), and every result."""
+def time_peers(
+    fns: dict[str, Callable[[int], Any]], n: int, *, interleaved: bool, rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
+    """Per-event nanoseconds for each peer, measured over blocks of ``BLOCK`` consecutive events (so the
+    timer's own cost, ~0.1 µs a call, is not charged to each event), and each peer's results.
+
+    ``interleaved=False`` (default): each peer prices all events in turn, ``rounds`` times, the order of the
+    peers reversed every round so that drift on a noisy machine hits them alike; caches stay warm, as in a
+    service that prices a stream of events. ``interleaved=True``: the peers take turns block by block, so each
+    block starts with caches the other peers have disturbed.
+    """
     clock = time.perf_counter_ns
-    times: list[float] = []
-    results: list[Any] = []
-    for start in range(0, len(items), BLOCK):
-        block = items[start:start + BLOCK]
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    results: dict[str, list[Any]] = {name: [] for name in fns}
+
+    def timed(name: str, block: range, keep: bool) -> None:
+        fn = fns[name]
         t0 = clock()
-        out = [fn(item) for item in block]
+        out = [fn(i) for i in block]
         elapsed = clock() - t0
-        times.extend([elapsed / len(block)] * len(block))
-        results.extend(out)
+        times[name].extend([elapsed / len(block)] * len(block))
+        if keep:
+            results[name].extend(out)
+
+    blocks = [range(s, min(s + BLOCK, n)) for s in range(0, n, BLOCK)]
+    names = list(fns)
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        if interleaved:
+            for block in blocks:
+                for name in order:
+                    timed(name, block, r == 0)
+        else:
+            for name in order:
+                for block in blocks:
+                    timed(name, block, r == 0)
     return times, results
 
 
-def run(n: int, seed: int) -> int:
+def run(n: int, seed: int, *, interleaved: bool = False, rounds: int = 3) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     events = make_events(n, seed)
     records, providers = load_genai_catalog()
@@ -130,16 +153,7 @@ def run(n: int, seed: int) -> int:
         except LookupError:
             return None
 
-    idx = list(range(n))
-    costline_price(0), genai_price(0)  # warm caches and lazy imports for both
-    c_times, c_totals = time_each(costline_price, idx)
-    g_times, g_totals = time_each(genai_price, idx)
-
-    mismatches = [(events[i], c_totals[i], g_totals[i]) for i in idx
-                  if c_totals[i] is not None and g_totals[i] is not None and c_totals[i] != g_totals[i]]
-    both = sum(1 for i in idx if c_totals[i] is not None and g_totals[i] is not None)
-
-    l_times: list[float] = []
+    fns: dict[str, Callable[[int], Any]] = {"costline": costline_price, "genai-prices": genai_price}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -164,8 +178,17 @@ def run(n: int, seed: int) -> int:
             except Exception:
                 return None
 
-        litellm_price(0)
-        l_times, _ = time_each(litellm_price, idx)
+        import importlib.metadata as md
+
+        fns[f"litellm {md.version('litellm')}"] = litellm_price
+    for fn in fns.values():
+        fn(0)  # warm caches and lazy imports for every peer
+    times, results = time_peers(fns, n, interleaved=interleaved, rounds=rounds)
+    c_totals, g_totals = results["costline"], results["genai-prices"]
+    idx = range(n)
+    mismatches = [(events[i], c_totals[i], g_totals[i]) for i in idx
+                  if c_totals[i] is not None and g_totals[i] is not None and c_totals[i] != g_totals[i]]
+    both = sum(1 for i in idx if c_totals[i] is not None and g_totals[i] is not None)
 
     def summary(name: str, times: list[float]) -> tuple[float, float]:
         med = statistics.median(times) / 1000
@@ -174,17 +197,13 @@ def run(n: int, seed: int) -> int:
               f"{rate:>12,.0f} events/s")
         return med, rate
 
-    print(f"events: {n:,} (seed {seed}); python {platform.python_version()} on {platform.machine()}, "
-          f"{os.cpu_count()} cores; genai-prices {genai_prices_version()}")
-    c_med, _ = summary("costline", c_times)
-    g_med, _ = summary("genai-prices", g_times)
-    if l_times:
-        import importlib.metadata as md
-
-        l_med, _ = summary(f"litellm {md.version('litellm')}", l_times)
-        print(f"ratio (median): genai-prices/costline {g_med / c_med:.1f}×   litellm/costline {l_med / c_med:.1f}×")
-    else:
-        print(f"ratio (median): genai-prices/costline {g_med / c_med:.1f}×   (litellm not installed)")
+    mode = "interleaved blocks" if interleaved else "one peer at a time"
+    print(f"events: {n:,} × {rounds} rounds ({mode}, seed {seed}); python {platform.python_version()} on "
+          f"{platform.machine()}, {os.cpu_count()} cores; genai-prices {genai_prices_version()}")
+    medians = {name: summary(name, t)[0] for name, t in times.items()}
+    c_med = medians["costline"]
+    ratios = "   ".join(f"{name}/costline {m / c_med:.1f}×" for name, m in medians.items() if name != "costline")
+    print(f"ratio (median): {ratios}")
     unpriced = sum(1 for t in c_totals if t is None)
     print(f"totals compared with genai-prices: {both:,} events, {len(mismatches)} mismatches; "
           f"costline unpriced: {unpriced}")
@@ -197,8 +216,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--interleaved", action="store_true", help="peers take turns block by block")
     args = parser.parse_args()
-    sys.exit(run(args.events, args.seed))
+    sys.exit(run(args.events, args.seed, interleaved=args.interleaved, rounds=args.rounds))
 
 
 if __name__ == "__main__":

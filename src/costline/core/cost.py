@@ -178,7 +178,7 @@ def calc_cost(
     caller ``provided`` amounts. ``provided`` maps unit names (or ``"total"``) to amounts the caller already
     knows (for example a provider-reported cost); each wins over the computed amount of the same unit.
     """
-    quantities = usage.quantities
+    quantities = usage._lookup
     if model is None and record is not None:
         model = record.model
     if provider is None and record is not None:
@@ -188,7 +188,7 @@ def calc_cost(
     variants: tuple[str, ...] = ()
     total = ZERO
     if record is not None:
-        if record.variants:
+        if record.variants and (attributes or not record.attribute_variants_only):
             rates, variants = effective_rates(record, quantities, attributes or _NO_ATTRIBUTES, at)
         else:
             rates = record.rates

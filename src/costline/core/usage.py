@@ -45,6 +45,8 @@ class Usage:
     quantities: Mapping[str, Quantity] = field(default_factory=dict)
     #: the unit names present (computed; used as a cache key by the cost engine)
     units: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: the same quantities as a plain dict, for the cost engine's lookups (never handed out)
+    _lookup: dict[str, Quantity] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         given: dict[str, Quantity] = {}
@@ -54,6 +56,7 @@ class Usage:
             given[unit] = _quantity(unit, value)
         _check_subsets(given)
         clean = {unit: number for unit, number in given.items() if number}
+        object.__setattr__(self, "_lookup", clean)
         object.__setattr__(self, "quantities", MappingProxyType(clean))
         object.__setattr__(self, "units", frozenset(clean))
 
