@@ -202,7 +202,7 @@ def import_prices(obj: CliContext, file: Path, fmt: ImportFormat, dry_run: bool,
         })
         return
     out = console()
-    out.print(f"{file}: {len(result.records)} price record(s) read, {len(result.skipped)} entr(y/ies) skipped, "
+    out.print(f"{file}: {len(result.records)} price record(s) read, {len(result.skipped)} skipped, "
               f"{len(result.warnings)} warning(s), {len(conflicts)} rate conflict(s) with the current catalog")
     for model, why in result.skipped[:20]:
         out.print(f"  skipped {model}: {why}")
