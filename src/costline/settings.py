@@ -24,6 +24,20 @@ def _paths(text: str) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in text.split(os.pathsep) if p.strip())
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CostlineError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise CostlineError(f"expected a positive number, got {value}")
+    return value
+
+
+def _optional_days(text: str) -> int | None:
+    return None if text.strip().lower() in ("", "0", "forever", "none") else _positive_int(text)
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -59,6 +73,26 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "Whether the bundled genai-prices catalog is loaded (true/false). Turn it off to price only with your "
         "own and imported files.",
     ),
+    Setting(
+        "store_url", "COSTLINE_STORE_URL", str, lambda: "",
+        "Where `costline serve` keeps events: `duckdb:///path/file.duckdb` or `postgresql://user@host/db`. "
+        "Default: duckdb:///<data_dir>/costline.duckdb.",
+    ),
+    Setting(
+        "bind_host", "COSTLINE_BIND_HOST", str, lambda: "127.0.0.1",
+        "Address `costline serve` listens on. Any address other than loopback makes every route require "
+        "a key.",
+    ),
+    Setting("port", "COSTLINE_PORT", _positive_int, lambda: 8787, "Port `costline serve` listens on."),
+    Setting(
+        "max_body_bytes", "COSTLINE_MAX_BODY_BYTES", _positive_int, lambda: 64 * 1024 * 1024,
+        "Largest request body accepted, before and after gzip decompression (bytes); larger bodies get 413.",
+    ),
+    Setting(
+        "retention_days", "COSTLINE_RETENTION_DAYS", _optional_days, lambda: None,
+        "Delete observations older than this many days (`costline purge`, and hourly in `costline serve`). "
+        "Empty or 0: keep forever (the default).",
+    ),
 )
 
 
@@ -67,6 +101,11 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     price_files: tuple[Path, ...] = ()
     bundled_prices: bool = True
+    store_url: str = ""
+    bind_host: str = "127.0.0.1"
+    port: int = 8787
+    max_body_bytes: int = 64 * 1024 * 1024
+    retention_days: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -83,6 +122,10 @@ class Settings:
                 raise CostlineError(f"{setting.env}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"duckdb:///{(self.data_dir / 'costline.duckdb').resolve()}"
 
     @property
     def imported_prices_dir(self) -> Path:

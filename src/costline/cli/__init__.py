@@ -57,9 +57,15 @@ def cli(ctx: click.Context, data_dir: Path | None, price_files: tuple[Path, ...]
 def _register() -> None:
     from costline.cli.cost import cost_command
     from costline.cli.estimate import estimate_command
+    from costline.cli.maintenance import purge_command, reprice_command
     from costline.cli.prices import prices_group
+    from costline.cli.serve import projects_group, serve_command
 
     cli.add_command(prices_group)
+    cli.add_command(serve_command)
+    cli.add_command(projects_group)
+    cli.add_command(reprice_command)
+    cli.add_command(purge_command)
     cli.add_command(cost_command)
     cli.add_command(estimate_command)
 

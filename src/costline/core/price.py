@@ -24,6 +24,7 @@ class Source(StrEnum):
     """Where a record came from; also its precedence (lower rank wins)."""
 
     OVERRIDE = "override"
+    PROJECT = "project"
     USER = "user"
     IMPORTED = "imported"
     BUNDLED = "bundled"
@@ -33,7 +34,7 @@ class Source(StrEnum):
         return _SOURCE_RANK[self]
 
 
-_SOURCE_RANK = {Source.OVERRIDE: 0, Source.USER: 1, Source.IMPORTED: 2, Source.BUNDLED: 3}
+_SOURCE_RANK = {Source.OVERRIDE: 0, Source.PROJECT: 1, Source.USER: 2, Source.IMPORTED: 3, Source.BUNDLED: 4}
 
 MatchKind = Literal["exact", "prefix", "suffix", "contains", "regex", "any", "all"]
 

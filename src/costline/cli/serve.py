@@ -1,0 +1,142 @@
+"""``costline serve`` and ``costline projects``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from costline.cli.context import CliContext, pass_cli
+from costline.cli.render import console, emit_json
+from costline.settings import Settings
+from costline.store.base import Store
+
+log = logging.getLogger(__name__)
+PURGE_INTERVAL_SECONDS = 3600
+
+
+def _settings(obj: CliContext, **overrides: Any) -> Settings:
+    return Settings.from_env(data_dir=obj.data_dir, **overrides)
+
+
+def _open(settings: Settings) -> Store:
+    from costline.store import open_store
+
+    return open_store(settings.resolved_store_url)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@click.command("serve")
+@click.option("--host", help="Address to listen on (default 127.0.0.1; COSTLINE_BIND_HOST).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default 8787; COSTLINE_PORT).")
+@click.option("--store", "store_url", metavar="URL",
+              help="duckdb:///path/file.duckdb or postgresql://... (default: a DuckDB file in the data directory).")
+@click.option("--data-dir", "serve_data_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Data directory (same as the global --data-dir).")
+@pass_cli
+def serve_command(obj: CliContext, host: str | None, port: int | None, store_url: str | None,
+                  serve_data_dir: Path | None) -> None:
+    """Run the costline server: ingestion (native, OTLP, Langfuse-compatible) on one port.
+
+    On first start with an empty store it creates a project named "default" and prints its keys once.
+    """
+    import uvicorn
+
+    from costline.catalog.book import load_price_book
+    from costline.server.app import create_app
+    from costline.server.auth import create_project
+
+    if serve_data_dir is not None:
+        obj.data_dir = serve_data_dir
+    settings = _settings(obj, bind_host=host, port=port, store_url=store_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = _open(settings)
+    out = console()
+    if not store.list_projects():
+        new = create_project(store, "default", _now())
+        out.print(f"Created project 'default' ({new.project.id}). Its keys are shown once; keep them:")
+        out.print(f"  public key: {new.public_key}")
+        out.print(f"  secret key: {new.secret_key}")
+    book = load_price_book(settings, extra_files=obj.price_files)
+    app = create_app(settings, store, book)
+    if settings.retention_days:
+        _start_purger(store, settings.retention_days)
+    out.print(f"costline serving {settings.resolved_store_url} on http://{settings.bind_host}:{settings.port}")
+    try:
+        uvicorn.run(app, host=settings.bind_host, port=settings.port, log_level="warning",
+                    server_header=False, access_log=False)
+    finally:
+        store.close()
+
+
+def _start_purger(store: Store, days: int) -> None:
+    def loop() -> None:
+        while not stop.wait(PURGE_INTERVAL_SECONDS if started.is_set() else 5):
+            started.set()
+            try:
+                deleted = store.purge(_now() - timedelta(days=days))
+                if deleted:
+                    log.info("retention: purged %d observations older than %d days", deleted, days)
+            except Exception:  # the purge must never take the server down
+                log.exception("retention purge failed")
+
+    stop = threading.Event()
+    started = threading.Event()
+    threading.Thread(target=loop, name="costline-purge", daemon=True).start()
+
+
+@click.group("projects")
+def projects_group() -> None:
+    """Create and list projects and their keys."""
+
+
+@projects_group.command("create")
+@click.argument("name")
+@click.option("--store", "store_url", metavar="URL", help="Store URL (default: as for serve).")
+@click.option("--json", "as_json", is_flag=True, help="Print {project_id, public_key, secret_key}.")
+@pass_cli
+def create(obj: CliContext, name: str, store_url: str | None, as_json: bool) -> None:
+    """Create project NAME and print its public and secret key (the secret is shown only now)."""
+    from costline.server.auth import create_project
+
+    if not name.strip():
+        raise click.BadParameter("must not be empty", param_hint="NAME")
+    settings = _settings(obj, store_url=store_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = _open(settings)
+    try:
+        new = create_project(store, name, _now())
+    finally:
+        store.close()
+    if as_json:
+        emit_json({"project_id": new.project.id, "public_key": new.public_key, "secret_key": new.secret_key})
+        return
+    out = console()
+    out.print(f"project {new.project.name!r} ({new.project.id})")
+    out.print(f"  public key: {new.public_key}")
+    out.print(f"  secret key: {new.secret_key}   (shown once; costline keeps only its hash)")
+
+
+@projects_group.command("list")
+@click.option("--store", "store_url", metavar="URL", help="Store URL (default: as for serve).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_cli
+def list_projects(obj: CliContext, store_url: str | None, as_json: bool) -> None:
+    """List projects."""
+    store = _open(_settings(obj, store_url=store_url))
+    try:
+        projects = store.list_projects()
+    finally:
+        store.close()
+    if as_json:
+        emit_json([{"id": p.id, "name": p.name, "created_at": p.created_at.isoformat()} for p in projects])
+        return
+    for p in projects:
+        console().print(f"{p.id}  {p.name}  (created {p.created_at.isoformat()})")

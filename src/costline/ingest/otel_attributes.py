@@ -1,0 +1,425 @@
+"""OTel span attributes → costline observation fields (wire-formats.md B.2-B.7, C.1).
+
+The attributes arrive flattened (``otlp.py``): strings, ints, floats, bools, lists and dicts. Every rule here
+reads that flat mapping; none does I/O. Functions that can fail raise ``ExtractionError`` / ``UsageError`` with
+a message that starts with the attribute it read (``attributes["gen_ai.usage.input_tokens"]: ...``).
+
+Usage is costline's INCLUSIVE usage (``input_tokens`` counts cached tokens, ``output_tokens`` counts reasoning):
+
+1. ``langfuse.observation.usage_details`` (JSON) is read by the Langfuse extractor (disjoint Langfuse buckets, or
+   the raw OpenAI usage dict of the Langfuse OpenAI integration); a flat Chat Completions dict
+   (``prompt_tokens`` + ``completion_tokens``) goes through the OpenAI extractor, so OpenRouter's ``cost`` and
+   xAI/DeepSeek quirks are read too.
+2. Otherwise the generic ``gen_ai.usage.*`` / ``llm.token_count.*`` attributes, which semconv defines as
+   inclusive. **Anthropic rule**: some instrumentations (OpenLLMetry's anthropic) pass Anthropic's EXCLUSIVE
+   ``input_tokens`` through. When the provider is ``anthropic`` or ``aws`` and either cache read + cache write
+   exceed the input, or the reported total equals input + output + cache read + cache write, the input is taken
+   as exclusive and the cache tokens are added to it. Any other subset above its parent is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from costline.core.events import LEVELS
+from costline.core.money import to_decimal
+from costline.core.units import UNITS
+from costline.core.usage import Usage
+from costline.errors import CostlineError, ExtractionError
+from costline.extract import extract_usage
+
+Attrs = Mapping[str, Any]
+
+OBSERVATION_TYPES = frozenset(
+    {"generation", "embedding", "span", "event", "agent", "tool", "chain", "retriever", "evaluator", "guardrail"}
+)
+_OPENINFERENCE_KINDS = {
+    "llm": "generation", "embedding": "embedding", "chain": "chain", "retriever": "retriever", "agent": "agent",
+    "tool": "tool", "guardrail": "guardrail", "evaluator": "evaluator",
+}
+_OPERATIONS = {
+    **dict.fromkeys(("chat", "completion", "text_completion", "generate_content", "generate"), "generation"),
+    "embeddings": "embedding",
+    "invoke_agent": "agent",
+    "create_agent": "agent",
+    "execute_tool": "tool",
+}
+#: operations whose model/usage/cost describe their children (B.4): not read, so nothing is counted twice
+_AGGREGATE_OPERATIONS = frozenset({"invoke_agent", "agent_step"})
+_MODEL_KEYS = (
+    "langfuse.observation.model.name", "gen_ai.response.model", "ai.model.id", "gen_ai.request.model",
+    "llm.response.model", "llm.model_name", "model",
+)
+_FALLBACK_MODEL_KEYS = (
+    "langfuse.observation.model.name", "gen_ai.request.model", "gen_ai.response.model", "llm.model_name", "model",
+)
+_PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+#: OTel / OpenInference provider names -> genai-prices provider ids (unknown names are kept as sent)
+_PROVIDERS = {
+    "openai": "openai", "anthropic": "anthropic",
+    "aws.bedrock": "aws", "aws": "aws", "bedrock": "aws",
+    **dict.fromkeys(("azure.ai.openai", "az.ai.openai", "azure"), "azure"),
+    **dict.fromkeys(("gcp.vertex_ai", "gcp.gemini", "gcp.gen_ai", "google", "vertex_ai", "vertexai", "gemini"),
+                    "google"),
+    "cohere": "cohere", "mistral_ai": "mistral", "mistralai": "mistral", "mistral": "mistral",
+    "groq": "groq", "deepseek": "deepseek", "x_ai": "x-ai", "xai": "x-ai", "x-ai": "x-ai",
+    "perplexity": "perplexity",
+}
+_EXCLUSIVE_INPUT_PROVIDERS = frozenset({"anthropic", "aws"})
+_LANGFUSE_MODEL_KEYS = (
+    "langfuse.observation.model.name", "langfuse.observation.cost_details", "langfuse.observation.usage_details",
+    "langfuse.observation.completion_start_time", "langfuse.observation.model.parameters",
+)
+
+# generic usage: costline unit <- attributes, first present wins (C.1 current names, then deprecated/vendor ones)
+_GENERIC_USAGE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("input_tokens", ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")),
+    ("output_tokens",
+     ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion")),
+    ("cache_read_tokens", (
+        "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
+        "llm.token_count.prompt_details.cache_read", "gen_ai.usage.prompt_tokens_details.cached_tokens",
+    )),
+    ("cache_write_tokens", (
+        "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
+        "llm.token_count.prompt_details.cache_write",
+    )),
+    ("output_reasoning_tokens", (
+        "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
+        "llm.token_count.completion_details.reasoning",
+    )),
+    ("input_audio_tokens", ("gen_ai.usage.audio.input_tokens", "llm.token_count.prompt_details.audio")),
+    ("output_audio_tokens", ("gen_ai.usage.audio.output_tokens", "llm.token_count.completion_details.audio")),
+    ("input_text_tokens", ("gen_ai.usage.text.input_tokens",)),
+    ("input_image_tokens", ("gen_ai.usage.image.input_tokens",)),
+    ("input_video_tokens", ("gen_ai.usage.video.input_tokens",)),
+    ("output_text_tokens", ("gen_ai.usage.text.output_tokens",)),
+)
+_TOTAL_KEYS = ("gen_ai.usage.total_tokens", "llm.token_count.total")
+
+# Langfuse cost_details keys -> costline units (a costline unit name maps to itself)
+_COST_UNITS: Mapping[str, str] = {
+    **dict.fromkeys(("input", "input_tokens", "prompt_tokens"), "input_tokens"),
+    **dict.fromkeys(("output", "output_tokens", "completion_tokens"), "output_tokens"),
+    **dict.fromkeys(("input_cached_tokens", "input_cache_read", "cache_read_input_tokens", "cache_read_tokens"),
+                    "cache_read_tokens"),
+    **dict.fromkeys(
+        ("input_cache_creation", "input_cache_write", "cache_creation_input_tokens", "cache_write_tokens"),
+        "cache_write_tokens",
+    ),
+    **dict.fromkeys(("output_reasoning_tokens", "output_reasoning", "reasoning_tokens"), "output_reasoning_tokens"),
+    **{
+        f"{direction}_{modality}{suffix}": f"{direction}_{modality}_tokens"
+        for direction in ("input", "output") for modality in ("text", "audio", "image") for suffix in ("", "_tokens")
+    },
+}
+_SERVICE_TIER_KEYS = (
+    "gen_ai.openai.response.service_tier", "openai.response.service_tier",
+    "gen_ai.openai.request.service_tier", "gen_ai.request.service_tier",
+)
+_ENVIRONMENT_KEYS = ("langfuse.environment", "deployment.environment.name", "deployment.environment")
+_ENVIRONMENT = re.compile(r"^[a-z0-9_-]+$")
+
+
+def attr(key: str) -> str:
+    return f'attributes["{key}"]'
+
+
+def first(attrs: Attrs, *keys: str) -> Any:
+    """The first value among ``keys`` that is present and not empty."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "" and value != [] and value != {}:
+            return value
+    return None
+
+
+def text(attrs: Attrs, *keys: str) -> str | None:
+    """The first non-empty string (or number, as text) among ``keys``."""
+    for key in keys:
+        value = attrs.get(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, int | float):
+            return str(value)
+    return None
+
+
+def is_true(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def loads(value: object) -> Any:
+    """``value`` JSON-decoded when it is a string holding JSON, else as is."""
+    if isinstance(value, str | bytes):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in version.split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts)
+
+
+def observation_type(attrs: Attrs, scope_name: str, scope_version: str, resource: Attrs) -> str:
+    """B.3, first match wins; lower-case costline names."""
+    declared = attrs.get("langfuse.observation.type")
+    declared = declared.strip().lower() if isinstance(declared, str) else None
+    if (  # Langfuse Python SDK <= 3.3 sent generations as spans with generation attributes
+        declared == "span" and scope_name == "langfuse-sdk" and resource.get("telemetry.sdk.language") == "python"
+        and version_tuple(scope_version)[:2] <= (3, 3)
+        and (any(k in attrs for k in _LANGFUSE_MODEL_KEYS)
+             or any(k.startswith("langfuse.observation.prompt.") for k in attrs))
+    ):
+        return "generation"
+    if declared in OBSERVATION_TYPES:
+        return declared
+    kind = attrs.get("openinference.span.kind")
+    if isinstance(kind, str) and kind.strip().lower() in _OPENINFERENCE_KINDS:
+        return _OPENINFERENCE_KINDS[kind.strip().lower()]
+    operation = attrs.get("gen_ai.operation.name")
+    if isinstance(operation, str) and operation.strip().lower() in _OPERATIONS:
+        return _OPERATIONS[operation.strip().lower()]
+    if first(attrs, "gen_ai.tool.name", "gen_ai.tool.call.id") is not None:
+        return "tool"
+    if text(attrs, *_FALLBACK_MODEL_KEYS) is not None:
+        return "generation"
+    return "span"
+
+
+def is_aggregate(attrs: Attrs) -> bool:
+    operation = attrs.get("gen_ai.operation.name")
+    return isinstance(operation, str) and operation in _AGGREGATE_OPERATIONS
+
+
+def model(attrs: Attrs) -> str | None:
+    if is_aggregate(attrs):
+        return text(attrs, "langfuse.observation.model.name")
+    return text(attrs, *_MODEL_KEYS)
+
+
+def provider(attrs: Attrs) -> str | None:
+    name = text(attrs, *_PROVIDER_KEYS)
+    if name is None:
+        return None
+    name = name.strip()
+    return _PROVIDERS.get(name.lower(), name)
+
+
+def _token_count(attrs: Attrs, key: str) -> int | None:
+    value = attrs.get(key)
+    if value is None or value == "":
+        return None
+    number: object = value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        raise ExtractionError(f"{attr(key)}: expected a non-negative integer token count, got {value!r}")
+    return number
+
+
+def _langfuse_usage(attrs: Attrs) -> tuple[Usage | None, Mapping[str, Decimal] | None] | None:
+    """From ``langfuse.observation.usage_details``; ``None`` when absent or not JSON (generic extraction runs)."""
+    key = "langfuse.observation.usage_details"
+    raw = attrs.get(key)
+    if raw is None:
+        return None
+    details = loads(raw)
+    if isinstance(details, str):
+        return None  # not JSON: fall through, as Langfuse does
+    if not isinstance(details, Mapping) or not details:
+        return None, None
+    shape = "openai" if "prompt_tokens" in details and "completion_tokens" in details else "langfuse"
+    try:
+        got = extract_usage(details, shape)
+    except CostlineError as exc:
+        raise type(exc)(f"{attr(key)}.{exc}") from None
+    return got.usage, got.provided_cost
+
+
+def _generic_usage(attrs: Attrs, provider_id: str | None) -> Usage | None:
+    q: dict[str, int] = {}
+    for unit, keys in _GENERIC_USAGE:
+        for key in keys:
+            number = _token_count(attrs, key)
+            if number is not None:
+                q[unit] = number
+                break
+    if not q:
+        return None
+    total = next((n for n in (_token_count(attrs, k) for k in _TOTAL_KEYS) if n is not None), None)
+    cache = q.get("cache_read_tokens", 0) + q.get("cache_write_tokens", 0)
+    given = q.get("input_tokens", 0)
+    additive = given + cache + q.get("output_tokens", 0)
+    if provider_id in _EXCLUSIVE_INPUT_PROVIDERS and cache and (cache > given or total == additive):
+        q["input_tokens"] = given + cache  # Anthropic's exclusive input_tokens passed through (module docstring)
+    return Usage(q)
+
+
+def usage(attrs: Attrs, provider_id: str | None) -> tuple[Usage | None, Mapping[str, Decimal] | None]:
+    """(usage, cost the usage dict itself reported); ``UsageError`` when a subset exceeds its parent."""
+    found = _langfuse_usage(attrs)
+    if found is not None:
+        return found
+    if is_aggregate(attrs):
+        return None, None
+    return _generic_usage(attrs, provider_id), None
+
+
+def _amount(value: object, where: str) -> Decimal:
+    try:
+        number = to_decimal(value, field=where)
+    except CostlineError as exc:
+        raise ExtractionError(str(exc)) from None
+    if number < 0:
+        raise ExtractionError(f"{where}: expected a non-negative cost, got {value!r}")
+    return number
+
+
+def langfuse_cost(details: Mapping[str, Any], where: str) -> dict[str, Decimal] | None:
+    """Langfuse ``cost_details`` -> costline provided cost.
+
+    Bucket keys map to costline units where unambiguous (``input`` -> input_tokens, ``input_cached_tokens`` ->
+    cache_read_tokens, ...); as in Langfuse, provided costs are authoritative, so ``total`` is the given total,
+    else the sum of every entry (keys with no costline unit are only folded into it).
+    """
+    cost: dict[str, Decimal] = {}
+    total: Decimal | None = None
+    summed = Decimal(0)
+    seen = False
+    for key, value in details.items():
+        if value is None:
+            continue
+        seen = True
+        amount = _amount(value, f"{where}.{key}")
+        if key == "total":
+            total = amount
+            continue
+        summed += amount
+        unit = key if key in UNITS else _COST_UNITS.get(key)
+        if unit is not None:
+            cost[unit] = cost.get(unit, Decimal(0)) + amount
+    if not seen:
+        return None
+    cost["total"] = summed if total is None else total
+    return cost
+
+
+def provided_cost(attrs: Attrs) -> dict[str, Decimal] | None:
+    """B.6: ``langfuse.observation.cost_details`` > ``gen_ai.usage.cost`` > ``llm.cost.total``.
+
+    A zero ``gen_ai.usage.cost`` / ``llm.cost.total`` is ignored: OpenLIT reports 0 for models missing from its
+    own price table, and costline's price would otherwise be overridden by it.
+    """
+    key = "langfuse.observation.cost_details"
+    details = loads(attrs.get(key))
+    if isinstance(details, Mapping) and details:
+        return langfuse_cost(details, attr(key))
+    if is_aggregate(attrs):
+        return None
+    for key in ("gen_ai.usage.cost", "llm.cost.total"):
+        value = attrs.get(key)
+        if value is not None and value != "":
+            amount = _amount(value, attr(key))
+            if amount:
+                return {"total": amount}
+    return None
+
+
+def metadata(attrs: Attrs, prefix: str, decode: bool) -> dict[str, Any]:
+    """``<prefix>`` (a JSON object) plus every ``<prefix>.<key>``; values JSON-decoded when ``decode`` (v5)."""
+    out: dict[str, Any] = {}
+    bare = attrs.get(prefix)
+    if bare is not None:
+        parsed = loads(bare)
+        if isinstance(parsed, Mapping):
+            out.update(parsed)
+        else:
+            out["metadata"] = parsed
+    dotted = prefix + "."
+    for key, value in attrs.items():
+        if key.startswith(dotted) and len(key) > len(dotted):
+            out[key[len(dotted):]] = loads(value) if decode else value
+    return out
+
+
+def model_parameters(attrs: Attrs) -> dict[str, Any] | None:
+    for key in ("langfuse.observation.model.parameters", "llm.invocation_parameters"):
+        parsed = loads(attrs.get(key))
+        if isinstance(parsed, Mapping) and parsed:
+            return dict(parsed)
+    params: dict[str, Any] = {}
+    for key, value in attrs.items():
+        for prefix in ("gen_ai.request.", "llm.invocation_parameters."):
+            if key.startswith(prefix) and key != "gen_ai.request.model":
+                params[key[len(prefix):]] = value
+    return params or None
+
+
+def price_attributes(attrs: Attrs) -> dict[str, str] | None:
+    """The OpenAI service tier actually applied (response first; a requested ``auto`` is not a tier)."""
+    for key in _SERVICE_TIER_KEYS:
+        tier = text(attrs, key)
+        if tier is not None and tier.strip().lower() != "auto":
+            return {"service_tier": tier.strip()}
+    return None
+
+
+def level(attrs: Attrs, status_code: int) -> str:
+    declared = attrs.get("langfuse.observation.level")
+    if isinstance(declared, str) and declared.strip().upper() in LEVELS:
+        return declared.strip().upper()
+    return "ERROR" if status_code == 2 else "DEFAULT"
+
+
+def iso_time(value: object) -> datetime | None:
+    """A plain or JSON-quoted ISO 8601 time; naive times are UTC; unreadable values are ``None``."""
+    parsed = loads(value)
+    if not isinstance(parsed, str) or not parsed.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(parsed.strip())
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def environment(attrs: Attrs, resource: Attrs) -> str | None:
+    """B.2: first of the environment keys (span, then resource, per key), normalised; ``None`` when not sent."""
+    for key in _ENVIRONMENT_KEYS:
+        value = text(attrs, key) or text(resource, key)
+        if value is not None:
+            env = re.sub(r"^langfuse[-_]", "", value.strip().lower())[:40]
+            return env if _ENVIRONMENT.match(env) else "default"
+    return None
+
+
+def tags(value: object) -> tuple[str, ...] | None:
+    """An OTel string array, a JSON array string, a comma-separated list or one tag."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        stripped = value.strip()
+        parsed = loads(stripped) if stripped.startswith("[") else None
+        value = parsed if isinstance(parsed, list) else stripped.split(",")
+    if isinstance(value, list | tuple):
+        found = tuple(dict.fromkeys(str(t).strip() for t in value if t is not None and str(t).strip()))
+        return found or None
+    return (str(value),)

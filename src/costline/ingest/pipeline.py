@@ -1,0 +1,126 @@
+"""The one pipeline every protocol ends in: merge → price → store (one transaction per request).
+
+Decoders produce events; the pipeline folds them into stored rows (reading existing rows only for
+protocols with partial updates), prices each observation as of its start time with the project's price
+book, and writes observations, traces and scores in one transaction. A caller that gets a result back can
+acknowledge: the data has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from costline.catalog.user_file import compile_price_data
+from costline.core.events import (
+    Observation,
+    Score,
+    Trace,
+    merge_observation,
+    merge_trace,
+    price_observation,
+    score_from_event,
+)
+from costline.core.price import PriceRecord, Source
+from costline.core.resolve import PriceBook
+from costline.errors import CostlineError
+from costline.ingest.batch import Decoded
+from costline.store.base import Store, StoredPrice
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    observations: tuple[Observation, ...]
+    traces: tuple[Trace, ...]
+    scores: tuple[Score, ...]
+
+
+def stored_price_records(prices: Iterable[StoredPrice]) -> list[PriceRecord]:
+    """Compile project prices kept in the store (``StoredPrice.entry["entry"]`` is a price-file entry)."""
+    records: list[PriceRecord] = []
+    for price in prices:
+        entry = dict(price.entry.get("entry", price.entry))
+        entry.setdefault("id", f"project:{price.project_id}:{price.id}")
+        try:
+            records.extend(compile_price_data({"prices": [entry]}, f"project {price.project_id}",
+                                              source=Source.PROJECT))
+        except CostlineError as exc:  # a stored price that no longer compiles must not stop ingestion
+            log.warning("skipping stored price %s of project %s: %s", price.id, price.project_id, exc)
+    return records
+
+
+class Pipeline:
+    """Merges, prices and stores decoded events for a project."""
+
+    def __init__(self, store: Store, book: PriceBook, clock: Clock) -> None:
+        self.store = store
+        self.base_book = book
+        self.clock = clock
+        self._books: dict[str, PriceBook] = {}
+        self._lock = threading.Lock()
+
+    def book_for(self, project_id: str) -> PriceBook:
+        """The base book plus the project's own prices (they rank above every catalog)."""
+        book = self._books.get(project_id)
+        if book is None:
+            records = stored_price_records(self.store.list_prices(project_id))
+            book = self.base_book.with_records(records) if records else self.base_book
+            with self._lock:
+                self._books[project_id] = book
+        return book
+
+    def prices_changed(self, project_id: str) -> None:
+        with self._lock:
+            self._books.pop(project_id, None)
+
+    def ingest(self, project_id: str, decoded: Decoded) -> IngestResult:
+        now = self.clock()
+        book = self.book_for(project_id)
+        observations = self._observations(project_id, decoded, book, now)
+        traces = self._traces(project_id, decoded, now)
+        scores = [score_from_event(s, project_id, now) for s in decoded.scores]
+        if observations or traces or scores:
+            self.store.write(observations, traces, scores)
+        return IngestResult(tuple(observations), tuple(traces), tuple(scores))
+
+    def _observations(self, project_id: str, decoded: Decoded, book: PriceBook, now: datetime) -> list[Observation]:
+        if not decoded.observations:
+            return []
+        merged: dict[str, Observation] = {}
+        if decoded.merge:
+            ids = list(dict.fromkeys(e.id for e in decoded.observations))
+            merged.update(self.store.get_observations(project_id, ids))
+        for event in decoded.observations:
+            merged[event.id] = merge_observation(merged.get(event.id) if decoded.merge else None, event,
+                                                 project_id, now)
+        return [price_observation(o, book) for o in merged.values()]
+
+    def _traces(self, project_id: str, decoded: Decoded, now: datetime) -> list[Trace]:
+        if not decoded.traces:
+            return []
+        ids = list(dict.fromkeys(e.id for e in decoded.traces))
+        merged: dict[str, Trace] = dict(self.store.get_traces(project_id, ids))
+        for event in decoded.traces:
+            merged[event.id] = merge_trace(merged.get(event.id), event, project_id, now)
+        return list(merged.values())
+
+    def reprice(self, observations: Iterable[Observation]) -> Iterable[tuple[Observation, Observation]]:
+        """(old, new) for each observation priced again with today's books (nothing is written)."""
+        for obs in observations:
+            yield obs, price_observation(replace(obs), self.book_for(obs.project_id))
+
+
+def describe(result: IngestResult) -> dict[str, Any]:
+    return {
+        "observations": len(result.observations),
+        "traces": len(result.traces),
+        "scores": len(result.scores),
+    }

@@ -1,0 +1,106 @@
+"""The app factory: ``create_app(settings, store, book, clock)``. Nothing happens at import time."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from costline.core.resolve import PriceBook
+from costline.errors import CostlineError
+from costline.ingest.batch import IngestError
+from costline.ingest.pipeline import Clock, Pipeline
+from costline.server.auth import Authenticator
+from costline.settings import Settings
+from costline.store.base import ApiKey, Store
+
+log = logging.getLogger(__name__)
+
+#: routes that answer without a key when the server listens on loopback only
+OPEN_ON_LOOPBACK = frozenset({"/api/public/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    store: Store
+    pipeline: Pipeline
+    auth: Authenticator
+    clock: Clock
+    require_auth_everywhere: bool
+
+
+def state_of(request: Request) -> ServerState:
+    state: ServerState = request.app.state.costline
+    return state
+
+
+def key_of(request: Request) -> ApiKey:
+    key: ApiKey = request.state.api_key
+    return key
+
+
+def costline_version() -> str:
+    from importlib.metadata import version
+
+    return version("costline")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock = _utcnow) -> FastAPI:
+    from costline.server.routes import langfuse, native, otlp
+
+    app = FastAPI(title="costline", version=costline_version(), docs_url="/docs", redoc_url=None)
+    app.state.costline = ServerState(
+        settings=settings,
+        store=store,
+        pipeline=Pipeline(store, book, clock),
+        auth=Authenticator(store),
+        clock=clock,
+        require_auth_everywhere=not is_loopback(settings.bind_host),
+    )
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        state = state_of(request)
+        path = request.url.path
+        open_route = path in OPEN_ON_LOOPBACK and not state.require_auth_everywhere
+        key = state.auth.authenticate(request.headers.get("authorization"))
+        if key is None and not open_route:
+            return JSONResponse(
+                {"message": "missing or invalid credentials: send HTTP Basic public_key:secret_key or "
+                            "Authorization: Bearer <secret_key>"},
+                status_code=401, headers={"WWW-Authenticate": 'Basic realm="costline"'},
+            )
+        request.state.api_key = key
+        return await call_next(request)
+
+    @app.exception_handler(IngestError)
+    async def ingest_error(request: Request, exc: IngestError) -> JSONResponse:
+        return JSONResponse({"message": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(CostlineError)
+    async def costline_error(request: Request, exc: CostlineError) -> JSONResponse:
+        return JSONResponse({"message": str(exc)}, status_code=400)
+
+    app.include_router(native.router)
+    app.include_router(otlp.router)
+    app.include_router(langfuse.router)
+    return app

@@ -1,0 +1,85 @@
+"""API keys: a project has a public key and a secret key; the secret is stored as its SHA-256 digest.
+
+Requests authenticate with HTTP Basic ``public:secret`` (what the Langfuse SDK sends) or
+``Authorization: Bearer <secret>``. Secrets are 32 random bytes, so a fast hash is enough (no password
+stretching is needed against guessing), and lookups by digest make Bearer auth one index probe.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from costline.store.base import ApiKey, Project, Store
+
+PUBLIC_PREFIX = "pk-cl-"
+SECRET_PREFIX = "sk-cl-"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewProject:
+    project: Project
+    public_key: str
+    secret_key: str  # shown once, never stored
+
+
+def create_project(store: Store, name: str, now: datetime) -> NewProject:
+    if not name.strip():
+        raise ValueError("a project needs a name")
+    project = Project(id=uuid.uuid4().hex, name=name.strip(), created_at=now)
+    public_key = PUBLIC_PREFIX + secrets.token_hex(12)
+    secret_key = SECRET_PREFIX + secrets.token_urlsafe(32)
+    store.create_project(project, ApiKey(project.id, public_key, hash_secret(secret_key), now))
+    return NewProject(project, public_key, secret_key)
+
+
+class Authenticator:
+    """Resolves an Authorization header to an API key; successful lookups are cached in memory."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[str, ApiKey] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, header: str | None) -> ApiKey | None:
+        if not header:
+            return None
+        hit = self._cache.get(header)
+        if hit is not None:
+            return hit
+        key = self._lookup(header)
+        if key is not None:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[header] = key
+        return key
+
+    def _lookup(self, header: str) -> ApiKey | None:
+        scheme, _, value = header.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer" and value:
+            return self.store.find_key_by_secret_hash(hash_secret(value))
+        if scheme.lower() == "basic" and value:
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            public, sep, secret = decoded.partition(":")
+            if not sep:
+                return None
+            key = self.store.find_key_by_public(public)
+            if key is not None and hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+                return key
+        return None

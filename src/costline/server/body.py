@@ -1,0 +1,70 @@
+"""Reading request bodies: a size limit before and after gzip, and JSON with exact decimals."""
+
+from __future__ import annotations
+
+import zlib
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from costline.ingest.batch import IngestError
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, gunzipped when ``Content-Encoding: gzip``; 413 past ``max_bytes`` either way."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise IngestError(f"body is {declared} bytes, over the {max_bytes} byte limit", status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise IngestError(f"body is over the {max_bytes} byte limit", status=413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").lower()
+    if "gzip" in encoding:
+        body = gunzip(body, max_bytes)
+    elif encoding not in ("", "identity"):
+        raise IngestError(f"unsupported Content-Encoding {encoding!r}; send gzip or nothing", status=415)
+    return body
+
+
+def gunzip(body: bytes, max_bytes: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise IngestError(f"body is not valid gzip: {exc}") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise IngestError(f"decompressed body is over the {max_bytes} byte limit", status=413)
+    return out
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON with floats as exact Decimals (orjson for speed when the body has no floats)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(f"body is not valid JSON: {exc}") from None
+    if _has_float(data):
+        import json
+
+        data = json.loads(body, parse_float=Decimal)
+    return data
+
+
+def _has_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -1,0 +1,1 @@
+"""Routes: each decodes its request and calls the pipeline or the store."""

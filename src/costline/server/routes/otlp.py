@@ -1,0 +1,38 @@
+"""OTLP/HTTP traces at ``/v1/traces`` and ``/api/public/otel/v1/traces`` (protobuf or JSON, gzip)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from costline.ingest.batch import IngestError
+from costline.ingest.otlp import decode_otlp, encode_response
+from costline.server.app import key_of, state_of
+from costline.server.body import read_body
+
+router = APIRouter()
+
+
+async def _export(request: Request) -> Response:
+    state = state_of(request)
+    key = key_of(request)
+    content_type = request.headers.get("content-type", "")
+    reply_type = "application/json" if "json" in content_type else "application/x-protobuf"
+    try:
+        body = await read_body(request, state.settings.max_body_bytes)
+        decoded = decode_otlp(body, content_type)
+    except IngestError as exc:
+        return Response(encode_response(0, str(exc), reply_type), status_code=exc.status, media_type=reply_type)
+    await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded)
+    message = "; ".join(f"{e.id}: {e.message}" for e in decoded.errors[:20])
+    return Response(encode_response(len(decoded.errors), message, reply_type), media_type=reply_type)
+
+
+@router.post("/v1/traces", summary="OTLP/HTTP trace export")
+async def export_traces(request: Request) -> Response:
+    return await _export(request)
+
+
+@router.post("/api/public/otel/v1/traces", summary="OTLP/HTTP trace export (Langfuse SDK path)")
+async def export_traces_langfuse(request: Request) -> Response:
+    return await _export(request)

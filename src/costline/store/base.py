@@ -1,0 +1,153 @@
+"""The ``Store`` protocol every backend implements, its records, and ``open_store``.
+
+Writes are idempotent by (project, id) and durable when the call returns (the transaction has committed),
+so a 2xx sent after a write means the data survives a crash. Money columns are DECIMAL(38,12) / NUMERIC and
+come back as ``Decimal``. Backends are synchronous; the server calls them from a thread pool.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from costline.core.events import Observation, Score, Trace
+from costline.errors import CostlineError
+
+#: scheme → module implementing ``connect(url) -> Store``
+BACKENDS: Mapping[str, str] = {
+    "duckdb": "costline.store.duckdb",
+    "postgresql": "costline.store.postgres",
+    "postgres": "costline.store.postgres",
+}
+
+
+class StoreError(CostlineError):
+    """The store could not be opened or a write failed; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    name: str
+    created_at: datetime
+    retention_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    project_id: str
+    public_key: str
+    #: sha256 hex digest of the secret key (secrets are 32 random bytes, so a fast hash is enough)
+    secret_hash: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPrice:
+    """A user price kept in the store (the Langfuse models API writes these): a costline price-file entry as
+    JSON (see docs/prices.md), scoped to a project."""
+
+    project_id: str
+    id: str
+    entry: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    kind: str
+    details: Mapping[str, Any]
+
+
+class Store(Protocol):
+    """Persistence for projects, keys, observations, traces, scores, user prices and audit entries."""
+
+    url: str
+
+    def migrate(self) -> list[str]:
+        """Apply pending named migrations in order, each in its own transaction; return the names applied."""
+        ...
+
+    def close(self) -> None: ...
+
+    # projects and keys ------------------------------------------------------------------------------
+    def create_project(self, project: Project, key: ApiKey) -> None: ...
+
+    def list_projects(self) -> list[Project]: ...
+
+    def get_project(self, project_id: str) -> Project | None: ...
+
+    def find_key_by_public(self, public_key: str) -> ApiKey | None: ...
+
+    def find_key_by_secret_hash(self, secret_hash: str) -> ApiKey | None: ...
+
+    # writes (each call is one transaction, committed before it returns) ----------------------------
+    def get_observations(self, project_id: str, ids: Sequence[str]) -> dict[str, Observation]: ...
+
+    def get_traces(self, project_id: str, ids: Sequence[str]) -> dict[str, Trace]: ...
+
+    def write(
+        self,
+        observations: Sequence[Observation] = (),
+        traces: Sequence[Trace] = (),
+        scores: Sequence[Score] = (),
+    ) -> None:
+        """Upsert all of them in ONE transaction: a row with the same (project_id, id) is replaced."""
+        ...
+
+    # reads -------------------------------------------------------------------------------------------
+    def trace_observations(self, project_id: str, trace_id: str) -> list[Observation]: ...
+
+    def count_observations(self, project_id: str | None = None) -> int: ...
+
+    def iter_observations(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        project_id: str | None = None,
+        model_like: str | None = None,
+        batch_size: int = 10_000,
+    ) -> Iterator[Observation]:
+        """Observations with ``start <= start_time < end``, ``model`` matching the SQL LIKE pattern, in
+        (start_time, id) order, fetched in batches."""
+        ...
+
+    # user prices -------------------------------------------------------------------------------------
+    def put_price(self, price: StoredPrice) -> None: ...
+
+    def get_price(self, project_id: str, price_id: str) -> StoredPrice | None: ...
+
+    def list_prices(self, project_id: str | None = None) -> list[StoredPrice]: ...
+
+    def delete_price(self, project_id: str, price_id: str) -> bool: ...
+
+    # maintenance -------------------------------------------------------------------------------------
+    def add_audit(self, kind: str, details: Mapping[str, Any], at: datetime) -> None: ...
+
+    def list_audit(self, kind: str | None = None) -> list[AuditEntry]: ...
+
+    def purge(self, before: datetime, project_id: str | None = None) -> int:
+        """Delete observations (and scores) that started before ``before`` and traces left without any;
+        return the number of observations deleted."""
+        ...
+
+
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """Open the store at ``url`` (``duckdb:///path``, ``postgresql://...``) and apply pending migrations."""
+    scheme = url.split(":", 1)[0].lower()
+    module_name = BACKENDS.get(scheme)
+    if module_name is None:
+        known = ", ".join(sorted({f"{s}://" for s in BACKENDS}))
+        raise StoreError(f"unknown store URL scheme {scheme!r} in {url!r}; use one of {known}")
+    module = importlib.import_module(module_name)
+    store: Store = module.connect(url)
+    if migrate:
+        store.migrate()
+    return store

@@ -1,0 +1,346 @@
+"""The embedded DuckDB backend: one file, owned by one process, written through one connection.
+
+DuckDB lets one process write a database file, so the store owns a single connection and serialises every
+call on a lock (the server calls it from a thread pool). Each ``write`` is one transaction; DuckDB's
+write-ahead log makes it durable at COMMIT. A batch goes in as one JSON parameter holding a list per column,
+cast to a STRUCT of lists and ``unnest``-ed into an ``INSERT ... ON CONFLICT DO UPDATE``: about 30 ms for
+1,000 observations, where ``executemany`` takes seconds and a list parameter per column ~40 ms.
+
+URLs: ``duckdb:///abs/path/file.duckdb`` (also ``duckdb:////abs/...``), ``duckdb:relative/path.duckdb``.
+TIMESTAMPTZ values are read through ``timezone('UTC', col)``: fetching TIMESTAMPTZ directly would need pytz.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from costline.core.events import Observation, Score, Trace
+from costline.store import rows
+from costline.store.base import ApiKey, AuditEntry, Project, StoredPrice, StoreError
+from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations, pending_migrations
+from costline.store.rows import Column
+
+log = logging.getLogger(__name__)
+
+_TYPES: Mapping[str, str] = {
+    "text": "VARCHAR", "time": "TIMESTAMPTZ", "json": "VARCHAR", "money": "VARCHAR", "tags": "VARCHAR[]",
+    "bool": "BOOLEAN",
+}
+
+
+def database_path(url: str) -> Path:
+    """The file a ``duckdb:`` URL names (relative paths are taken from the working directory)."""
+    scheme, sep, rest = url.partition(":")
+    if scheme.lower() != "duckdb" or not sep:
+        raise StoreError(f"not a DuckDB URL: {url!r}; use duckdb:///abs/path/file.duckdb or duckdb:relative/path")
+    if rest.startswith("//"):
+        rest = "/" + rest.lstrip("/")
+    if rest.strip("/") == "":
+        raise StoreError(f"{url!r} names no file; use duckdb:///abs/path/file.duckdb or duckdb:relative/path")
+    return Path(rest).expanduser()
+
+
+def connect(url: str) -> DuckDBStore:
+    return DuckDBStore(url)
+
+
+def _select(columns: Sequence[Column], alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(
+        f'timezone(\'UTC\', {prefix}"{c.name}")' if c.kind == "time" else f'{prefix}"{c.name}"' for c in columns
+    )
+
+
+def _upsert_sql(table: str, columns: Sequence[Column]) -> str:
+    """INSERT from one JSON parameter holding a list per column (unnested together); a row with the same key
+    is replaced. One JSON text binds and parses faster than a list parameter per column."""
+    struct = ", ".join(f'"{c.name}" {_TYPES[c.kind]}[]' for c in columns)
+    values = ", ".join(
+        f'unnest(batch."{c.name}")' + ("::DECIMAL(38, 12)" if c.kind == "money" else "") for c in columns
+    )
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    updates = ", ".join(f'"{c.name}" = excluded."{c.name}"' for c in columns if c.name not in ("project_id", "id"))
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {values} FROM (SELECT ?::JSON::STRUCT({struct}) AS batch) "
+        f"ON CONFLICT (project_id, id) DO UPDATE SET {updates}, ingested_at = now()"
+    )
+
+
+def _batch_json(columns: Sequence[Column], values: Sequence[tuple[Any, ...]]) -> str:
+    return rows.dumps_json({c.name: column for c, column in zip(columns, zip(*values, strict=True), strict=True)})
+
+
+_OBS = _select(rows.OBSERVATION_COLUMNS)
+_TABLES: Mapping[str, tuple[Column, ...]] = {
+    "observations": rows.OBSERVATION_COLUMNS, "traces": rows.TRACE_COLUMNS, "scores": rows.SCORE_COLUMNS,
+}
+_UPSERTS = {table: _upsert_sql(table, columns) for table, columns in _TABLES.items()}
+
+
+class DuckDBStore:
+    """``Store`` on a DuckDB file. Thread-safe: every call takes the store's lock."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = database_path(url)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = duckdb.connect(str(self.path))
+        except (OSError, duckdb.Error) as exc:
+            raise StoreError(
+                f"cannot open the DuckDB store {self.path}: {exc}. One process owns a DuckDB file: stop the other "
+                "costline process using it, or send events to its server"
+            ) from exc
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # plumbing ----------------------------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """BEGIN … COMMIT under the lock; on any error ROLLBACK and raise (``StoreError`` for database errors)."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error):
+                    raise StoreError(f"{what} failed, nothing was stored: {exc}") from exc
+                raise
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except duckdb.Error as exc:
+                raise StoreError(f"query failed on {self.path}: {exc}") from exc
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed")
+        return self._conn
+
+    def migrate(self) -> list[str]:
+        applied: list[str] = []
+        with self._lock:
+            conn = self._connection()
+            conn.execute(SCHEMA_MIGRATIONS_DDL)
+            done = {name for (name,) in conn.execute("SELECT name FROM schema_migrations").fetchall()}
+        for migration in pending_migrations(load_migrations("duckdb"), done):
+            with self._transaction(f"migration {migration.name}") as conn:
+                conn.execute(migration.sql)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, current_timestamp)", [migration.name])
+            log.info("applied migration %s to %s", migration.name, self.path)
+            applied.append(migration.name)
+        return applied
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    # projects and keys -------------------------------------------------------------------------------------
+    def create_project(self, project: Project, key: ApiKey) -> None:
+        if key.project_id != project.id:
+            raise StoreError(f"key {key.public_key} is for project {key.project_id!r}, not {project.id!r}")
+        with self._transaction(f"creating project {project.id!r}") as conn:
+            conn.execute(
+                "INSERT INTO projects VALUES (?, ?, ?, ?)",
+                [project.id, project.name, rows.utc_in(project.created_at, "created_at"), project.retention_days],
+            )
+            conn.execute(
+                "INSERT INTO api_keys (project_id, public_key, secret_hash, created_at) VALUES (?, ?, ?, ?)",
+                [key.project_id, key.public_key, key.secret_hash, rows.utc_in(key.created_at, "created_at")],
+            )
+
+    def list_projects(self) -> list[Project]:
+        found = self._fetch(f"SELECT {_select(rows.PROJECT_COLUMNS)} FROM projects ORDER BY created_at, id")
+        return [Project(r[0], r[1], rows.utc_out(r[2]), r[3]) for r in found]
+
+    def get_project(self, project_id: str) -> Project | None:
+        found = self._fetch(f"SELECT {_select(rows.PROJECT_COLUMNS)} FROM projects WHERE id = ?", [project_id])
+        return Project(found[0][0], found[0][1], rows.utc_out(found[0][2]), found[0][3]) if found else None
+
+    def _find_key(self, column: str, value: str) -> ApiKey | None:
+        found = self._fetch(f"SELECT {_select(rows.API_KEY_COLUMNS)} FROM api_keys WHERE {column} = ?", [value])
+        return ApiKey(found[0][0], found[0][1], found[0][2], rows.utc_out(found[0][3])) if found else None
+
+    def find_key_by_public(self, public_key: str) -> ApiKey | None:
+        return self._find_key("public_key", public_key)
+
+    def find_key_by_secret_hash(self, secret_hash: str) -> ApiKey | None:
+        return self._find_key("secret_hash", secret_hash)
+
+    # writes ------------------------------------------------------------------------------------------------
+    def get_observations(self, project_id: str, ids: Sequence[str]) -> dict[str, Observation]:
+        if not ids:
+            return {}
+        found = self._fetch(
+            f"SELECT {_OBS} FROM observations WHERE project_id = ? AND id IN (SELECT unnest(?::VARCHAR[]))",
+            [project_id, list(ids)],
+        )
+        return {o.id: o for o in map(rows.observation_from_row, found)}
+
+    def get_traces(self, project_id: str, ids: Sequence[str]) -> dict[str, Trace]:
+        if not ids:
+            return {}
+        found = self._fetch(
+            f"SELECT {_select(rows.TRACE_COLUMNS)} FROM traces WHERE project_id = ? "
+            "AND id IN (SELECT unnest(?::VARCHAR[]))",
+            [project_id, list(ids)],
+        )
+        return {t.id: t for t in map(rows.trace_from_row, found)}
+
+    def write(
+        self,
+        observations: Sequence[Observation] = (),
+        traces: Sequence[Trace] = (),
+        scores: Sequence[Score] = (),
+    ) -> None:
+        batches = [
+            ("observations", [rows.observation_row(o) for o in rows.latest_by_key(observations)]),
+            ("traces", [rows.trace_row(t) for t in rows.latest_by_key(traces)]),
+            ("scores", [rows.score_row(s) for s in rows.latest_by_key(scores)]),
+        ]
+        payloads = [(table, _batch_json(_TABLES[table], values)) for table, values in batches if values]
+        if not payloads:
+            return
+        with self._transaction("write") as conn:
+            for table, payload in payloads:
+                conn.execute(_UPSERTS[table], [payload])
+
+    # reads -------------------------------------------------------------------------------------------------
+    def trace_observations(self, project_id: str, trace_id: str) -> list[Observation]:
+        found = self._fetch(
+            f"SELECT {_OBS} FROM observations WHERE project_id = ? AND trace_id = ? ORDER BY start_time, id",
+            [project_id, trace_id],
+        )
+        return [rows.observation_from_row(r) for r in found]
+
+    def count_observations(self, project_id: str | None = None) -> int:
+        if project_id is None:
+            found = self._fetch("SELECT count(*) FROM observations")
+        else:
+            found = self._fetch("SELECT count(*) FROM observations WHERE project_id = ?", [project_id])
+        return int(found[0][0])
+
+    def iter_observations(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        project_id: str | None = None,
+        model_like: str | None = None,
+        batch_size: int = 10_000,
+    ) -> Iterator[Observation]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        conditions: list[str] = []
+        params: list[Any] = []
+        if start is not None:
+            conditions.append("start_time >= ?")
+            params.append(rows.utc_in(start, "start"))
+        if end is not None:
+            conditions.append("start_time < ?")
+            params.append(rows.utc_in(end, "end"))
+        if project_id is not None:
+            conditions.append("project_id = ?")
+            params.append(project_id)
+        if model_like is not None:
+            conditions.append("model LIKE ? ESCAPE '\\'")
+            params.append(model_like)
+        return self._iter_batches(conditions, params, batch_size)
+
+    def _iter_batches(self, conditions: list[str], params: list[Any], batch_size: int) -> Iterator[Observation]:
+        after: list[Any] = []
+        while True:
+            where = [*conditions, "(start_time, project_id, id) > (?, ?, ?)"] if after else conditions
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            found = self._fetch(
+                f"SELECT {_OBS} FROM observations {clause} ORDER BY start_time, project_id, id LIMIT {batch_size}",
+                [*params, *after],
+            )
+            batch = [rows.observation_from_row(r) for r in found]
+            yield from batch
+            if len(batch) < batch_size:
+                return
+            last = batch[-1]
+            after = [last.start_time, last.project_id, last.id]
+
+    # user prices -------------------------------------------------------------------------------------------
+    def put_price(self, price: StoredPrice) -> None:
+        with self._transaction(f"saving price {price.id!r}") as conn:
+            conn.execute(
+                "INSERT INTO prices VALUES (?, ?, ?, ?, ?) ON CONFLICT (project_id, id) DO UPDATE SET "
+                "entry = excluded.entry, created_at = excluded.created_at, updated_at = excluded.updated_at",
+                [price.project_id, price.id, rows.dumps_json(price.entry),
+                 rows.utc_in(price.created_at, "created_at"), rows.utc_in(price.updated_at, "updated_at")],
+            )
+
+    def get_price(self, project_id: str, price_id: str) -> StoredPrice | None:
+        found = self._fetch(
+            f"SELECT {_select(rows.PRICE_COLUMNS)} FROM prices WHERE project_id = ? AND id = ?", [project_id, price_id]
+        )
+        return _price(found[0]) if found else None
+
+    def list_prices(self, project_id: str | None = None) -> list[StoredPrice]:
+        sql = f"SELECT {_select(rows.PRICE_COLUMNS)} FROM prices"
+        if project_id is None:
+            found = self._fetch(f"{sql} ORDER BY project_id, id")
+        else:
+            found = self._fetch(f"{sql} WHERE project_id = ? ORDER BY id", [project_id])
+        return [_price(r) for r in found]
+
+    def delete_price(self, project_id: str, price_id: str) -> bool:
+        with self._transaction(f"deleting price {price_id!r}") as conn:
+            found = conn.execute(
+                "DELETE FROM prices WHERE project_id = ? AND id = ? RETURNING id", [project_id, price_id]
+            ).fetchall()
+        return bool(found)
+
+    # maintenance -------------------------------------------------------------------------------------------
+    def add_audit(self, kind: str, details: Mapping[str, Any], at: datetime) -> None:
+        with self._transaction(f"audit entry {kind!r}") as conn:
+            conn.execute(
+                "INSERT INTO audit (\"at\", kind, details) VALUES (?, ?, ?)",
+                [rows.utc_in(at, "at"), kind, rows.dumps_json(details)],
+            )
+
+    def list_audit(self, kind: str | None = None) -> list[AuditEntry]:
+        sql = f"SELECT {_select(rows.AUDIT_COLUMNS)} FROM audit"
+        found = self._fetch(f"{sql} ORDER BY id") if kind is None else self._fetch(
+            f"{sql} WHERE kind = ? ORDER BY id", [kind]
+        )
+        return [AuditEntry(int(r[0]), rows.utc_out(r[1]), r[2], rows.json_out(r[3])) for r in found]
+
+    def purge(self, before: datetime, project_id: str | None = None) -> int:
+        params: list[Any] = [rows.utc_in(before, "before")]
+        scope = ""
+        if project_id is not None:
+            scope = " AND project_id = ?"
+            params.append(project_id)
+        with self._transaction("purge") as conn:
+            deleted = conn.execute(f"DELETE FROM observations WHERE start_time < ?{scope}", params).fetchall()
+            conn.execute(f"DELETE FROM scores WHERE \"timestamp\" < ?{scope}", params)
+            conn.execute(
+                f"DELETE FROM traces t WHERE t.\"timestamp\" < ?{scope} AND NOT EXISTS ("
+                "SELECT 1 FROM observations o WHERE o.project_id = t.project_id AND o.trace_id = t.id)",
+                params,
+            )
+        return int(deleted[0][0])
+
+
+def _price(r: Sequence[Any]) -> StoredPrice:
+    return StoredPrice(r[0], r[1], rows.json_out(r[2]), rows.utc_out(r[3]), rows.utc_out(r[4]))
