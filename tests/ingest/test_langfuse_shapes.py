@@ -93,8 +93,8 @@ def test_flat_prices_body_to_entry_and_back():
         "createdAt": "2026-03-01T09:30:00.000Z", "updatedAt": "2026-03-01T09:30:00.000Z",
     }
     sdk = as_sdk_model(model)
-    assert sdk.input_price == 1e-06 and sdk.pricing_tiers[0].is_default and sdk.start_date == datetime(2026, 1, 1,
-                                                                                                          tzinfo=UTC)
+    assert sdk.input_price == 1e-06 and sdk.pricing_tiers[0].is_default
+    assert sdk.start_date == datetime(2026, 1, 1, tzinfo=UTC)
     # the JSON carries the exact digits, not a float's
     assert b'"inputPrice":0.000001,' in dumps_json(model)
 

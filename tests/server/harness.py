@@ -63,7 +63,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"costline serve exited: {self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/api/public/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/api/public/health", timeout=1).status_code in (200, 401):
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
