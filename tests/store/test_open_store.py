@@ -94,3 +94,18 @@ def test_unreachable_postgres_fails_at_open_without_the_password() -> None:
 )
 def test_redact_hides_passwords(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+def test_duckdb_url_settings(tmp_path: Path) -> None:
+    from costline.store.duckdb import url_config
+
+    assert url_config("duckdb:///x.duckdb") == {"memory_limit": "1GB"}
+    assert url_config("duckdb:///x.duckdb?memory_limit=256MB&threads=2") == {"memory_limit": "256MB", "threads": "2"}
+    with pytest.raises(StoreError, match="unknown or empty DuckDB URL setting 'colour'"):
+        url_config("duckdb:///x.duckdb?colour=red")
+    store = open_store(f"duckdb:///{tmp_path / 's.duckdb'}?memory_limit=256MB")
+    try:
+        assert store.count_observations() == 0
+        assert (tmp_path / "s.duckdb").exists()
+    finally:
+        store.close()

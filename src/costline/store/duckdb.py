@@ -36,8 +36,27 @@ _TYPES: Mapping[str, str] = {
 }
 
 
+#: DuckDB settings a URL may carry as query parameters (``duckdb:///f.duckdb?memory_limit=2GB&threads=4``)
+URL_SETTINGS = ("memory_limit", "threads")
+#: DuckDB caches data up to its memory limit (80 % of RAM by default); a server wants a flat footprint
+DEFAULT_MEMORY_LIMIT = "1GB"
+
+
+def url_config(url: str) -> dict[str, str]:
+    """DuckDB configuration from the URL's query string, with costline's default memory limit."""
+    _, _, query = url.partition("?")
+    config = {"memory_limit": DEFAULT_MEMORY_LIMIT}
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        if key not in URL_SETTINGS or not value:
+            raise StoreError(f"unknown or empty DuckDB URL setting {key!r}; allowed: {', '.join(URL_SETTINGS)}")
+        config[key] = value
+    return config
+
+
 def database_path(url: str) -> Path:
     """The file a ``duckdb:`` URL names (relative paths are taken from the working directory)."""
+    url = url.partition("?")[0]
     scheme, sep, rest = url.partition(":")
     if scheme.lower() != "duckdb" or not sep:
         raise StoreError(f"not a DuckDB URL: {url!r}; use duckdb:///abs/path/file.duckdb or duckdb:relative/path")
@@ -93,7 +112,7 @@ class DuckDBStore:
         self.path = database_path(url)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = duckdb.connect(str(self.path))
+            self._conn = duckdb.connect(str(self.path), config=url_config(url))
         except (OSError, duckdb.Error) as exc:
             raise StoreError(
                 f"cannot open the DuckDB store {self.path}: {exc}. One process owns a DuckDB file: stop the other "
