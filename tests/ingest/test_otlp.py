@@ -435,6 +435,32 @@ def test_as_root_marks_a_root_and_environment_is_normalised() -> None:
     assert decode_attrs({"langfuse.environment": "bad env!"}).environment == "default"
 
 
+def test_resource_and_scope_values_apply_to_their_own_spans_only() -> None:
+    """Environment, release, version and the Langfuse SDK version are derived once per resource / scope."""
+
+    def resource_spans(resource: dict[str, Any], scopes: list[tuple[str, str, Any]]) -> dict[str, Any]:
+        return {"resource": {"attributes": [{"key": k, "value": any_value(v)} for k, v in resource.items()]},
+                "scopeSpans": [{"scope": {"name": name, "version": version}, "spans": [span]}
+                               for name, version, span in scopes]}
+
+    meta = {"langfuse.observation.metadata.a": '"x"'}
+    old_generation = {"langfuse.observation.type": "span", "langfuse.observation.model.name": "gpt-4o"}
+    body = json.dumps({"resourceSpans": [
+        resource_spans({"deployment.environment": "Prod", "service.version": "1.0", "langfuse.release": "r1",
+                        "telemetry.sdk.language": "python"},
+                       [("langfuse-sdk", "5.0.4", span_json("00000000000000a1", meta)),
+                        ("langfuse-sdk", "3.3.0", span_json("00000000000000a2", old_generation))]),
+        resource_spans({}, [("langfuse-sdk", "4.2.0", span_json("00000000000000a3",
+                                                                 {**meta, "langfuse.environment": "dev"}))]),
+    ]}).encode()
+    decoded = decode_otlp(body, JSON)
+    assert decoded.errors == []
+    a1, a2, a3 = decoded.observations
+    assert (a1.environment, a1.release, a1.version, a1.metadata) == ("prod", "r1", "1.0", {"a": "x"})  # v5: decoded
+    assert (a2.environment, a2.version, a2.type) == ("prod", "1.0", "generation")  # Python SDK <= 3.3 rule
+    assert (a3.environment, a3.release, a3.version, a3.metadata) == ("dev", None, None, {"a": '"x"'})  # v4: raw
+
+
 # ---------------------------------------------------------------- types, models, providers, levels
 
 

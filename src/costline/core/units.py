@@ -161,6 +161,13 @@ DIRECT_PARENTS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = MappingProxyT
 #: The direction roots every token subset must come with (usage is inclusive).
 TOKEN_ROOTS: Final[Mapping[str, str]] = MappingProxyType({"input": "input_tokens", "output": "output_tokens"})
 
+#: For each token unit other than a root, the root it must come with; absent for roots and non-token units.
+ROOT_OF: Final[Mapping[str, str]] = MappingProxyType({
+    name: TOKEN_ROOTS[dict(u.dimensions)["direction"]]
+    for name, u in UNITS.items()
+    if u.family == "tokens" and name not in TOKEN_ROOTS.values()
+})
+
 
 def is_descendant(ancestor: str, unit: str) -> bool:
     """True when ``ancestor`` strictly contains ``unit``."""

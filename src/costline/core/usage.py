@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from costline.core.money import to_decimal
-from costline.core.units import ANCESTORS, DIRECT_PARENTS, TOKEN_ROOTS, UNITS
+from costline.core.units import ANCESTORS, DIRECT_PARENTS, ROOT_OF, UNITS
 from costline.errors import CostlineError, UsageError
 
 Quantity = int | Decimal
@@ -102,14 +102,12 @@ def _check_subsets(q: Mapping[str, Quantity]) -> None:
     for unit, value in q.items():
         if not value:
             continue
-        dims = dict(UNITS[unit].dimensions)
-        if dims.get("family") == "tokens":
-            root = TOKEN_ROOTS[dims["direction"]]
-            if unit != root and root not in q:
-                raise UsageError(
-                    f"{unit} ({value}) was given without {root}; usage is inclusive, so {root} must be the "
-                    f"total that {unit} is part of"
-                )
+        root = ROOT_OF.get(unit)
+        if root is not None and root not in q:
+            raise UsageError(
+                f"{unit} ({value}) was given without {root}; usage is inclusive, so {root} must be the "
+                f"total that {unit} is part of"
+            )
         for ancestor in ANCESTORS[unit]:
             parent_value = q.get(ancestor)
             if parent_value is not None and value > parent_value:

@@ -101,6 +101,7 @@ _GENERIC_USAGE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("output_text_tokens", ("gen_ai.usage.text.output_tokens",)),
 )
 _TOTAL_KEYS = ("gen_ai.usage.total_tokens", "llm.token_count.total")
+_USAGE_UNITS = {key: unit for unit, keys in _GENERIC_USAGE for key in keys}
 
 # Langfuse cost_details keys -> costline units (a costline unit name maps to itself)
 _COST_UNITS: Mapping[str, str] = {
@@ -122,7 +123,7 @@ _SERVICE_TIER_KEYS = (
     "gen_ai.openai.response.service_tier", "openai.response.service_tier",
     "gen_ai.openai.request.service_tier", "gen_ai.request.service_tier",
 )
-_ENVIRONMENT_KEYS = ("langfuse.environment", "deployment.environment.name", "deployment.environment")
+ENVIRONMENT_KEYS = ("langfuse.environment", "deployment.environment.name", "deployment.environment")
 _ENVIRONMENT = re.compile(r"^[a-z0-9_-]+$")
 
 
@@ -134,7 +135,9 @@ def first(attrs: Attrs, *keys: str) -> Any:
     """The first value among ``keys`` that is present and not empty."""
     for key in keys:
         value = attrs.get(key)
-        if value is not None and value != "" and value != [] and value != {}:
+        if value is None:  # the common case first: most keys looked up are absent
+            continue
+        if value != "" and value != [] and value != {}:
             return value
     return None
 
@@ -143,11 +146,12 @@ def text(attrs: Attrs, *keys: str) -> str | None:
     """The first non-empty string (or number, as text) among ``keys``."""
     for key in keys:
         value = attrs.get(key)
-        if isinstance(value, bool):
+        if value is None:  # the common case first: most keys looked up are absent
             continue
-        if isinstance(value, str) and value.strip():
-            return value
-        if isinstance(value, int | float):
+        if isinstance(value, str):
+            if value.strip():
+                return value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
     return None
 
@@ -176,13 +180,21 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def observation_type(attrs: Attrs, scope_name: str, scope_version: str, resource: Attrs) -> str:
-    """B.3, first match wins; lower-case costline names."""
+def langfuse_sdk(scope_name: str, scope_version: str, resource: Attrs) -> tuple[bool, bool]:
+    """For an instrumentation scope: (Langfuse SDK >= 5, which JSON-encodes every metadata value;
+    Langfuse Python SDK <= 3.3, which sent generations as spans with generation attributes)."""
+    if scope_name != "langfuse-sdk":
+        return False, False
+    version = version_tuple(scope_version)
+    return version[:1] >= (5,), resource.get("telemetry.sdk.language") == "python" and version[:2] <= (3, 3)
+
+
+def observation_type(attrs: Attrs, old_langfuse_python: bool) -> str:
+    """B.3, first match wins; lower-case costline names. ``old_langfuse_python``: see ``langfuse_sdk``."""
     declared = attrs.get("langfuse.observation.type")
     declared = declared.strip().lower() if isinstance(declared, str) else None
-    if (  # Langfuse Python SDK <= 3.3 sent generations as spans with generation attributes
-        declared == "span" and scope_name == "langfuse-sdk" and resource.get("telemetry.sdk.language") == "python"
-        and version_tuple(scope_version)[:2] <= (3, 3)
+    if (
+        declared == "span" and old_langfuse_python
         and (any(k in attrs for k in _LANGFUSE_MODEL_KEYS)
              or any(k.startswith("langfuse.observation.prompt.") for k in attrs))
     ):
@@ -193,8 +205,10 @@ def observation_type(attrs: Attrs, scope_name: str, scope_version: str, resource
     if isinstance(kind, str) and kind.strip().lower() in _OPENINFERENCE_KINDS:
         return _OPENINFERENCE_KINDS[kind.strip().lower()]
     operation = attrs.get("gen_ai.operation.name")
-    if isinstance(operation, str) and operation.strip().lower() in _OPERATIONS:
-        return _OPERATIONS[operation.strip().lower()]
+    if isinstance(operation, str):
+        found = _OPERATIONS.get(operation.strip().lower())
+        if found is not None:
+            return found
     if first(attrs, "gen_ai.tool.name", "gen_ai.tool.call.id") is not None:
         return "tool"
     if text(attrs, *_FALLBACK_MODEL_KEYS) is not None:
@@ -223,6 +237,8 @@ def provider(attrs: Attrs) -> str | None:
 
 def _token_count(attrs: Attrs, key: str) -> int | None:
     value = attrs.get(key)
+    if type(value) is int and value >= 0:  # the common case first
+        return value
     if value is None or value == "":
         return None
     number: object = value
@@ -255,21 +271,30 @@ def _langfuse_usage(attrs: Attrs) -> tuple[Usage | None, Mapping[str, Decimal] |
 
 
 def _generic_usage(attrs: Attrs, provider_id: str | None) -> Usage | None:
+    sent = {_USAGE_UNITS[key] for key in attrs if key in _USAGE_UNITS}
+    if not sent:
+        return None
     q: dict[str, int] = {}
     for unit, keys in _GENERIC_USAGE:
-        for key in keys:
-            number = _token_count(attrs, key)
-            if number is not None:
-                q[unit] = number
-                break
+        if unit in sent:
+            for key in keys:
+                number = _token_count(attrs, key)
+                if number is not None:
+                    q[unit] = number
+                    break
     if not q:
         return None
-    total = next((n for n in (_token_count(attrs, k) for k in _TOTAL_KEYS) if n is not None), None)
-    cache = q.get("cache_read_tokens", 0) + q.get("cache_write_tokens", 0)
-    given = q.get("input_tokens", 0)
-    additive = given + cache + q.get("output_tokens", 0)
-    if provider_id in _EXCLUSIVE_INPUT_PROVIDERS and cache and (cache > given or total == additive):
-        q["input_tokens"] = given + cache  # Anthropic's exclusive input_tokens passed through (module docstring)
+    total = None
+    for key in _TOTAL_KEYS:
+        if key in attrs:
+            total = _token_count(attrs, key)
+            if total is not None:
+                break
+    if provider_id in _EXCLUSIVE_INPUT_PROVIDERS:  # Anthropic's exclusive input_tokens passed through (docstring)
+        cache = q.get("cache_read_tokens", 0) + q.get("cache_write_tokens", 0)
+        given = q.get("input_tokens", 0)
+        if cache and (cache > given or total == given + cache + q.get("output_tokens", 0)):
+            q["input_tokens"] = given + cache
     return Usage(q)
 
 
@@ -329,9 +354,11 @@ def provided_cost(attrs: Attrs) -> dict[str, Decimal] | None:
     own price table, and costline's price would otherwise be overridden by it.
     """
     key = "langfuse.observation.cost_details"
-    details = loads(attrs.get(key))
-    if isinstance(details, Mapping) and details:
-        return langfuse_cost(details, attr(key))
+    details = attrs.get(key)
+    if details is not None:
+        details = loads(details)
+        if isinstance(details, Mapping) and details:
+            return langfuse_cost(details, attr(key))
     if is_aggregate(attrs):
         return None
     for key in ("gen_ai.usage.cost", "llm.cost.total"):
@@ -360,22 +387,30 @@ def metadata(attrs: Attrs, prefix: str, decode: bool) -> dict[str, Any]:
     return out
 
 
+_REQUEST = "gen_ai.request."
+_INVOCATION = "llm.invocation_parameters."
+
+
 def model_parameters(attrs: Attrs) -> dict[str, Any] | None:
     for key in ("langfuse.observation.model.parameters", "llm.invocation_parameters"):
-        parsed = loads(attrs.get(key))
+        raw = attrs.get(key)
+        if raw is None:
+            continue
+        parsed = loads(raw)
         if isinstance(parsed, Mapping) and parsed:
             return dict(parsed)
     params: dict[str, Any] = {}
     for key, value in attrs.items():
-        for prefix in ("gen_ai.request.", "llm.invocation_parameters."):
-            if key.startswith(prefix) and key != "gen_ai.request.model":
-                params[key[len(prefix):]] = value
+        if key.startswith((_REQUEST, _INVOCATION)) and key != "gen_ai.request.model":
+            params[key[len(_REQUEST if key.startswith(_REQUEST) else _INVOCATION):]] = value
     return params or None
 
 
 def price_attributes(attrs: Attrs) -> dict[str, str] | None:
     """The OpenAI service tier actually applied (response first; a requested ``auto`` is not a tier)."""
     for key in _SERVICE_TIER_KEYS:
+        if key not in attrs:
+            continue
         tier = text(attrs, key)
         if tier is not None and tier.strip().lower() != "auto":
             return {"service_tier": tier.strip()}
@@ -403,7 +438,7 @@ def iso_time(value: object) -> datetime | None:
 
 def environment(attrs: Attrs, resource: Attrs) -> str | None:
     """B.2: first of the environment keys (span, then resource, per key), normalised; ``None`` when not sent."""
-    for key in _ENVIRONMENT_KEYS:
+    for key in ENVIRONMENT_KEYS:
         value = text(attrs, key) or text(resource, key)
         if value is not None:
             env = re.sub(r"^langfuse[-_]", "", value.strip().lower())[:40]

@@ -21,9 +21,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from operator import itemgetter
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -31,7 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from costline.core.events import ObservationEvent, TraceEvent
 from costline.errors import CostlineError, UsageError
@@ -48,6 +50,8 @@ _TRACE_UPDATE_KEYS = (
     "user.id", "session.id", "langfuse.user.id", "langfuse.session.id", "gen_ai.conversation.id",
 )
 _TRACE_META_KEYS = ("langfuse_user_id", "langfuse_session_id", "langfuse_tags")
+_NO_TRACE_META: Mapping[str, Any] = MappingProxyType(dict.fromkeys(_TRACE_META_KEYS))
+_PB_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 
 
 class _MalformedError(Exception):
@@ -55,11 +59,30 @@ class _MalformedError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Scope:
+    """What one ResourceSpans + ScopeSpans pair says about all of its spans, derived once."""
+
+    resource: Mapping[str, Any]
+    v5: bool  # Langfuse SDK >= 5: metadata values are JSON-encoded
+    old_langfuse_python: bool  # Langfuse Python SDK <= 3.3: generations sent as spans
+    environment: str | None  # from the resource alone: used when the span sends no environment key
+    release: str | None
+    version: str | None
+
+
+def _scope(resource: Mapping[str, Any], name: str, version: str) -> _Scope:
+    v5, old_langfuse_python = oa.langfuse_sdk(name, version, resource)
+    return _Scope(
+        resource=resource, v5=v5, old_langfuse_python=old_langfuse_python,
+        environment=oa.environment({}, resource), release=oa.text(resource, "langfuse.release"),
+        version=oa.text(resource, "service.version"),
+    )
+
+
+@dataclass(slots=True)  # not frozen: internal, and built once per span (a frozen init is slower)
 class _Span:
     path: str
-    resource: Mapping[str, Any]
-    scope_name: str
-    scope_version: str
+    scope: _Scope
     trace_id: str
     span_id: str
     parent_id: str | None
@@ -104,16 +127,21 @@ def encode_response(rejected: int, message: str, content_type: str) -> bytes:
 # ---------------------------------------------------------------- ids and times
 
 
-def _id(raw: object, size: int, where: str, *, optional: bool = False) -> str | None:
+def _id(raw: object, size: int, path: str, field: str, *, optional: bool = False) -> str | None:
     """A ``size``-byte id as lower-case hex: raw bytes (protobuf) or a hex string (OTLP/JSON, any case).
 
     A base64 string of the right length is accepted too (proto3 JSON as ``json_format`` writes it).
     """
+    if isinstance(raw, bytes) and len(raw) == size:  # the common case (protobuf) first
+        value = raw.hex()
+        if value.strip("0"):
+            return value
     if raw is None or raw in (b"", ""):
         if optional:
             return None
-        raise _MalformedError(f"{where}: required field is missing")
-    if isinstance(raw, bytes):
+        raise _MalformedError(f"{path}.{field}: required field is missing")
+    where = f"{path}.{field}"
+    if isinstance(raw, bytes):  # protobuf
         if len(raw) != size:
             raise _MalformedError(f"{where}: expected {size} bytes, got {len(raw)}")
         value = raw.hex()
@@ -136,7 +164,9 @@ def _id(raw: object, size: int, where: str, *, optional: bool = False) -> str | 
     return value
 
 
-def _nanos(value: object, where: str) -> int:
+def _nanos(value: object, path: str, field: str) -> int:
+    if type(value) is int and value >= 0:  # protobuf
+        return value
     if value is None or value == "":
         return 0
     number: object = value
@@ -145,12 +175,14 @@ def _nanos(value: object, where: str) -> int:
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
     if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-        raise _MalformedError(f"{where}: expected unix nanoseconds (an integer or a decimal string), got {value!r}")
+        raise _MalformedError(
+            f"{path}.{field}: expected unix nanoseconds (an integer or a decimal string), got {value!r}"
+        )
     return number
 
 
 def _time(nanos: int) -> datetime | None:
-    return None if not nanos else _EPOCH + timedelta(microseconds=nanos // 1000)
+    return None if not nanos else _EPOCH + timedelta(0, 0, nanos // 1000)  # (days, seconds, microseconds)
 
 
 # ---------------------------------------------------------------- protobuf
@@ -166,24 +198,24 @@ def _from_protobuf(body: bytes) -> list[_Span | ItemError]:
     for r, resource_spans in enumerate(request.resource_spans):
         resource = _pb_attributes(resource_spans.resource.attributes)
         for s, scope_spans in enumerate(resource_spans.scope_spans):
-            scope = scope_spans.scope
+            scope = _scope(resource, scope_spans.scope.name, scope_spans.scope.version)
+            spans_path = f"resourceSpans[{r}].scopeSpans[{s}].spans"
             for i, span in enumerate(scope_spans.spans):
-                path = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
-                fields_ = {
-                    "trace_id": span.trace_id, "span_id": span.span_id, "parent_id": span.parent_span_id,
-                    "name": span.name, "start": span.start_time_unix_nano, "end": span.end_time_unix_nano,
-                    "status_code": span.status.code, "status_message": span.status.message,
-                }
-                items.append(_span(path, resource, scope.name, scope.version, fields_,
-                                   partial(_pb_attributes, span.attributes)))
+                status = span.status
+                items.append(_span(
+                    f"{spans_path}[{i}]", scope, span.trace_id, span.span_id,
+                    span.parent_span_id, span.name, span.start_time_unix_nano, span.end_time_unix_nano,
+                    status.code, status.message, partial(_pb_attributes, span.attributes),
+                ))
     return items
 
 
 def _pb_attributes(values: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in values:
-        assert isinstance(kv, KeyValue)
-        out[kv.key] = _pb_value(kv.value)
+        value = kv.value
+        kind = value.WhichOneof("value")
+        out[kv.key] = getattr(value, kind) if kind in _PB_SCALARS else _pb_value(value)
     return out
 
 
@@ -227,8 +259,10 @@ def _json_spans(document: Mapping[str, Any]) -> Iterator[_Span | ItemError]:
         for s, scope_spans in enumerate(_list(resource_spans, "scopeSpans", rpath)):
             spath = f"{rpath}.scopeSpans[{s}]"
             scope_spans = _obj(scope_spans, spath)
-            scope = _obj(scope_spans.get("scope"), f"{spath}.scope")
-            scope_name, scope_version = scope.get("name"), scope.get("version")
+            scope_obj = _obj(scope_spans.get("scope"), f"{spath}.scope")
+            scope_name, scope_version = scope_obj.get("name"), scope_obj.get("version")
+            scope = _scope(resource, scope_name if isinstance(scope_name, str) else "",
+                           scope_version if isinstance(scope_version, str) else "")
             for i, raw in enumerate(_list(scope_spans, "spans", spath)):
                 path = f"{spath}.spans[{i}]"
                 if not isinstance(raw, dict):
@@ -236,15 +270,10 @@ def _json_spans(document: Mapping[str, Any]) -> Iterator[_Span | ItemError]:
                     continue
                 status = raw.get("status")
                 status = status if isinstance(status, dict) else {}
-                fields_ = {
-                    "trace_id": raw.get("traceId"), "span_id": raw.get("spanId"), "parent_id": raw.get("parentSpanId"),
-                    "name": raw.get("name"), "start": raw.get("startTimeUnixNano"), "end": raw.get("endTimeUnixNano"),
-                    "status_code": status.get("code"), "status_message": status.get("message"),
-                }
                 yield _span(
-                    path, resource, scope_name if isinstance(scope_name, str) else "",
-                    scope_version if isinstance(scope_version, str) else "", fields_,
-                    partial(_json_attributes, raw.get("attributes"), f"{path}.attributes"),
+                    path, scope, raw.get("traceId"), raw.get("spanId"), raw.get("parentSpanId"), raw.get("name"),
+                    raw.get("startTimeUnixNano"), raw.get("endTimeUnixNano"), status.get("code"),
+                    status.get("message"), partial(_json_attributes, raw.get("attributes"), f"{path}.attributes"),
                 )
 
 
@@ -317,39 +346,40 @@ def _json_value(value: object, where: str) -> Any:
 
 
 def _span(
-    path: str, resource: Mapping[str, Any], scope_name: str, scope_version: str, raw: Mapping[str, Any],
-    read_attributes: Callable[[], dict[str, Any]],
+    path: str, scope: _Scope, trace_id: object, span_id: object, parent_id: object, name: object, start: object,
+    end: object, code: object, message: object, read_attributes: Callable[[], dict[str, Any]],
 ) -> _Span | ItemError:
     """Validate one span's ids, times and attributes; an ``ItemError`` names the first bad field."""
     item_id = path
     try:
-        span_id = _id(raw["span_id"], 8, f"{path}.spanId")
-        assert span_id is not None
-        item_id = span_id
-        trace_id = _id(raw["trace_id"], 16, f"{path}.traceId")
-        assert trace_id is not None
-        code = raw["status_code"]
+        span = _id(span_id, 8, path, "spanId")
+        assert span is not None
+        item_id = span
+        trace = _id(trace_id, 16, path, "traceId")
+        assert trace is not None
         if isinstance(code, str):
             code = _STATUS_CODES.get(code, int(code) if code.isdigit() else 0)
-        name, message = raw["name"], raw["status_message"]
-        return _Span(
-            path=path, resource=resource, scope_name=scope_name, scope_version=scope_version,
-            trace_id=trace_id, span_id=span_id, parent_id=_id(raw["parent_id"], 8, f"{path}.parentSpanId",
-                                                              optional=True),
-            name=name if isinstance(name, str) else "",
-            start_ns=_nanos(raw["start"], f"{path}.startTimeUnixNano"),
-            end_ns=_nanos(raw["end"], f"{path}.endTimeUnixNano"),
-            attrs=read_attributes(),
-            status_code=code if isinstance(code, int) and not isinstance(code, bool) else 0,
-            status_message=message if isinstance(message, str) else "",
+        return _Span(  # positional, in field order: measurably faster than keywords once per span
+            path, scope, trace, span,
+            _id(parent_id, 8, path, "parentSpanId", optional=True),
+            name if isinstance(name, str) else "",
+            _nanos(start, path, "startTimeUnixNano"),
+            _nanos(end, path, "endTimeUnixNano"),
+            read_attributes(),
+            code if isinstance(code, int) and not isinstance(code, bool) else 0,
+            message if isinstance(message, str) else "",
         )
     except _MalformedError as exc:
         return ItemError(item_id, str(exc))
 
 
+#: a trace's fields as one span reports them (``None`` = not sent); merged per trace into one ``TraceEvent``
+_TraceValues = dict[str, Any]
+
+
 def _decode(items: list[_Span | ItemError]) -> Decoded:
     out = Decoded()
-    traces: dict[str, list[tuple[bool, TraceEvent, str | None]]] = {}
+    traces: dict[str, list[tuple[bool, _TraceValues, str | None]]] = {}
     for item in items:
         if isinstance(item, ItemError):
             out.errors.append(item)
@@ -362,15 +392,14 @@ def _decode(items: list[_Span | ItemError]) -> Decoded:
         out.observations.append(observation)
         out.accepted.append(observation.id)
         if trace is not None:
-            traces.setdefault(trace.id, []).append((is_root, trace, fallback_name))
-    out.traces = [_merge_traces(events) for events in traces.values()]
+            traces.setdefault(item.trace_id, []).append((is_root, trace, fallback_name))
+    out.traces = [_merge_traces(trace_id, events) for trace_id, events in traces.items()]
     return out
 
 
-def _events(span: _Span) -> tuple[ObservationEvent, TraceEvent | None, bool, str | None]:
-    """(observation, trace event or None, is root, the trace name to use if none is sent: a root's name)."""
-    a, resource = span.attrs, span.resource
-    v5 = span.scope_name == "langfuse-sdk" and oa.version_tuple(span.scope_version)[:1] >= (5,)
+def _events(span: _Span) -> tuple[ObservationEvent, _TraceValues | None, bool, str | None]:
+    """(observation, trace values or None, is root, the trace name to use if none is sent: a root's name)."""
+    a, scope = span.attrs, span.scope
     name = oa.text(a, "gen_ai.tool.name") or span.name or None
     provider = oa.provider(a)
     try:
@@ -379,59 +408,69 @@ def _events(span: _Span) -> tuple[ObservationEvent, TraceEvent | None, bool, str
         if str(exc).startswith("attributes["):
             raise
         raise UsageError(f"attributes (token usage): {exc}") from None
-    obs_meta = oa.metadata(a, "langfuse.observation.metadata", v5)
-    trace_meta = oa.metadata(a, "langfuse.trace.metadata", v5)
-    from_meta = {key: obs_meta.get(key, trace_meta.get(key)) for key in _TRACE_META_KEYS}
-    user_id = oa.text(a, "langfuse.user.id", "user.id") or oa.text(from_meta, "langfuse_user_id")
-    session_id = (oa.text(a, "langfuse.session.id", "session.id", "gen_ai.conversation.id")
-                  or oa.text(from_meta, "langfuse_session_id"))
-    tags = oa.tags(oa.first(a, "langfuse.trace.tags", "langfuse.tags")) or oa.tags(from_meta["langfuse_tags"])
-    environment = oa.environment(a, resource)
-    release = oa.text(a, "langfuse.release") or oa.text(resource, "langfuse.release")
-    version = oa.text(a, "langfuse.version") or oa.text(resource, "service.version")
+    user_id = oa.text(a, "langfuse.user.id", "user.id")
+    session_id = oa.text(a, "langfuse.session.id", "session.id", "gen_ai.conversation.id")
+    obs_meta: dict[str, Any] = {}
+    trace_meta: dict[str, Any] = {}
+    from_meta = _NO_TRACE_META
+    tags = completion_start = status_message = trace_name = None
+    release, version = scope.release, scope.version
+    if any(key.startswith("langfuse.") for key in a):  # only the Langfuse SDKs send these; others skip the work
+        obs_meta = oa.metadata(a, "langfuse.observation.metadata", scope.v5)
+        trace_meta = oa.metadata(a, "langfuse.trace.metadata", scope.v5)
+        if obs_meta or trace_meta:  # the SDK's trace keys in metadata stand in for missing trace attributes
+            from_meta = {key: obs_meta.get(key, trace_meta.get(key)) for key in _TRACE_META_KEYS}
+            user_id = user_id or oa.text(from_meta, "langfuse_user_id")
+            session_id = session_id or oa.text(from_meta, "langfuse_session_id")
+        tags = oa.tags(oa.first(a, "langfuse.trace.tags", "langfuse.tags")) or oa.tags(from_meta["langfuse_tags"])
+        release = oa.text(a, "langfuse.release") or release
+        version = oa.text(a, "langfuse.version") or version
+        completion_start = oa.iso_time(a.get("langfuse.observation.completion_start_time"))
+        status_message = oa.text(a, "langfuse.observation.status_message")
+        trace_name = oa.text(a, "langfuse.trace.name")
+    environment = (scope.environment if a.keys().isdisjoint(oa.ENVIRONMENT_KEYS)
+                   else oa.environment(a, scope.resource))
     start = _time(span.start_ns)
     observation = ObservationEvent(
         id=span.span_id, trace_id=span.trace_id, parent_id=span.parent_id,
-        type=oa.observation_type(a, span.scope_name, span.scope_version, resource), name=name,
-        start_time=start, end_time=_time(span.end_ns),
-        completion_start_time=oa.iso_time(a.get("langfuse.observation.completion_start_time")),
+        type=oa.observation_type(a, scope.old_langfuse_python), name=name,
+        start_time=start, end_time=_time(span.end_ns), completion_start_time=completion_start,
         model=oa.model(a), provider=provider, usage=usage, provided_cost=oa.provided_cost(a) or usage_cost,
         attributes=oa.price_attributes(a), user_id=user_id, session_id=session_id, tags=tags,
         metadata=obs_meta or None, environment=environment, release=release, version=version,
-        level=oa.level(a, span.status_code),
-        status_message=oa.text(a, "langfuse.observation.status_message") or span.status_message or None,
+        level=oa.level(a, span.status_code), status_message=status_message or span.status_message or None,
         model_parameters=oa.model_parameters(a),
     )
     is_root = span.parent_id is None or oa.is_true(a.get("langfuse.internal.as_root"))
     public = a.get("langfuse.trace.public")
-    updates = (
+    if not is_root and not (  # a child span reports trace values only when it carries trace attributes
         oa.first(a, *_TRACE_UPDATE_KEYS) is not None or bool(trace_meta) or oa.is_true(public)
         or any(from_meta[key] is not None for key in _TRACE_META_KEYS)
-    )
-    if not (is_root or updates):
+    ):
         return observation, None, False, None
-    trace = TraceEvent(
-        id=span.trace_id, name=oa.text(a, "langfuse.trace.name"),
-        timestamp=start if is_root else None, user_id=user_id, session_id=session_id, tags=tags,
-        metadata=trace_meta or None, environment=environment, release=release, version=version,
-        public=None if public is None else oa.is_true(public),
-    )
+    trace = {
+        "name": trace_name, "timestamp": start if is_root else None, "user_id": user_id, "session_id": session_id,
+        "tags": tags, "metadata": trace_meta or None, "environment": environment, "release": release,
+        "version": version, "public": None if public is None else oa.is_true(public),
+    }
     return observation, trace, is_root, name if is_root else None
 
 
-_TRACE_FIELDS = tuple(f.name for f in fields(TraceEvent) if f.name not in ("id", "metadata"))
-
-
-def _merge_traces(events: list[tuple[bool, TraceEvent, str | None]]) -> TraceEvent:
+def _merge_traces(trace_id: str, events: list[tuple[bool, _TraceValues, str | None]]) -> TraceEvent:
     """One event per trace: later values win, the root span's over its children's; the trace is named by
     ``langfuse.trace.name`` from any span, else after its root span."""
-    ordered = [e for root, e, _ in events if not root] + [e for root, e, _ in events if root]
-    merged = ordered[0]
-    for event in ordered[1:]:
-        changes: dict[str, Any] = {f: getattr(event, f) for f in _TRACE_FIELDS if getattr(event, f) is not None}
-        if event.metadata:
-            changes["metadata"] = {**(merged.metadata or {}), **event.metadata}
-        merged = replace(merged, **changes)
-    if merged.name is None:
-        merged = replace(merged, name=next((n for _, _, n in events if n), None))
-    return merged
+    if len(events) > 1:
+        events = sorted(events, key=itemgetter(0))  # stable: children first, then roots
+    merged = events[0][1]  # updated in place: each span's values are used only here
+    for _, values, _ in events[1:]:
+        for field, value in values.items():
+            if value is not None and field != "metadata":
+                merged[field] = value
+        if values["metadata"]:
+            merged["metadata"] = {**(merged["metadata"] or {}), **values["metadata"]}
+    if merged["name"] is None:  # named after its (first) root span
+        for _, _, root_name in events:
+            if root_name:
+                merged["name"] = root_name
+                break
+    return TraceEvent(id=trace_id, **merged)

@@ -42,7 +42,7 @@ URL_SETTINGS = ("memory_limit", "threads")
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 
-def url_config(url: str) -> dict[str, str]:
+def url_config(url: str) -> dict[str, Any]:
     """DuckDB configuration from the URL's query string, with costline's default memory limit."""
     _, _, query = url.partition("?")
     config = {"memory_limit": DEFAULT_MEMORY_LIMIT}
