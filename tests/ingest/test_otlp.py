@@ -583,7 +583,7 @@ def test_wrong_content_type_is_415() -> None:
 @pytest.mark.parametrize(("body", "content_type"), [(b"", PB), (b"{}", JSON), (b"", JSON),
                                                     (ExportTraceServiceRequest().SerializeToString(), PB)])
 def test_empty_request_is_empty(body: bytes, content_type: str) -> None:
-    assert decode_otlp(body, content_type) == Decoded()
+    assert decode_otlp(body, content_type) == Decoded(merge=False)
 
 
 def test_json_and_protobuf_decode_identically_for_a_mixed_batch() -> None:

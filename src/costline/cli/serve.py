@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,10 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
         out.print(f"  secret key: {new.secret_key}")
     book = load_price_book(settings, extra_files=obj.price_files)
     app = create_app(settings, store, book)
+    # the catalog is thousands of long-lived objects: keep the collector from rescanning them on every
+    # full collection (measured: OTLP decoding 44 → 31 ms per 1,000 spans)
+    gc.collect()
+    gc.freeze()
     if settings.retention_days:
         _start_purger(store, settings.retention_days)
     out.print(f"costline serving {settings.resolved_store_url} on http://{settings.bind_host}:{settings.port}")

@@ -378,7 +378,7 @@ _TraceValues = dict[str, Any]
 
 
 def _decode(items: list[_Span | ItemError]) -> Decoded:
-    out = Decoded()
+    out = Decoded(merge=False)  # spans are complete when exported: replace, never read-merge
     traces: dict[str, list[tuple[bool, _TraceValues, str | None]]] = {}
     for item in items:
         if isinstance(item, ItemError):
