@@ -24,9 +24,10 @@ import duckdb
 
 from costline.core.events import Observation, Score, Trace
 from costline.store import rows
-from costline.store.base import ApiKey, AuditEntry, Project, StoredPrice, StoreError
+from costline.store.base import StoreError
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations, pending_migrations
 from costline.store.rows import Column
+from costline.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ _TABLES: Mapping[str, tuple[Column, ...]] = {
 _UPSERTS = {table: _upsert_sql(table, columns) for table, columns in _TABLES.items()}
 
 
-class DuckDBStore:
+class DuckDBStore(SqlStore):
     """``Store`` on a DuckDB file. Thread-safe: every call takes the store's lock."""
 
     def __init__(self, url: str) -> None:
@@ -150,6 +151,9 @@ class DuckDBStore:
             raise StoreError(f"the store {self.path} is closed")
         return self._conn
 
+    def _columns(self, columns: Sequence[Column]) -> str:
+        return _select(columns)
+
     def migrate(self) -> list[str]:
         applied: list[str] = []
         with self._lock:
@@ -169,38 +173,6 @@ class DuckDBStore:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
-
-    # projects and keys -------------------------------------------------------------------------------------
-    def create_project(self, project: Project, key: ApiKey) -> None:
-        if key.project_id != project.id:
-            raise StoreError(f"key {key.public_key} is for project {key.project_id!r}, not {project.id!r}")
-        with self._transaction(f"creating project {project.id!r}") as conn:
-            conn.execute(
-                "INSERT INTO projects VALUES (?, ?, ?, ?)",
-                [project.id, project.name, rows.utc_in(project.created_at, "created_at"), project.retention_days],
-            )
-            conn.execute(
-                "INSERT INTO api_keys (project_id, public_key, secret_hash, created_at) VALUES (?, ?, ?, ?)",
-                [key.project_id, key.public_key, key.secret_hash, rows.utc_in(key.created_at, "created_at")],
-            )
-
-    def list_projects(self) -> list[Project]:
-        found = self._fetch(f"SELECT {_select(rows.PROJECT_COLUMNS)} FROM projects ORDER BY created_at, id")
-        return [Project(r[0], r[1], rows.utc_out(r[2]), r[3]) for r in found]
-
-    def get_project(self, project_id: str) -> Project | None:
-        found = self._fetch(f"SELECT {_select(rows.PROJECT_COLUMNS)} FROM projects WHERE id = ?", [project_id])
-        return Project(found[0][0], found[0][1], rows.utc_out(found[0][2]), found[0][3]) if found else None
-
-    def _find_key(self, column: str, value: str) -> ApiKey | None:
-        found = self._fetch(f"SELECT {_select(rows.API_KEY_COLUMNS)} FROM api_keys WHERE {column} = ?", [value])
-        return ApiKey(found[0][0], found[0][1], found[0][2], rows.utc_out(found[0][3])) if found else None
-
-    def find_key_by_public(self, public_key: str) -> ApiKey | None:
-        return self._find_key("public_key", public_key)
-
-    def find_key_by_secret_hash(self, secret_hash: str) -> ApiKey | None:
-        return self._find_key("secret_hash", secret_hash)
 
     # writes ------------------------------------------------------------------------------------------------
     def get_observations(self, project_id: str, ids: Sequence[str]) -> dict[str, Observation]:
@@ -241,20 +213,6 @@ class DuckDBStore:
                 conn.execute(_UPSERTS[table], [payload])
 
     # reads -------------------------------------------------------------------------------------------------
-    def trace_observations(self, project_id: str, trace_id: str) -> list[Observation]:
-        found = self._fetch(
-            f"SELECT {_OBS} FROM observations WHERE project_id = ? AND trace_id = ? ORDER BY start_time, id",
-            [project_id, trace_id],
-        )
-        return [rows.observation_from_row(r) for r in found]
-
-    def count_observations(self, project_id: str | None = None) -> int:
-        if project_id is None:
-            found = self._fetch("SELECT count(*) FROM observations")
-        else:
-            found = self._fetch("SELECT count(*) FROM observations WHERE project_id = ?", [project_id])
-        return int(found[0][0])
-
     def iter_observations(
         self,
         *,
@@ -298,51 +256,12 @@ class DuckDBStore:
             last = batch[-1]
             after = [last.start_time, last.project_id, last.id]
 
-    # user prices -------------------------------------------------------------------------------------------
-    def put_price(self, price: StoredPrice) -> None:
-        with self._transaction(f"saving price {price.id!r}") as conn:
-            conn.execute(
-                "INSERT INTO prices VALUES (?, ?, ?, ?, ?) ON CONFLICT (project_id, id) DO UPDATE SET "
-                "entry = excluded.entry, created_at = excluded.created_at, updated_at = excluded.updated_at",
-                [price.project_id, price.id, rows.dumps_json(price.entry),
-                 rows.utc_in(price.created_at, "created_at"), rows.utc_in(price.updated_at, "updated_at")],
-            )
-
-    def get_price(self, project_id: str, price_id: str) -> StoredPrice | None:
-        found = self._fetch(
-            f"SELECT {_select(rows.PRICE_COLUMNS)} FROM prices WHERE project_id = ? AND id = ?", [project_id, price_id]
-        )
-        return _price(found[0]) if found else None
-
-    def list_prices(self, project_id: str | None = None) -> list[StoredPrice]:
-        sql = f"SELECT {_select(rows.PRICE_COLUMNS)} FROM prices"
-        if project_id is None:
-            found = self._fetch(f"{sql} ORDER BY project_id, id")
-        else:
-            found = self._fetch(f"{sql} WHERE project_id = ? ORDER BY id", [project_id])
-        return [_price(r) for r in found]
-
     def delete_price(self, project_id: str, price_id: str) -> bool:
         with self._transaction(f"deleting price {price_id!r}") as conn:
             found = conn.execute(
                 "DELETE FROM prices WHERE project_id = ? AND id = ? RETURNING id", [project_id, price_id]
             ).fetchall()
         return bool(found)
-
-    # maintenance -------------------------------------------------------------------------------------------
-    def add_audit(self, kind: str, details: Mapping[str, Any], at: datetime) -> None:
-        with self._transaction(f"audit entry {kind!r}") as conn:
-            conn.execute(
-                "INSERT INTO audit (\"at\", kind, details) VALUES (?, ?, ?)",
-                [rows.utc_in(at, "at"), kind, rows.dumps_json(details)],
-            )
-
-    def list_audit(self, kind: str | None = None) -> list[AuditEntry]:
-        sql = f"SELECT {_select(rows.AUDIT_COLUMNS)} FROM audit"
-        found = self._fetch(f"{sql} ORDER BY id") if kind is None else self._fetch(
-            f"{sql} WHERE kind = ? ORDER BY id", [kind]
-        )
-        return [AuditEntry(int(r[0]), rows.utc_out(r[1]), r[2], rows.json_out(r[3])) for r in found]
 
     def purge(self, before: datetime, project_id: str | None = None) -> int:
         params: list[Any] = [rows.utc_in(before, "before")]
@@ -359,7 +278,3 @@ class DuckDBStore:
                 params,
             )
         return int(deleted[0][0])
-
-
-def _price(r: Sequence[Any]) -> StoredPrice:
-    return StoredPrice(r[0], r[1], rows.json_out(r[2]), rows.utc_out(r[3]), rows.utc_out(r[4]))

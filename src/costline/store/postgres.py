@@ -23,9 +23,10 @@ from psycopg.types.json import set_json_loads
 
 from costline.core.events import Observation, Score, Trace
 from costline.store import rows
-from costline.store.base import ApiKey, AuditEntry, Project, StoredPrice, StoreError
+from costline.store.base import StoreError
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations
 from costline.store.rows import Column
+from costline.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,10 @@ class _Pool:
             conn.close()
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     """``Store`` on a PostgreSQL database (the tables live in the first schema of the search path)."""
+
+    PARAM = "%s"
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
         self.url = url
@@ -159,6 +162,9 @@ class PostgresStore:
             except psycopg.Error as exc:
                 raise StoreError(f"query failed on {redact(self.url)}: {exc}") from exc
 
+    def _columns(self, columns: Sequence[Column]) -> str:
+        return _names(columns)
+
     def migrate(self) -> list[str]:
         applied: list[str] = []
         for migration in load_migrations("postgres"):
@@ -175,38 +181,6 @@ class PostgresStore:
 
     def close(self) -> None:
         self._pool.close()
-
-    # projects and keys -------------------------------------------------------------------------------------
-    def create_project(self, project: Project, key: ApiKey) -> None:
-        if key.project_id != project.id:
-            raise StoreError(f"key {key.public_key} is for project {key.project_id!r}, not {project.id!r}")
-        with self._transaction(f"creating project {project.id!r}") as cur:
-            cur.execute(
-                "INSERT INTO projects VALUES (%s, %s, %s, %s)",
-                [project.id, project.name, rows.utc_in(project.created_at, "created_at"), project.retention_days],
-            )
-            cur.execute(
-                "INSERT INTO api_keys (project_id, public_key, secret_hash, created_at) VALUES (%s, %s, %s, %s)",
-                [key.project_id, key.public_key, key.secret_hash, rows.utc_in(key.created_at, "created_at")],
-            )
-
-    def list_projects(self) -> list[Project]:
-        found = self._fetch(f"SELECT {_names(rows.PROJECT_COLUMNS)} FROM projects ORDER BY created_at, id")
-        return [Project(r[0], r[1], rows.utc_out(r[2]), r[3]) for r in found]
-
-    def get_project(self, project_id: str) -> Project | None:
-        found = self._fetch(f"SELECT {_names(rows.PROJECT_COLUMNS)} FROM projects WHERE id = %s", [project_id])
-        return Project(found[0][0], found[0][1], rows.utc_out(found[0][2]), found[0][3]) if found else None
-
-    def _find_key(self, column: str, value: str) -> ApiKey | None:
-        found = self._fetch(f"SELECT {_names(rows.API_KEY_COLUMNS)} FROM api_keys WHERE {column} = %s", [value])
-        return ApiKey(found[0][0], found[0][1], found[0][2], rows.utc_out(found[0][3])) if found else None
-
-    def find_key_by_public(self, public_key: str) -> ApiKey | None:
-        return self._find_key("public_key", public_key)
-
-    def find_key_by_secret_hash(self, secret_hash: str) -> ApiKey | None:
-        return self._find_key("secret_hash", secret_hash)
 
     # writes ------------------------------------------------------------------------------------------------
     def get_observations(self, project_id: str, ids: Sequence[str]) -> dict[str, Observation]:
@@ -254,20 +228,6 @@ class PostgresStore:
                 cur.execute(_UPSERTS[table])
 
     # reads -------------------------------------------------------------------------------------------------
-    def trace_observations(self, project_id: str, trace_id: str) -> list[Observation]:
-        found = self._fetch(
-            f"SELECT {_OBS} FROM observations WHERE project_id = %s AND trace_id = %s ORDER BY start_time, id",
-            [project_id, trace_id],
-        )
-        return [rows.observation_from_row(r) for r in found]
-
-    def count_observations(self, project_id: str | None = None) -> int:
-        if project_id is None:
-            found = self._fetch("SELECT count(*) FROM observations")
-        else:
-            found = self._fetch("SELECT count(*) FROM observations WHERE project_id = %s", [project_id])
-        return int(found[0][0])
-
     def iter_observations(
         self,
         *,
@@ -315,50 +275,10 @@ class PostgresStore:
             last = batch[-1]
             after = [getattr(last, name) for name in key]
 
-    # user prices -------------------------------------------------------------------------------------------
-    def put_price(self, price: StoredPrice) -> None:
-        with self._transaction(f"saving price {price.id!r}") as cur:
-            cur.execute(
-                "INSERT INTO prices VALUES (%s, %s, %s, %s, %s) ON CONFLICT (project_id, id) DO UPDATE SET "
-                "entry = excluded.entry, created_at = excluded.created_at, updated_at = excluded.updated_at",
-                [price.project_id, price.id, rows.dumps_json(price.entry),
-                 rows.utc_in(price.created_at, "created_at"), rows.utc_in(price.updated_at, "updated_at")],
-            )
-
-    def get_price(self, project_id: str, price_id: str) -> StoredPrice | None:
-        found = self._fetch(
-            f"SELECT {_names(rows.PRICE_COLUMNS)} FROM prices WHERE project_id = %s AND id = %s",
-            [project_id, price_id],
-        )
-        return _price(found[0]) if found else None
-
-    def list_prices(self, project_id: str | None = None) -> list[StoredPrice]:
-        sql = f"SELECT {_names(rows.PRICE_COLUMNS)} FROM prices"
-        if project_id is None:
-            found = self._fetch(f"{sql} ORDER BY project_id, id")
-        else:
-            found = self._fetch(f"{sql} WHERE project_id = %s ORDER BY id", [project_id])
-        return [_price(r) for r in found]
-
     def delete_price(self, project_id: str, price_id: str) -> bool:
         with self._transaction(f"deleting price {price_id!r}") as cur:
             cur.execute("DELETE FROM prices WHERE project_id = %s AND id = %s", [project_id, price_id])
             return cur.rowcount > 0
-
-    # maintenance -------------------------------------------------------------------------------------------
-    def add_audit(self, kind: str, details: Mapping[str, Any], at: datetime) -> None:
-        with self._transaction(f"audit entry {kind!r}") as cur:
-            cur.execute(
-                'INSERT INTO audit ("at", kind, details) VALUES (%s, %s, %s)',
-                [rows.utc_in(at, "at"), kind, rows.dumps_json(details)],
-            )
-
-    def list_audit(self, kind: str | None = None) -> list[AuditEntry]:
-        sql = f"SELECT {_names(rows.AUDIT_COLUMNS)} FROM audit"
-        found = self._fetch(f"{sql} ORDER BY id") if kind is None else self._fetch(
-            f"{sql} WHERE kind = %s ORDER BY id", [kind]
-        )
-        return [AuditEntry(int(r[0]), rows.utc_out(r[1]), r[2], rows.json_out(r[3])) for r in found]
 
     def purge(self, before: datetime, project_id: str | None = None) -> int:
         params: list[Any] = [rows.utc_in(before, "before")]
@@ -376,7 +296,3 @@ class PostgresStore:
                 params,
             )
         return deleted
-
-
-def _price(r: Sequence[Any]) -> StoredPrice:
-    return StoredPrice(r[0], r[1], rows.json_out(r[2]), rows.utc_out(r[3]), rows.utc_out(r[4]))

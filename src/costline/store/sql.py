@@ -1,0 +1,133 @@
+"""What the SQL backends share: statements that differ only in their placeholder style.
+
+Each backend subclasses ``SqlStore`` and supplies its transactions, its fetches, how it selects columns
+(DuckDB reads TIMESTAMPTZ through ``timezone('UTC', ...)``), and its placeholder (``?`` or ``%s``); the
+statements here are written with ``?`` and translated once per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, ClassVar
+
+from costline.core.events import Observation
+from costline.store import rows
+from costline.store.base import ApiKey, AuditEntry, Project, StoredPrice, StoreError
+from costline.store.rows import Column
+
+
+class SqlStore:
+    """Shared ``Store`` methods for the SQL backends."""
+
+    PARAM: ClassVar[str] = "?"
+
+    def _transaction(self, what: str) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _columns(self, columns: Sequence[Column]) -> str:
+        raise NotImplementedError
+
+    def _q(self, sql: str) -> str:
+        """``sql`` written with ``?`` placeholders, in this backend's style."""
+        return sql if self.PARAM == "?" else sql.replace("?", self.PARAM)
+
+    # projects and keys -------------------------------------------------------------------------------------
+    def create_project(self, project: Project, key: ApiKey) -> None:
+        if key.project_id != project.id:
+            raise StoreError(f"key {key.public_key} is for project {key.project_id!r}, not {project.id!r}")
+        with self._transaction(f"creating project {project.id!r}") as conn:
+            conn.execute(
+                self._q("INSERT INTO projects VALUES (?, ?, ?, ?)"),
+                [project.id, project.name, rows.utc_in(project.created_at, "created_at"), project.retention_days],
+            )
+            conn.execute(
+                self._q("INSERT INTO api_keys (project_id, public_key, secret_hash, created_at) VALUES (?, ?, ?, ?)"),
+                [key.project_id, key.public_key, key.secret_hash, rows.utc_in(key.created_at, "created_at")],
+            )
+
+    def list_projects(self) -> list[Project]:
+        found = self._fetch(f"SELECT {self._columns(rows.PROJECT_COLUMNS)} FROM projects ORDER BY created_at, id")
+        return [Project(r[0], r[1], rows.utc_out(r[2]), r[3]) for r in found]
+
+    def get_project(self, project_id: str) -> Project | None:
+        found = self._fetch(
+            self._q(f"SELECT {self._columns(rows.PROJECT_COLUMNS)} FROM projects WHERE id = ?"), [project_id]
+        )
+        return Project(found[0][0], found[0][1], rows.utc_out(found[0][2]), found[0][3]) if found else None
+
+    def _find_key(self, column: str, value: str) -> ApiKey | None:
+        found = self._fetch(
+            self._q(f"SELECT {self._columns(rows.API_KEY_COLUMNS)} FROM api_keys WHERE {column} = ?"), [value]
+        )
+        return ApiKey(found[0][0], found[0][1], found[0][2], rows.utc_out(found[0][3])) if found else None
+
+    def find_key_by_public(self, public_key: str) -> ApiKey | None:
+        return self._find_key("public_key", public_key)
+
+    def find_key_by_secret_hash(self, secret_hash: str) -> ApiKey | None:
+        return self._find_key("secret_hash", secret_hash)
+
+    # reads -------------------------------------------------------------------------------------------------
+    def trace_observations(self, project_id: str, trace_id: str) -> list[Observation]:
+        found = self._fetch(
+            self._q(f"SELECT {self._columns(rows.OBSERVATION_COLUMNS)} FROM observations "
+                    "WHERE project_id = ? AND trace_id = ? ORDER BY start_time, id"),
+            [project_id, trace_id],
+        )
+        return [rows.observation_from_row(r) for r in found]
+
+    def count_observations(self, project_id: str | None = None) -> int:
+        if project_id is None:
+            found = self._fetch("SELECT count(*) FROM observations")
+        else:
+            found = self._fetch(self._q("SELECT count(*) FROM observations WHERE project_id = ?"), [project_id])
+        return int(found[0][0])
+
+    # user prices -------------------------------------------------------------------------------------------
+    def put_price(self, price: StoredPrice) -> None:
+        with self._transaction(f"saving price {price.id!r}") as conn:
+            conn.execute(
+                self._q("INSERT INTO prices VALUES (?, ?, ?, ?, ?) ON CONFLICT (project_id, id) DO UPDATE SET "
+                        "entry = excluded.entry, created_at = excluded.created_at, updated_at = excluded.updated_at"),
+                [price.project_id, price.id, rows.dumps_json(price.entry),
+                 rows.utc_in(price.created_at, "created_at"), rows.utc_in(price.updated_at, "updated_at")],
+            )
+
+    def get_price(self, project_id: str, price_id: str) -> StoredPrice | None:
+        found = self._fetch(
+            self._q(f"SELECT {self._columns(rows.PRICE_COLUMNS)} FROM prices WHERE project_id = ? AND id = ?"),
+            [project_id, price_id],
+        )
+        return stored_price(found[0]) if found else None
+
+    def list_prices(self, project_id: str | None = None) -> list[StoredPrice]:
+        sql = f"SELECT {self._columns(rows.PRICE_COLUMNS)} FROM prices"
+        if project_id is None:
+            found = self._fetch(f"{sql} ORDER BY project_id, id")
+        else:
+            found = self._fetch(self._q(f"{sql} WHERE project_id = ? ORDER BY id"), [project_id])
+        return [stored_price(r) for r in found]
+
+    # maintenance -------------------------------------------------------------------------------------------
+    def add_audit(self, kind: str, details: Mapping[str, Any], at: datetime) -> None:
+        with self._transaction(f"audit entry {kind!r}") as conn:
+            conn.execute(
+                self._q('INSERT INTO audit ("at", kind, details) VALUES (?, ?, ?)'),
+                [rows.utc_in(at, "at"), kind, rows.dumps_json(details)],
+            )
+
+    def list_audit(self, kind: str | None = None) -> list[AuditEntry]:
+        sql = f"SELECT {self._columns(rows.AUDIT_COLUMNS)} FROM audit"
+        found = self._fetch(f"{sql} ORDER BY id") if kind is None else self._fetch(
+            self._q(f"{sql} WHERE kind = ? ORDER BY id"), [kind]
+        )
+        return [AuditEntry(int(r[0]), rows.utc_out(r[1]), r[2], rows.json_out(r[3])) for r in found]
+
+
+def stored_price(r: Sequence[Any]) -> StoredPrice:
+    return StoredPrice(r[0], r[1], rows.json_out(r[2]), rows.utc_out(r[3]), rows.utc_out(r[4]))
