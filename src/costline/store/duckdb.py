@@ -212,50 +212,6 @@ class DuckDBStore(SqlStore):
             for table, payload in payloads:
                 conn.execute(_UPSERTS[table], [payload])
 
-    # reads -------------------------------------------------------------------------------------------------
-    def iter_observations(
-        self,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        project_id: str | None = None,
-        model_like: str | None = None,
-        batch_size: int = 10_000,
-    ) -> Iterator[Observation]:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        conditions: list[str] = []
-        params: list[Any] = []
-        if start is not None:
-            conditions.append("start_time >= ?")
-            params.append(rows.utc_in(start, "start"))
-        if end is not None:
-            conditions.append("start_time < ?")
-            params.append(rows.utc_in(end, "end"))
-        if project_id is not None:
-            conditions.append("project_id = ?")
-            params.append(project_id)
-        if model_like is not None:
-            conditions.append("model LIKE ? ESCAPE '\\'")
-            params.append(model_like)
-        return self._iter_batches(conditions, params, batch_size)
-
-    def _iter_batches(self, conditions: list[str], params: list[Any], batch_size: int) -> Iterator[Observation]:
-        after: list[Any] = []
-        while True:
-            where = [*conditions, "(start_time, project_id, id) > (?, ?, ?)"] if after else conditions
-            clause = f"WHERE {' AND '.join(where)}" if where else ""
-            found = self._fetch(
-                f"SELECT {_OBS} FROM observations {clause} ORDER BY start_time, project_id, id LIMIT {batch_size}",
-                [*params, *after],
-            )
-            batch = [rows.observation_from_row(r) for r in found]
-            yield from batch
-            if len(batch) < batch_size:
-                return
-            last = batch[-1]
-            after = [last.start_time, last.project_id, last.id]
-
     def delete_price(self, project_id: str, price_id: str) -> bool:
         with self._transaction(f"deleting price {price_id!r}") as conn:
             found = conn.execute(

@@ -227,54 +227,6 @@ class PostgresStore(SqlStore):
                         copy.write_row(row)
                 cur.execute(_UPSERTS[table])
 
-    # reads -------------------------------------------------------------------------------------------------
-    def iter_observations(
-        self,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        project_id: str | None = None,
-        model_like: str | None = None,
-        batch_size: int = 10_000,
-    ) -> Iterator[Observation]:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        conditions: list[str] = []
-        params: list[Any] = []
-        if start is not None:
-            conditions.append("start_time >= %s")
-            params.append(rows.utc_in(start, "start"))
-        if end is not None:
-            conditions.append("start_time < %s")
-            params.append(rows.utc_in(end, "end"))
-        if project_id is not None:
-            conditions.append("project_id = %s")
-            params.append(project_id)
-        if model_like is not None:
-            conditions.append("model LIKE %s ESCAPE '\\'")
-            params.append(model_like)
-        # within one project the key is (start_time, id), which the (project_id, start_time, id) index serves
-        key = ("start_time", "id") if project_id is not None else ("start_time", "project_id", "id")
-        return self._iter_batches(conditions, params, key, batch_size)
-
-    def _iter_batches(
-        self, conditions: list[str], params: list[Any], key: tuple[str, ...], batch_size: int
-    ) -> Iterator[Observation]:
-        after: list[Any] = []
-        order = ", ".join(key)
-        while True:
-            where = [*conditions, f"({order}) > ({', '.join('%s' for _ in key)})"] if after else conditions
-            clause = f"WHERE {' AND '.join(where)}" if where else ""
-            found = self._fetch(
-                f"SELECT {_OBS} FROM observations {clause} ORDER BY {order} LIMIT {batch_size}", [*params, *after]
-            )
-            batch = [rows.observation_from_row(r) for r in found]
-            yield from batch
-            if len(batch) < batch_size:
-                return
-            last = batch[-1]
-            after = [getattr(last, name) for name in key]
-
     def delete_price(self, project_id: str, price_id: str) -> bool:
         with self._transaction(f"deleting price {price_id!r}") as cur:
             cur.execute("DELETE FROM prices WHERE project_id = %s AND id = %s", [project_id, price_id])

@@ -7,7 +7,7 @@ statements here are written with ``?`` and translated once per call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -80,6 +80,56 @@ class SqlStore:
             [project_id, trace_id],
         )
         return [rows.observation_from_row(r) for r in found]
+
+    def iter_observations(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        project_id: str | None = None,
+        model_like: str | None = None,
+        batch_size: int = 10_000,
+    ) -> Iterator[Observation]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        conditions: list[str] = []
+        params: list[Any] = []
+        if start is not None:
+            conditions.append("start_time >= ?")
+            params.append(rows.utc_in(start, "start"))
+        if end is not None:
+            conditions.append("start_time < ?")
+            params.append(rows.utc_in(end, "end"))
+        if project_id is not None:
+            conditions.append("project_id = ?")
+            params.append(project_id)
+        if model_like is not None:
+            conditions.append("model LIKE ? ESCAPE '\\'")
+            params.append(model_like)
+        # within one project the key is (start_time, id), which a (project_id, start_time, id) index serves
+        key = ("start_time", "id") if project_id is not None else ("start_time", "project_id", "id")
+        return self._iter_batches(conditions, params, key, batch_size)
+
+    def _iter_batches(
+        self, conditions: list[str], params: list[Any], key: tuple[str, ...], batch_size: int
+    ) -> Iterator[Observation]:
+        """Keyset pagination: each batch starts after the last key of the previous one."""
+        after: list[Any] = []
+        order = ", ".join(key)
+        while True:
+            where = [*conditions, f"({order}) > ({', '.join('?' for _ in key)})"] if after else conditions
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            found = self._fetch(
+                self._q(f"SELECT {self._columns(rows.OBSERVATION_COLUMNS)} FROM observations {clause} "
+                        f"ORDER BY {order} LIMIT {batch_size}"),
+                [*params, *after],
+            )
+            batch = [rows.observation_from_row(r) for r in found]
+            yield from batch
+            if len(batch) < batch_size:
+                return
+            last = batch[-1]
+            after = [getattr(last, name) for name in key]
 
     def count_observations(self, project_id: str | None = None) -> int:
         if project_id is None:
