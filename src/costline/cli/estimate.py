@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
+from costline.api import estimate
 from costline.cli.context import CliContext, parse_when, pass_cli
 from costline.cli.render import breakdown_json, console, emit_json, print_breakdown
-from costline.core.choose import cheapest_models, estimate_cost
+from costline.core.choose import cheapest_models
 from costline.core.money import decimal_str, to_decimal
 from costline.core.usage import Usage
 from costline.errors import CostlineError
-from costline.tokens import count_tokens
 
 MAX_PROMPT_BYTES = 64 * 1024 * 1024
 
@@ -72,13 +72,10 @@ def estimate_command(
     if cheapest is None and (max_cost or min_context or allowed):
         raise click.UsageError("--max-cost, --min-context and --allow-provider need --cheapest N")
     at = parse_when(at_text)
-    counted = count_tokens(text, model)
     book = obj.book
-    provider_id = book.normalize_provider(provider)
-    breakdown = estimate_cost(
-        book, model, input_tokens=counted.tokens, output_tokens=max_output_tokens, at=at, provider=provider_id
-    )
-    record = book.resolve(model, provider_id, at=at)
+    result = estimate(model, text, max_output_tokens=max_output_tokens, provider=provider, at=at, book=book)
+    counted, breakdown = result.prompt, result.cost
+    record = book.resolve(model, book.normalize_provider(provider), at=at)
     choices = []
     if cheapest is not None:
         limit: Decimal | None = to_decimal(max_cost, field="--max-cost") if max_cost else None

@@ -125,12 +125,6 @@ class Observation:
     status_message: str | None = None
     model_parameters: Mapping[str, Any] | None = None
 
-    @property
-    def latency_ms(self) -> float | None:
-        if self.end_time is None:
-            return None
-        return (self.end_time - self.start_time).total_seconds() * 1000
-
 
 @dataclass(frozen=True, slots=True)
 class Trace:

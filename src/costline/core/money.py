@@ -48,13 +48,6 @@ def to_decimal(value: object, *, field: str = "value") -> Decimal:
     return result
 
 
-def format_money(amount: Decimal, currency: str = DEFAULT_CURRENCY, *, places: int = 6) -> str:
-    """Round for display only (never for storage or sums)."""
-    quantum = Decimal(1).scaleb(-places)
-    shown = amount.quantize(quantum, rounding=decimal.ROUND_HALF_EVEN, context=MONEY_CONTEXT)
-    return f"{shown.normalize(MONEY_CONTEXT) if shown == 0 else shown} {currency}"
-
-
 def decimal_str(value: Decimal | int) -> str:
     """A plain (non-scientific) string for a Decimal, as written to JSON and CSV."""
     if isinstance(value, int):

@@ -281,7 +281,3 @@ def _check_ancestor_coverage(where: str, rates: Mapping[str, Rate]) -> None:
 
 def _is_root_of_family(unit: str) -> bool:
     return unit in ("input_tokens", "output_tokens")
-
-
-def frozen_rates(rates: Mapping[str, Rate]) -> Mapping[str, Rate]:
-    return MappingProxyType(dict(rates))

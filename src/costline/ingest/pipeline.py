@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from costline.catalog.user_file import compile_price_data
 from costline.core.events import (
@@ -116,11 +115,3 @@ class Pipeline:
         """(old, new) for each observation priced again with today's books (nothing is written)."""
         for obs in observations:
             yield obs, price_observation(replace(obs), self.book_for(obs.project_id))
-
-
-def describe(result: IngestResult) -> dict[str, Any]:
-    return {
-        "observations": len(result.observations),
-        "traces": len(result.traces),
-        "scores": len(result.scores),
-    }
