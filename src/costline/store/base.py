@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from costline.core.events import Observation, Score, Trace
+from costline.core.query import Query, QueryResult
 from costline.errors import CostlineError
 
 #: scheme → module implementing ``connect(url) -> Store``
@@ -117,6 +118,10 @@ class Store(Protocol):
     ) -> Iterator[Observation]:
         """Observations with ``start <= start_time < end``, ``model`` matching the SQL LIKE pattern, in
         (start_time, id) order, fetched in batches."""
+        ...
+
+    def query(self, query: Query) -> QueryResult:
+        """Answer a query of the core query model; every backend gives the same rows, sums exact."""
         ...
 
     # user prices -------------------------------------------------------------------------------------

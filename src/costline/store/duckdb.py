@@ -25,6 +25,7 @@ import duckdb
 from costline.core.events import Observation, Score, Trace
 from costline.store import rows
 from costline.store.base import StoreError
+from costline.store.dialects import DuckDBDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations, pending_migrations
 from costline.store.rows import Column
 from costline.store.sql import SqlStore
@@ -107,6 +108,8 @@ _UPSERTS = {table: _upsert_sql(table, columns) for table, columns in _TABLES.ite
 
 class DuckDBStore(SqlStore):
     """``Store`` on a DuckDB file. Thread-safe: every call takes the store's lock."""
+
+    DIALECT = DuckDBDialect()
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -24,6 +24,7 @@ from psycopg.types.json import set_json_loads
 from costline.core.events import Observation, Score, Trace
 from costline.store import rows
 from costline.store.base import StoreError
+from costline.store.dialects import PostgresDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations
 from costline.store.rows import Column
 from costline.store.sql import SqlStore
@@ -134,6 +135,8 @@ class _Pool:
 
 class PostgresStore(SqlStore):
     """``Store`` on a PostgreSQL database (the tables live in the first schema of the search path)."""
+
+    DIALECT = PostgresDialect()
 
     PARAM = "%s"
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from costline.core import timebuckets
 from costline.core.events import Observation
+from costline.core.query import Query, QueryResult
 from costline.store import rows
 from costline.store.base import ApiKey, AuditEntry, Project, StoredPrice, StoreError
+from costline.store.dialects import Dialect
+from costline.store.query_sql import compile_query, finish
 from costline.store.rows import Column
 
 
@@ -22,6 +26,7 @@ class SqlStore:
     """Shared ``Store`` methods for the SQL backends."""
 
     PARAM: ClassVar[str] = "?"
+    DIALECT: ClassVar[Dialect]
 
     def _transaction(self, what: str) -> AbstractContextManager[Any]:
         raise NotImplementedError
@@ -130,6 +135,26 @@ class SqlStore:
                 return
             last = batch[-1]
             after = [getattr(last, name) for name in key]
+
+    def query(self, query: Query) -> QueryResult:
+        offsets = None
+        if query.granularity and (query.start is None or query.end is None):
+            offsets = self._data_offsets(query)
+        compiled = compile_query(query, self.DIALECT, offsets)
+        return finish(query, compiled, self._fetch(self._q(compiled.sql), compiled.params))
+
+    def _data_offsets(self, query: Query) -> list[timebuckets.Offset]:
+        """The zone's offsets over the range the data covers (for a query without a range)."""
+        epoch = self.DIALECT.epoch_us("start_time")
+        sql = f"SELECT min({epoch}), max({epoch}) FROM observations"
+        found = self._fetch(self._q(f"{sql} WHERE project_id = ?"), [query.project_id]) if query.project_id else \
+            self._fetch(sql)
+        low, high = found[0]
+        if low is None:
+            return [timebuckets.Offset(None, 0)]
+        start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(low))
+        end = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(high) + 1)
+        return timebuckets.offsets(query.tz, start, end)
 
     def count_observations(self, project_id: str | None = None) -> int:
         if project_id is None:

@@ -1,0 +1,126 @@
+"""How the SQL backends spell the few expressions they differ on (JSON access, epoch microseconds, list
+operations, text order). The query compiler (``query_sql.py``) writes everything else once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+
+class Dialect:
+    """Expressions the SQL backends spell differently. Subclasses: ``DuckDBDialect``, ``PostgresDialect``."""
+
+    def json_text(self, column: str, key: str) -> str:
+        raise NotImplementedError
+
+    def json_number(self, column: str, key: str) -> str:
+        raise NotImplementedError
+
+    def keys_sum(self, column: str, keys: Sequence[str]) -> str:
+        """The sum of ``column``'s JSON values under ``keys`` (NULL when none is there)."""
+        raise NotImplementedError
+
+    def epoch_us(self, column: str) -> str:
+        raise NotImplementedError
+
+    def month_start_us(self, local_us: str) -> str:
+        raise NotImplementedError
+
+    def idiv(self, a: str, b: str) -> str:
+        raise NotImplementedError
+
+    def tags_union(self, a: str, b: str) -> str:
+        raise NotImplementedError
+
+    def tags_agg(self, expr: str) -> str:
+        """All tags of a group's rows in one list (duplicates allowed); migration 0002 defines the aggregate."""
+        return f"costline_array_cat_agg({expr})"
+
+    def percentile(self, fraction: Decimal, expr: str) -> str:
+        return f"percentile_disc({fraction}) WITHIN GROUP (ORDER BY {expr})"
+
+    def one_of(self, expr: str) -> str:
+        raise NotImplementedError
+
+    def has_any(self, tags: str) -> str:
+        raise NotImplementedError
+
+    def has_all(self, tags: str) -> str:
+        raise NotImplementedError
+
+    def text_order(self, expr: str) -> str:
+        return expr
+
+    def double(self, expr: str) -> str:
+        return f"CAST({expr} AS DOUBLE PRECISION)"
+
+
+class DuckDBDialect(Dialect):
+    def json_text(self, column: str, key: str) -> str:
+        return f"json_extract_string({column}, '$.\"{key}\"')"
+
+    def json_number(self, column: str, key: str) -> str:
+        return f"CAST({self.json_text(column, key)} AS DECIMAL(38, 12))"
+
+    def keys_sum(self, column: str, keys: Sequence[str]) -> str:
+        wanted = ", ".join(f"'{k}'" for k in keys)
+        return (f"list_sum(list_transform(list_filter(json_keys({column}), lambda k: list_contains([{wanted}], k)), "
+                f"lambda k: CAST(json_extract_string({column}, '$.\"' || k || '\"') AS DECIMAL(38, 12))))")
+
+    def epoch_us(self, column: str) -> str:
+        return f"epoch_us({column})"
+
+    def month_start_us(self, local_us: str) -> str:
+        return f"epoch_us(date_trunc('month', make_timestamp({local_us})))"
+
+    def idiv(self, a: str, b: str) -> str:
+        return f"({a}) // ({b})"
+
+    def tags_union(self, a: str, b: str) -> str:
+        return f"list_concat({a}, COALESCE({b}, []::VARCHAR[]))"
+
+    def one_of(self, expr: str) -> str:
+        return f"list_contains(?::VARCHAR[], {expr})"
+
+    def has_any(self, tags: str) -> str:
+        return f"list_has_any({tags}, ?::VARCHAR[])"
+
+    def has_all(self, tags: str) -> str:
+        return f"list_has_all({tags}, ?::VARCHAR[])"
+
+
+class PostgresDialect(Dialect):
+    def json_text(self, column: str, key: str) -> str:
+        return f"({column} ->> '{key}')"
+
+    def json_number(self, column: str, key: str) -> str:
+        return f"({column} ->> '{key}')::numeric(38, 12)"
+
+    def keys_sum(self, column: str, keys: Sequence[str]) -> str:
+        wanted = ", ".join(f"'{k}'" for k in keys)
+        return f"(SELECT sum(e.value::numeric(38, 12)) FROM jsonb_each_text({column}) e WHERE e.key IN ({wanted}))"
+
+    def epoch_us(self, column: str) -> str:
+        return f"(EXTRACT(EPOCH FROM {column}) * 1000000)::bigint"
+
+    def month_start_us(self, local_us: str) -> str:
+        return (f"(EXTRACT(EPOCH FROM date_trunc('month', to_timestamp(({local_us}) / 1000000.0) AT TIME ZONE 'UTC'))"
+                " * 1000000)::bigint")
+
+    def idiv(self, a: str, b: str) -> str:
+        return f"div({a}, {b})"
+
+    def tags_union(self, a: str, b: str) -> str:
+        return f"({a} || COALESCE({b}, '{{}}'::text[]))"
+
+    def one_of(self, expr: str) -> str:
+        return f"{expr} = ANY(?::text[])"
+
+    def has_any(self, tags: str) -> str:
+        return f"{tags} && ?::text[]"
+
+    def has_all(self, tags: str) -> str:
+        return f"{tags} @> ?::text[]"
+
+    def text_order(self, expr: str) -> str:
+        return f'{expr} COLLATE "C"'
