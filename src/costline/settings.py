@@ -7,6 +7,7 @@ checks that every one is documented in docs/settings.md.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,27 @@ def _bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "off", ""):
         return False
     raise CostlineError(f"expected true or false, got {text!r}")
+
+
+_METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-:.]{1,100}$")
+
+
+def metadata_label_name(key: str) -> str:
+    """The Prometheus label for a metadata key: ``metadata_`` plus the key, other characters as ``_``."""
+    return "metadata_" + re.sub(r"[^A-Za-z0-9_]", "_", key)
+
+
+def _metadata_keys(text: str) -> tuple[str, ...]:
+    keys = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    labels: dict[str, str] = {}
+    for key in keys:
+        if not _METADATA_KEY.match(key):
+            raise CostlineError(f"metadata key {key!r}: use letters, digits, '_', '-', ':' or '.' (at most 100)")
+        label = metadata_label_name(key)
+        if label in labels:
+            raise CostlineError(f"metadata keys {labels[label]!r} and {key!r} both become label {label!r}")
+        labels[label] = key
+    return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +115,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "Delete observations older than this many days (`costline purge`, and hourly in `costline serve`). "
         "Empty or 0: keep forever (the default).",
     ),
+    Setting(
+        "metrics_metadata_labels", "COSTLINE_METRICS_METADATA_LABELS", _metadata_keys, tuple,
+        "Observation metadata keys (comma-separated) added as labels `metadata_<key>` to the cost and token "
+        "counters of GET /metrics. Default: none. Each distinct value is a series: never list user ids.",
+    ),
 )
 
 
@@ -106,6 +133,7 @@ class Settings:
     port: int = 8787
     max_body_bytes: int = 64 * 1024 * 1024
     retention_days: int | None = None
+    metrics_metadata_labels: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

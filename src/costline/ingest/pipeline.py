@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from costline.catalog.user_file import compile_price_data
@@ -40,6 +40,12 @@ class IngestResult:
     observations: tuple[Observation, ...]
     traces: tuple[Trace, ...]
     scores: tuple[Score, ...]
+    #: the stored rows the observations were merged into, by id (protocols with partial updates only)
+    previous: Mapping[str, Observation] = field(default_factory=dict)
+
+
+#: called after each committed ingest with (project_id, protocol, decoded, result); see server/prometheus.py
+IngestListener = Callable[[str, str, Decoded, IngestResult], None]
 
 
 def stored_price_records(prices: Iterable[StoredPrice]) -> list[PriceRecord]:
@@ -65,6 +71,7 @@ class Pipeline:
         self.clock = clock
         self._books: dict[str, PriceBook] = {}
         self._lock = threading.Lock()
+        self.listeners: list[IngestListener] = []
 
     def book_for(self, project_id: str) -> PriceBook:
         """The base book plus the project's own prices (they rank above every catalog)."""
@@ -80,23 +87,32 @@ class Pipeline:
         with self._lock:
             self._books.pop(project_id, None)
 
-    def ingest(self, project_id: str, decoded: Decoded) -> IngestResult:
+    def ingest(self, project_id: str, decoded: Decoded, protocol: str = "native") -> IngestResult:
         now = self.clock()
         book = self.book_for(project_id)
-        observations = self._observations(project_id, decoded, book, now)
+        previous: dict[str, Observation] = {}
+        observations = self._observations(project_id, decoded, book, now, previous)
         traces = self._traces(project_id, decoded, now)
         scores = [score_from_event(s, project_id, now) for s in decoded.scores]
         if observations or traces or scores:
             self.store.write(observations, traces, scores)
-        return IngestResult(tuple(observations), tuple(traces), tuple(scores))
+        result = IngestResult(tuple(observations), tuple(traces), tuple(scores), previous)
+        for listener in self.listeners:
+            try:
+                listener(project_id, protocol, decoded, result)
+            except Exception:  # the data has committed: a listener's failure must not fail the request
+                log.exception("ingest listener %r failed", listener)
+        return result
 
-    def _observations(self, project_id: str, decoded: Decoded, book: PriceBook, now: datetime) -> list[Observation]:
+    def _observations(self, project_id: str, decoded: Decoded, book: PriceBook, now: datetime,
+                      previous: dict[str, Observation]) -> list[Observation]:
         if not decoded.observations:
             return []
         merged: dict[str, Observation] = {}
         if decoded.merge:
             ids = list(dict.fromkeys(e.id for e in decoded.observations))
-            merged.update(self.store.get_observations(project_id, ids))
+            previous.update(self.store.get_observations(project_id, ids))
+            merged.update(previous)
         for event in decoded.observations:
             merged[event.id] = merge_observation(merged.get(event.id) if decoded.merge else None, event,
                                                  project_id, now)

@@ -51,7 +51,7 @@ async def ingestion(request: Request) -> JSONResponse:
     key = key_of(request)
     body = await read_body(request, state.settings.max_body_bytes)
     decoded = decode_ingestion(parse_json(body))
-    await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded)
+    await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded, "langfuse")
     return JSONResponse(
         {
             "successes": [{"id": i, "status": 201} for i in decoded.accepted],
@@ -69,7 +69,7 @@ async def scores(request: Request) -> JSONResponse:
     body = await read_body(request, state.settings.max_body_bytes)
     data = parse_json(body)
     decoded = decode_scores(data)
-    await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded)
+    await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded, "langfuse")
     if isinstance(data, dict):  # the v4 client and the Langfuse server: one score → {"id"}
         if decoded.errors:
             return JSONResponse({"message": decoded.errors[0].message}, status_code=400)

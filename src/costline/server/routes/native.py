@@ -22,7 +22,7 @@ async def ingest(request: Request) -> JSONResponse:
     key = key_of(request)
     body = await read_body(request, state.settings.max_body_bytes)
     decoded = decode_native(parse_json(body))
-    result = await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded)
+    result = await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded, "native")
     costs: list[dict[str, Any]] = [
         {
             "id": o.id,

@@ -23,7 +23,7 @@ async def _export(request: Request) -> Response:
         decoded = decode_otlp(body, content_type)
     except IngestError as exc:
         return Response(encode_response(0, str(exc), reply_type), status_code=exc.status, media_type=reply_type)
-    await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded)
+    await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded, "otlp")
     message = "; ".join(f"{e.id}: {e.message}" for e in decoded.errors[:20])
     return Response(encode_response(len(decoded.errors), message, reply_type), media_type=reply_type)
 
