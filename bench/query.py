@@ -149,7 +149,8 @@ def generate_duckdb(path: Path, n: int) -> None:
     conn.execute(DUCKDB_TRACES.format(n=n, span=_SPAN_US))
     conn.execute("CHECKPOINT")
     conn.close()
-    print(f"  generated {n:,} observations in {time.perf_counter() - start:.0f} s ({path.stat().st_size / 2**20:.0f} MiB)")
+    size = path.stat().st_size / 2**20
+    print(f"  generated {n:,} observations in {time.perf_counter() - start:.0f} s ({size:.0f} MiB)")
 
 
 def generate_postgres(url: str, n: int) -> None:

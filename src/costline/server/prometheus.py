@@ -1,0 +1,240 @@
+"""``GET /metrics``: what was ingested, as Prometheus counters; a key sees only its own project's series.
+
+The counters live in memory, one set per app (a dedicated ``CollectorRegistry``, never the global one), as
+exact sums: ``Decimal`` for money, ``int`` for tokens and counts. They become floats only when written out.
+They count ingestion as it happens (the pipeline calls ``IngestMetrics.observe`` after each commit): an
+event sent again with the same id is counted again, except for the Langfuse batch API, whose partial
+updates add only what they change to an observation already stored. They start from zero when the server
+starts, like every Prometheus counter; the exact ledger is the store (the metrics and query APIs).
+
+Labels are bounded by what clients send (project, model, provider, type, protocol); user ids, session ids
+and trace ids are never labels. ``COSTLINE_METRICS_METADATA_LABELS`` adds chosen metadata keys as labels of
+the cost and token counters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from costline.core.events import Observation
+from costline.core.money import MONEY_CONTEXT
+from costline.ingest.batch import Decoded
+from costline.ingest.pipeline import IngestResult
+from costline.server.app import ServerState, key_of
+from costline.settings import metadata_label_name
+from costline.store.base import ApiKey
+
+#: the ingestion routes and the protocol each one speaks (the ``protocol`` label)
+PROTOCOLS: Final[Mapping[str, str]] = {
+    "/v1/ingest": "native",
+    "/v1/traces": "otlp",
+    "/api/public/otel/v1/traces": "otlp",
+    "/api/public/ingestion": "langfuse",
+    "/api/public/scores": "langfuse",
+}
+#: token directions counted, from the inclusive units (cached tokens are part of ``input_tokens``)
+DIRECTIONS: Final = (("input", "input_tokens"), ("output", "output_tokens"))
+#: metadata values longer than this are cut (a label value is not a place for text)
+MAX_LABEL_VALUE: Final = 100
+
+Amount = Decimal | int
+
+
+class ExactCounter:
+    """One counter family: exact totals by project, then by the values of the other labels."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...], unit: str = "") -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = ("project", *labels)
+        self.unit = unit
+        self.values: dict[str, dict[tuple[str, ...], Amount]] = {}
+
+    def add(self, project_id: str, key: tuple[str, ...], amount: Amount) -> None:
+        values = self.values.setdefault(project_id, {})
+        old = values.get(key, 0)
+        if isinstance(old, Decimal) or isinstance(amount, Decimal):
+            values[key] = MONEY_CONTEXT.add(Decimal(old), Decimal(amount))
+        else:
+            values[key] = old + amount
+
+    def family(self, project_id: str | None = None) -> CounterMetricFamily:
+        """The family with the samples of one project (or all); the only place a total becomes a float."""
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels, unit=self.unit)
+        projects = sorted(self.values) if project_id is None else [project_id]
+        for project in projects:
+            for key, value in sorted(self.values.get(project, {}).items()):
+                family.add_metric((project, *key), float(value))
+        return family
+
+
+class IngestMetrics:
+    """The counters of one app and the registry that exposes them."""
+
+    def __init__(self, metadata_keys: Iterable[str] = ()) -> None:
+        self.metadata_keys = tuple(metadata_keys)
+        meta = tuple(metadata_label_name(k) for k in self.metadata_keys)
+        self._lock = threading.Lock()
+        self._cost_labels = ("model", "provider", *meta)
+        self._costs: dict[str, ExactCounter] = {}
+        self.tokens = ExactCounter(
+            "costline_tokens_total",
+            "Tokens of ingested observations by direction; input counts cached tokens once (inclusive).",
+            ("model", "provider", "direction", *meta), unit="tokens",
+        )
+        self.observations = ExactCounter(
+            "costline_observations_ingested_total", "Observations ingested, by type.", ("type",))
+        self.unpriced = ExactCounter(
+            "costline_unpriced_observations_total",
+            "Ingested observations that could not be priced (no price for the model), by model as sent.",
+            ("model",),
+        )
+        self.rejected_items = ExactCounter(
+            "costline_ingest_rejected_items_total",
+            "Items of ingestion batches rejected (bad field), by protocol.", ("protocol",),
+        )
+        self.rejected_requests = ExactCounter(
+            "costline_ingest_rejected_requests_total",
+            "Authenticated ingestion requests answered with a 4xx (unreadable body, too large, nothing valid).",
+            ("protocol", "code"),
+        )
+        self.cost_counter("USD")
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def cost_counter(self, currency: str) -> ExactCounter:
+        counter = self._costs.get(currency)
+        if counter is None:
+            unit = currency.lower()
+            counter = ExactCounter(
+                f"costline_cost_{unit}_total",
+                f"Cost of ingested observations in {currency} (priced, partially priced and provided totals).",
+                self._cost_labels, unit=unit,
+            )
+            self._costs[currency] = counter
+        return counter
+
+    # -- counting ------------------------------------------------------------------------------------------
+
+    def observe(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
+        """Count one committed ingest (a ``Pipeline`` listener)."""
+        with self._lock:
+            self.rejected_items.add(project_id, (protocol,), len(decoded.errors))
+            for obs in result.observations:
+                self._observation(project_id, obs, result.previous.get(obs.id))
+
+    def _observation(self, project_id: str, obs: Observation, previous: Observation | None) -> None:
+        model = obs.model or ""
+        provider = obs.provider or ""
+        if previous is None:
+            self.observations.add(project_id, (obs.type,), 1)
+        if obs.pricing_status == "unpriced" and (previous is None or previous.pricing_status != "unpriced"):
+            self.unpriced.add(project_id, (model,), 1)
+        meta = self._metadata_values(obs.metadata)
+        if obs.total_cost is not None:
+            old = Decimal(0)
+            if previous is not None and previous.total_cost is not None and previous.currency == obs.currency:
+                old = previous.total_cost
+            delta = MONEY_CONTEXT.subtract(obs.total_cost, old)
+            if delta >= 0:  # counters only go up: a lower cost after an update is not subtracted
+                self.cost_counter(obs.currency).add(project_id, (model, provider, *meta), delta)
+        for direction, unit in DIRECTIONS:
+            count = obs.usage.get(unit, 0) - (previous.usage.get(unit, 0) if previous is not None else 0)
+            if count > 0:
+                self.tokens.add(project_id, (model, provider, direction, *meta), count)
+
+    def _metadata_values(self, metadata: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(label_value(metadata.get(key)) for key in self.metadata_keys)
+
+    def rejected_request(self, project_id: str, protocol: str, status: int) -> None:
+        with self._lock:
+            self.rejected_requests.add(project_id, (protocol, str(status)), 1)
+
+    # -- exposition ----------------------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        """Every project's series (what the app's registry holds)."""
+        return self.families(None)
+
+    def families(self, project_id: str | None) -> Iterator[Metric]:
+        with self._lock:
+            counters = [*(self._costs[c] for c in sorted(self._costs)), self.tokens, self.observations,
+                        self.unpriced, self.rejected_items, self.rejected_requests]
+            families = [c.family(project_id) for c in counters]
+        yield from families
+
+
+def label_value(value: Any) -> str:
+    """A metadata value as a label value: scalars as text, anything else (objects, lists, null) empty."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float | Decimal):
+        return str(value)[:MAX_LABEL_VALUE]
+    return ""
+
+
+class ProjectView:
+    """The series of one project: what a key may see (a ``Collector`` for the exposition functions)."""
+
+    def __init__(self, metrics: IngestMetrics, project_id: str) -> None:
+        self.metrics = metrics
+        self.project_id = project_id
+
+    def collect(self) -> Iterator[Metric]:
+        return self.metrics.families(self.project_id)
+
+
+class RejectionCounter:
+    """ASGI middleware counting 4xx answers of the ingestion routes to authenticated requests."""
+
+    def __init__(self, app: ASGIApp, metrics: IngestMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        protocol = PROTOCOLS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if protocol is None:
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})  # shared with request.state further in
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                key = state.get("api_key")
+                if isinstance(key, ApiKey):  # a 401 has no project to count it in
+                    self.metrics.rejected_request(key.project_id, protocol, message["status"])
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+router = APIRouter()
+
+
+@router.get("/metrics", summary="Prometheus counters of the key's project (text exposition format)",
+            response_class=Response)
+async def metrics(request: Request) -> Response:
+    collected: IngestMetrics = request.app.state.costline_metrics
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    body = encoder(ProjectView(collected, key_of(request).project_id))
+    return Response(body, media_type=content_type)
+
+
+def install(app: FastAPI) -> IngestMetrics:
+    """Give ``app`` its counters: count the pipeline's ingests and 4xx answers, and serve ``GET /metrics``."""
+    state: ServerState = app.state.costline
+    collected = IngestMetrics(state.settings.metrics_metadata_labels)
+    app.state.costline_metrics = collected
+    state.pipeline.listeners.append(collected.observe)
+    app.add_middleware(RejectionCounter, metrics=collected)
+    app.include_router(router)
+    return collected
