@@ -73,6 +73,8 @@ NUMBER_OPERATORS: Final = ("=", "!=", ">", ">=", "<", "<=", "is null", "is not n
 METADATA_KEY: Final = re.compile(r"^[A-Za-z0-9_\-:]{1,100}$")
 COMPONENT_NAMES: Final = frozenset({*UNITS, "total", "other"})
 
+#: numeric filter values stay below the stores' DECIMAL(38, 12) range
+MAX_FILTER_NUMBER: Final = Decimal("1e25")
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 10_000
 DEFAULT_RANGE: Final = timedelta(days=7)
@@ -289,6 +291,8 @@ def parse_filter(view: str, raw: object, path: str) -> Filter:
             number = to_decimal(value, field=f"{path}.value")
         except CostlineError as exc:
             raise QueryError(str(exc)) from None
+        if abs(number) >= MAX_FILTER_NUMBER:
+            raise _fail(f"{path}.value", f"{value!r} is out of range; use a number below 1e25 in magnitude")
     return Filter(measure, operator, number, key, "number")
 
 
@@ -457,12 +461,12 @@ def finish_value(metric: Metric, raw: Any, count: Any = None) -> Any:
     if raw is None:
         return None
     value = Decimal(raw) if not isinstance(raw, Decimal) else raw
+    if metric.measure == "latency":  # stores answer in microseconds; round an average in seconds
+        value = MONEY_CONTEXT.divide(value, Decimal(1_000_000))
     if metric.aggregation == "avg":
         if not count:
             return None
         value = MONEY_CONTEXT.divide(value, Decimal(count)).quantize(AVG_PLACES, context=MONEY_CONTEXT)
-    if metric.measure == "latency":
-        value = MONEY_CONTEXT.divide(value, Decimal(1_000_000))  # stores answer in microseconds
     return _tidy(value, money=metric.measure in MONEY_MEASURES or metric.measure == "cost")
 
 

@@ -16,6 +16,11 @@ class Dialect:
     def json_number(self, column: str, key: str) -> str:
         raise NotImplementedError
 
+    def json_scalar(self, column: str, key: str) -> str:
+        """``column``'s value under ``key`` as text when it is a string, number or boolean; NULL for an object
+        or array (whose text the databases spell differently)."""
+        raise NotImplementedError
+
     def keys_sum(self, column: str, keys: Sequence[str]) -> str:
         """The sum of ``column``'s JSON values under ``keys`` (NULL when none is there)."""
         raise NotImplementedError
@@ -62,6 +67,10 @@ class DuckDBDialect(Dialect):
     def json_number(self, column: str, key: str) -> str:
         return f"CAST({self.json_text(column, key)} AS DECIMAL(38, 12))"
 
+    def json_scalar(self, column: str, key: str) -> str:
+        return (f"CASE WHEN json_type({column}, '$.\"{key}\"') IN ('OBJECT', 'ARRAY') THEN NULL "
+                f"ELSE {self.json_text(column, key)} END")
+
     def keys_sum(self, column: str, keys: Sequence[str]) -> str:
         wanted = ", ".join(f"'{k}'" for k in keys)
         return (f"list_sum(list_transform(list_filter(json_keys({column}), lambda k: list_contains([{wanted}], k)), "
@@ -95,6 +104,10 @@ class PostgresDialect(Dialect):
 
     def json_number(self, column: str, key: str) -> str:
         return f"({column} ->> '{key}')::numeric(38, 12)"
+
+    def json_scalar(self, column: str, key: str) -> str:
+        return (f"CASE WHEN jsonb_typeof({column} -> '{key}') IN ('object', 'array') THEN NULL "
+                f"ELSE {self.json_text(column, key)} END")
 
     def keys_sum(self, column: str, keys: Sequence[str]) -> str:
         wanted = ", ".join(f"'{k}'" for k in keys)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from costline.core import timebuckets
@@ -28,6 +28,11 @@ from costline.store.dialects import Dialect
 #: components of the input and output cost (the token units under input_tokens / output_tokens)
 INPUT_COMPONENTS = ("input_tokens", *sorted(u for u, root in ROOT_OF.items() if root == "input_tokens"))
 OUTPUT_COMPONENTS = ("output_tokens", *sorted(u for u, root in ROOT_OF.items() if root == "output_tokens"))
+
+#: a numeric filter's bound rounded to the expression's scale so that the comparison stays exact
+#: (``x > 0.5`` over whole microseconds is ``x > 0``, ``x >= 0.5`` is ``x >= 1``)
+BOUND_ROUNDING = {">": ROUND_FLOOR, "<=": ROUND_FLOOR, ">=": ROUND_CEILING, "<": ROUND_CEILING}
+BOUND_CONTEXT = Context(prec=60)
 
 #: observation-view fields read from the trace (the query joins traces only when one is used)
 TRACE_FIELDS = frozenset({"user", "session", "release", "trace_name", "tag", "metadata"})
@@ -67,7 +72,7 @@ class _Builder:
                 return d.tags_union("o.tags", "t.tags")
             case "metadata":
                 assert dim.key is not None
-                return f"COALESCE({d.json_text('o.metadata', dim.key)}, {d.json_text('t.metadata', dim.key)})"
+                return f"COALESCE({d.json_scalar('o.metadata', dim.key)}, {d.json_scalar('t.metadata', dim.key)})"
             case name:
                 return f"o.{name}"
 
@@ -93,8 +98,10 @@ class _Builder:
                 return f"({d.epoch_us('o.end_time')} - {d.epoch_us('o.start_time')})"
             case "unpriced":
                 return "CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END"
-            case "traces":
-                return "o.trace_id"
+            case "traces":  # a trace is (project, id): an unscoped query counts the pairs
+                if self.q.project_id is not None:
+                    return "o.trace_id"
+                return "concat(length(o.project_id), ':', o.project_id, o.trace_id)"
             case "count":
                 return "o.id"
             case "users":
@@ -150,11 +157,15 @@ class _Builder:
             test = d.one_of(expr)
             return f"COALESCE({test}, false)" if op == "in" else f"NOT COALESCE({test}, false)"
         if f.kind == "number":
-            params.append(f.value)
+            latency = f.field == "latency"  # compared in whole microseconds, everything else to 12 places
+            bound = (f.value * 1_000_000 if latency else f.value).quantize(
+                Decimal(1) if latency else Decimal("1e-12"), rounding=BOUND_ROUNDING.get(op, ROUND_HALF_EVEN),
+                context=BOUND_CONTEXT)
+            if op in ("=", "!=") and bound != f.value * (1_000_000 if latency else 1):
+                return "false" if op == "=" else "true"  # no value at the expression's scale equals it
+            params.append(int(bound) if latency else bound)
             sql_op = {"=": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}[op]
-            cast = "?" if f.field == "latency" else "CAST(? AS DECIMAL(38, 12))"
-            if f.field == "latency":
-                params[-1] = int(Decimal(f.value) * 1_000_000)
+            cast = "?" if latency else "CAST(? AS DECIMAL(38, 12))"
             return f"{expr} {sql_op} {cast}" if op != "!=" else f"{expr} IS DISTINCT FROM {cast}"
         params.append(f.value)
         match op:
@@ -322,8 +333,8 @@ class _Builder:
                     return column("tags")
                 case "metadata":
                     assert dim.key is not None
-                    return column(f"meta_{len(used)}", f"COALESCE(max({d.json_text('t.metadata', dim.key)}), "
-                                  f"max({d.json_text('o.metadata', dim.key)}))", True)
+                    return column(f"meta_{len(used)}", f"COALESCE(max({d.json_scalar('t.metadata', dim.key)}), "
+                                  f"max({d.json_scalar('o.metadata', dim.key)}))", True)
                 case "user" | "session":
                     return column(f"{dim.name}_id")
                 case name:
