@@ -3,8 +3,11 @@ operations, text order). The query compiler (``query_sql.py``) writes everything
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from decimal import Decimal
+
+ZONE_NAME = re.compile(r"[A-Za-z0-9/_+\-]{1,64}")
 
 
 class Dialect:
@@ -55,6 +58,11 @@ class Dialect:
 
     def text_order(self, expr: str) -> str:
         return expr
+
+    def native_bucket(self, granularity: str, column: str, zone: str) -> str | None:
+        """The local bucket start as a timestamp, when the database converts time zones fast; None to bucket
+        from the offset table instead (same wall-clock semantics either way)."""
+        return None
 
     def double(self, expr: str) -> str:
         return f"CAST({expr} AS DOUBLE PRECISION)"
@@ -137,3 +145,9 @@ class PostgresDialect(Dialect):
 
     def text_order(self, expr: str) -> str:
         return f'{expr} COLLATE "C"'
+
+    def native_bucket(self, granularity: str, column: str, zone: str) -> str | None:
+        # the zone name was validated by zoneinfo; refuse anything that could leave the literal
+        if not ZONE_NAME.fullmatch(zone):
+            return None
+        return f"date_trunc('{granularity}', {column} AT TIME ZONE '{zone}')"

@@ -4,8 +4,9 @@ The statement is written once; a ``Dialect`` supplies the few expressions the tw
 differently (JSON access, epoch microseconds, percentiles, list operations). Everything that decides a
 number is done the same way on both: sums of DECIMAL(38,12)/NUMERIC are exact, percentiles are
 ``percentile_disc`` (an actual value, same definition on both), averages are finished in Python from the
-exact sum and count, text is ordered bytewise, NULLs last. Time buckets are computed with integer arithmetic
-from the zone's offset table (``core.timebuckets``), never with a per-row time-zone conversion.
+exact sum and count, text is ordered bytewise, NULLs last. DuckDB buckets time with integer arithmetic from
+the zone's offset table (``core.timebuckets``) instead of its slow per-row time-zone conversion; PostgreSQL
+converts natively (``AT TIME ZONE``), with the same wall-clock semantics.
 
 Only validated names reach the SQL text (dimension names, costline units, metadata keys matching
 ``core.query.METADATA_KEY``); every user value is a bound parameter.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
@@ -110,9 +112,15 @@ class _Builder:
                 return self.obs_dimension(Dimension("session"))
         raise AssertionError(measure)
 
-    def bucket(self, epoch: str) -> str:
-        """Local wall-clock epoch microseconds of the bucket start."""
+    def bucket(self, column: str) -> str:
+        """The bucket of the timestamp ``column``: a native local timestamp where the database converts time
+        zones fast (PostgreSQL), else local wall-clock epoch microseconds from the offset table."""
         d = self.d
+        assert self.q.granularity is not None
+        native = d.native_bucket(self.q.granularity, column, self.q.timezone)
+        if native is not None:
+            return native
+        epoch = d.epoch_us(column)
         offsets = self.offsets
         if len(offsets) == 1:
             local = f"({epoch} + {offsets[0].offset_us})"
@@ -269,7 +277,7 @@ class _Builder:
         lateral = ""
         groups: list[tuple[str, str, bool]] = []
         if q.granularity:
-            groups.append(("time", self.bucket(self.d.epoch_us("o.start_time")), False))
+            groups.append(("time", self.bucket("o.start_time"), False))
         for dim in q.dimensions:
             if dim.name == "tag":
                 lateral = self.tag_lateral(self.obs_dimension(dim))
@@ -302,7 +310,7 @@ class _Builder:
             "environment": ("COALESCE(max(t.environment), max(o.environment))", True),
             "release": ("COALESCE(max(t.release), max(o.release))", True),
             "version": ("COALESCE(max(t.version), max(o.version))", True),
-            "start_us": (f"min({start})", False),
+            "start_time": ("min(o.start_time)", False),
             "cost": ("sum(o.total_cost)", False),
             "observations": ("count(*)", False),
             "unpriced": ("COALESCE(sum(CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END), 0)", False),
@@ -354,7 +362,7 @@ class _Builder:
         groups: list[tuple[str, str, bool]] = []
         lateral = ""
         if q.granularity:
-            groups.append(("time", self.bucket(column("start_us")), False))
+            groups.append(("time", self.bucket(column("start_time")), False))
         for dim in q.dimensions:
             if dim.name == "tag":
                 lateral = self.tag_lateral(dimension(dim))
@@ -402,8 +410,10 @@ def finish(query: Query, compiled: Compiled, found: Sequence[Sequence[Any]]) -> 
         for label, alias, metric, count_alias in compiled.outputs:
             value = raw[index[alias]]
             if metric is None:
-                if label == "time":
-                    value = timebuckets.bucket_label(int(value), query.tz).isoformat()
+                if label == "time":  # a local timestamp (native buckets) or local epoch microseconds
+                    wall = value.replace(tzinfo=query.tz) if isinstance(value, datetime) else \
+                        timebuckets.bucket_label(int(value), query.tz)
+                    value = wall.isoformat()
                 row[label] = value
             else:
                 count = raw[index[count_alias]] if count_alias else None
