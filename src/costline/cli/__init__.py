@@ -59,6 +59,7 @@ def _register() -> None:
     from costline.cli.estimate import estimate_command
     from costline.cli.maintenance import purge_command, reprice_command
     from costline.cli.prices import prices_group
+    from costline.cli.report import export_command, report_command, top_command
     from costline.cli.serve import projects_group, serve_command
 
     cli.add_command(prices_group)
@@ -68,6 +69,9 @@ def _register() -> None:
     cli.add_command(purge_command)
     cli.add_command(cost_command)
     cli.add_command(estimate_command)
+    cli.add_command(report_command)
+    cli.add_command(top_command)
+    cli.add_command(export_command)
 
 
 _register()

@@ -1,0 +1,168 @@
+"""FOCUS 1.2 cost rows from observations: one Usage row per UTC day, project, provider, model, currency and
+tag set (docs/exports.md explains every column).
+
+Only observations with a cost are charged. An unpriced observation is never a $0 charge: it is left out of
+the cost rows, counted per model for the caller to report, and counted in ``x_UnpricedObservations`` of the
+row whose key it shares when that row exists. An observation with a cost but no model or provider is left
+out too (``SkuId`` and ``ProviderName`` may not be null and FOCUS forbids placeholders) and reported.
+
+The tag set is part of the key so that ``Tags`` can hold every tag of the row's observations, as FOCUS asks
+("Tags MUST include all user-defined and provider-defined tags"); costline tags are labels without values, so
+each is a key with the value ``true``. Costs are summed as exact decimals.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from costline.export.records import Field
+
+SERVICE_CATEGORY = "AI and Machine Learning"
+SERVICE_SUBCATEGORY = "Generative AI"
+
+#: the 21 mandatory FOCUS 1.2 columns, then the recommended/conditional ones costline fills, then ``x_``
+FOCUS_FIELDS: tuple[Field, ...] = (
+    Field("BilledCost", "money"), Field("BillingAccountId"), Field("BillingAccountName"),
+    Field("BillingCurrency"), Field("BillingPeriodStart", "time"), Field("BillingPeriodEnd", "time"),
+    Field("ChargeCategory"), Field("ChargeClass"), Field("ChargeDescription"), Field("ChargePeriodStart", "time"),
+    Field("ChargePeriodEnd", "time"), Field("ContractedCost", "money"), Field("EffectiveCost", "money"),
+    Field("InvoiceIssuerName"), Field("ListCost", "money"), Field("PricingQuantity", "decimal"),
+    Field("PricingUnit"), Field("ProviderName"), Field("PublisherName"), Field("ServiceCategory"),
+    Field("ServiceName"),
+    Field("ChargeFrequency"), Field("ConsumedQuantity", "decimal"), Field("ConsumedUnit"),
+    Field("ServiceSubcategory"), Field("SkuId"), Field("Tags", "json"),
+    Field("x_Model"), Field("x_InputTokens", "int"), Field("x_OutputTokens", "int"), Field("x_Observations", "int"),
+    Field("x_UnpricedObservations", "int"), Field("x_PartiallyPricedObservations", "int"),
+)
+MANDATORY = FOCUS_FIELDS[:21]
+
+
+class _Key(NamedTuple):
+    day: date
+    project_id: str
+    provider: str | None
+    model: str | None
+    currency: str
+    tags: tuple[str, ...]
+
+
+@dataclass
+class _Charge:
+    cost: Decimal = Decimal(0)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    observations: int = 0
+    partially_priced: int = 0
+    skus: set[str] = field(default_factory=set)
+
+
+@dataclass
+class FocusAggregator:
+    """Folds export records (``costline.export.records``) into FOCUS rows."""
+
+    #: project id → name, for BillingAccountName
+    project_names: Mapping[str, str] = field(default_factory=dict)
+    charges: dict[_Key, _Charge] = field(default_factory=dict)
+    unpriced: Counter[_Key] = field(default_factory=Counter)
+    #: unpriced observations per model as sent (None: no model)
+    unpriced_by_model: Counter[str | None] = field(default_factory=Counter)
+    #: observations with a cost that cannot be charged: reason → (count, cost)
+    left_out: dict[str, tuple[int, Decimal]] = field(default_factory=dict)
+
+    def add(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for r in records:
+            key = _key(r)
+            if r["total_cost"] is None:
+                if r["pricing_status"] == "unpriced":
+                    self.unpriced[key] += 1
+                    self.unpriced_by_model[key.model] += 1
+                continue
+            if key.model is None or key.provider is None:
+                reason = "no model name" if key.model is None else "no provider"
+                count, cost = self.left_out.get(reason, (0, Decimal(0)))
+                self.left_out[reason] = (count + 1, cost + r["total_cost"])
+                continue
+            charge = self.charges.get(key)
+            if charge is None:
+                charge = self.charges[key] = _Charge()
+            charge.cost += r["total_cost"]
+            charge.input_tokens += _tokens(r["input_tokens"])
+            charge.output_tokens += _tokens(r["output_tokens"])
+            charge.observations += 1
+            charge.partially_priced += r["pricing_status"] == "partially_priced"
+            charge.skus.add(r["resolved_model"] or key.model)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The FOCUS rows, ordered by day, account, provider, model, currency and tags."""
+        out = []
+        for key in sorted(self.charges, key=lambda k: (k.day, k.project_id, k.provider, k.model, k.currency, k.tags)):
+            out.append(self._row(key, self.charges[key]))
+        return out
+
+    def _row(self, key: _Key, charge: _Charge) -> dict[str, Any]:
+        assert key.provider is not None and key.model is not None
+        day = datetime(key.day.year, key.day.month, key.day.day, tzinfo=UTC)
+        month = day.replace(day=1)
+        next_month = (month + timedelta(days=32)).replace(day=1)
+        tokens = charge.input_tokens + charge.output_tokens
+        quantity, unit = (tokens, "Tokens") if tokens else (charge.observations, "Requests")
+        calls = f"{charge.observations} priced call{'s' if charge.observations != 1 else ''}"
+        return {
+            "BilledCost": charge.cost,
+            "BillingAccountId": key.project_id,
+            "BillingAccountName": self.project_names.get(key.project_id) or None,
+            "BillingCurrency": key.currency,
+            "BillingPeriodStart": month,
+            "BillingPeriodEnd": next_month,
+            "ChargeCategory": "Usage",
+            "ChargeClass": None,
+            "ChargeDescription": (f"{key.model} from {key.provider}: {calls} on {key.day.isoformat()} (UTC), "
+                                  f"{charge.input_tokens} input and {charge.output_tokens} output tokens"),
+            "ChargePeriodStart": day,
+            "ChargePeriodEnd": day + timedelta(days=1),
+            "ContractedCost": charge.cost,
+            "EffectiveCost": charge.cost,
+            "InvoiceIssuerName": key.provider,
+            "ListCost": charge.cost,
+            "PricingQuantity": quantity,
+            "PricingUnit": unit,
+            "ProviderName": key.provider,
+            "PublisherName": key.provider,
+            "ServiceCategory": SERVICE_CATEGORY,
+            "ServiceName": f"{key.provider} API",
+            "ChargeFrequency": "Usage-Based",
+            "ConsumedQuantity": quantity,
+            "ConsumedUnit": unit,
+            "ServiceSubcategory": SERVICE_SUBCATEGORY,
+            "SkuId": next(iter(charge.skus)) if len(charge.skus) == 1 else key.model,
+            "Tags": dict.fromkeys(key.tags, True) or None,
+            "x_Model": key.model,
+            "x_InputTokens": charge.input_tokens,
+            "x_OutputTokens": charge.output_tokens,
+            "x_Observations": charge.observations,
+            "x_UnpricedObservations": self.unpriced.get(key, 0),
+            "x_PartiallyPricedObservations": charge.partially_priced,
+        }
+
+
+def _key(r: Mapping[str, Any]) -> _Key:
+    start: datetime = r["start_time"]
+    provider = r["provider"] or _provider_of(r["price_id"])
+    return _Key(start.astimezone(UTC).date(), r["project_id"], provider, r["model"] or r["resolved_model"] or None,
+                r["currency"], tuple(sorted(set(r["tags"]))))
+
+
+def _provider_of(price_id: str | None) -> str | None:
+    """The provider a price id names (``openai:gpt-4o:...`` → ``openai``)."""
+    if not price_id or ":" not in price_id:
+        return None
+    return price_id.split(":", 1)[0] or None
+
+
+def _tokens(value: Any) -> int:
+    return int(value) if value is not None else 0
