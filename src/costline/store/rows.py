@@ -166,8 +166,14 @@ def money_map_json(amounts: Mapping[str, Decimal] | None) -> str | None:
     return dumps_json({unit: money_text(amount) for unit, amount in amounts.items()})
 
 
+def _flat_json_out(value: Any) -> Any:
+    """A usage or money map column: its values are ints and decimal strings by construction, so orjson alone
+    reads it exactly (a stray float still converts exactly, through ``repr``, in ``to_decimal``)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
 def money_map_out(value: Any) -> dict[str, Decimal] | None:
-    data = json_out(value)
+    data = _flat_json_out(value)
     if data is None:
         return None
     return {unit: to_decimal(amount, field=unit) for unit, amount in data.items()}
@@ -180,7 +186,7 @@ def usage_json(quantities: Mapping[str, Quantity]) -> str:
 
 
 def usage_out(value: Any) -> dict[str, Quantity]:
-    data = json_out(value) or {}
+    data = _flat_json_out(value) or {}
     return {
         unit: number if isinstance(number, int) and not isinstance(number, bool) else to_decimal(number, field=unit)
         for unit, number in data.items()
