@@ -65,7 +65,8 @@ def _utcnow() -> datetime:
 
 
 def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock = _utcnow) -> FastAPI:
-    from costline.server.routes import langfuse, native, otlp
+    from costline.server import prometheus
+    from costline.server.routes import langfuse, langfuse_metrics, native, otlp, queries
 
     app = FastAPI(title="costline", version=costline_version(), docs_url="/docs", redoc_url=None)
     app.state.costline = ServerState(
@@ -103,4 +104,7 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(native.router)
     app.include_router(otlp.router)
     app.include_router(langfuse.router)
+    app.include_router(queries.router)
+    app.include_router(langfuse_metrics.router)
+    prometheus.install(app)
     return app

@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from costline.core.events import Observation, Score, Trace
@@ -23,6 +24,13 @@ BACKENDS: Mapping[str, str] = {
     "postgresql": "costline.store.postgres",
     "postgres": "costline.store.postgres",
 }
+
+
+#: ``Store.list_observations`` filters → the observation column each one is compared with (``=``)
+OBSERVATION_FILTERS: Mapping[str, str] = MappingProxyType({
+    "model": "model", "user": "user_id", "session": "session_id", "trace_id": "trace_id", "name": "name",
+    "type": "type", "status": "pricing_status",
+})
 
 
 class StoreError(CostlineError):
@@ -118,6 +126,21 @@ class Store(Protocol):
     ) -> Iterator[Observation]:
         """Observations with ``start <= start_time < end``, ``model`` matching the SQL LIKE pattern, in
         (start_time, id) order, fetched in batches."""
+        ...
+
+    def list_observations(
+        self,
+        project_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        filters: Mapping[str, str] = MappingProxyType({}),
+        before: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[Observation]:
+        """The project's observations with ``start <= start_time < end``, each filter (a name from
+        ``OBSERVATION_FILTERS``) equal to its value on the observation row itself, newest first by
+        (start_time, id), strictly before the ``before`` key; at most ``limit``."""
         ...
 
     def query(self, query: Query) -> QueryResult:

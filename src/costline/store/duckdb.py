@@ -120,7 +120,8 @@ class DuckDBStore(SqlStore):
         except (OSError, duckdb.Error) as exc:
             raise StoreError(
                 f"cannot open the DuckDB store {self.path}: {exc}. One process owns a DuckDB file: stop the other "
-                "costline process using it, or send events to its server"
+                "costline process using it, or go through its server: send events to it and ask it over HTTP "
+                "(/v1/metrics, /v1/traces, /v1/users/{id}/costs; docs/api.md)"
             ) from exc
         self._lock = threading.Lock()
         self._closed = False

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from costline.core import timebuckets
 from costline.core.events import Observation
 from costline.core.query import Query, QueryResult
 from costline.store import rows
-from costline.store.base import ApiKey, AuditEntry, Project, StoredPrice, StoreError
+from costline.store.base import OBSERVATION_FILTERS, ApiKey, AuditEntry, Project, StoredPrice, StoreError
 from costline.store.dialects import Dialect
 from costline.store.query_sql import compile_query, finish
 from costline.store.rows import Column
@@ -135,6 +136,42 @@ class SqlStore:
                 return
             last = batch[-1]
             after = [getattr(last, name) for name in key]
+
+    def list_observations(
+        self,
+        project_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        filters: Mapping[str, str] = MappingProxyType({}),
+        before: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> list[Observation]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        conditions = ["project_id = ?"]
+        params: list[Any] = [project_id]
+        if start is not None:
+            conditions.append("start_time >= ?")
+            params.append(rows.utc_in(start, "start"))
+        if end is not None:
+            conditions.append("start_time < ?")
+            params.append(rows.utc_in(end, "end"))
+        for name, value in filters.items():
+            column = OBSERVATION_FILTERS.get(name)
+            if column is None:
+                raise ValueError(f"unknown observation filter {name!r}; use one of {', '.join(OBSERVATION_FILTERS)}")
+            conditions.append(f"{column} = ?")
+            params.append(value)
+        if before is not None:
+            conditions.append("(start_time, id) < (?, ?)")
+            params.extend([rows.utc_in(before[0], "before"), before[1]])
+        found = self._fetch(
+            self._q(f"SELECT {self._columns(rows.OBSERVATION_COLUMNS)} FROM observations "
+                    f"WHERE {' AND '.join(conditions)} ORDER BY start_time DESC, id DESC LIMIT {int(limit)}"),
+            params,
+        )
+        return [rows.observation_from_row(r) for r in found]
 
     def query(self, query: Query) -> QueryResult:
         offsets = None
