@@ -17,7 +17,7 @@ from costline.ingest.batch import IngestError
 from costline.ingest.pipeline import Clock, Pipeline
 from costline.server.auth import Authenticator
 from costline.settings import Settings
-from costline.store.base import ApiKey, Store
+from costline.store.base import ApiKey, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,10 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
 
     @app.exception_handler(CostlineError)
     async def costline_error(request: Request, exc: CostlineError) -> JSONResponse:
+        if isinstance(exc, StoreError):  # the store failed, not the request: the client may retry
+            log.error("store error on %s %s: %s", request.method, request.url.path, exc)
+            return JSONResponse({"message": f"the store is unavailable: {exc}"}, status_code=503,
+                                headers={"Retry-After": "1"})
         return JSONResponse({"message": str(exc)}, status_code=400)
 
     app.include_router(native.router)
