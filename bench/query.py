@@ -3,7 +3,8 @@
     python bench/query.py [--duckdb-events 10000000] [--postgres-events 2000000] [--backend duckdb|postgres|both]
                           [--rounds 5] [--keep DIR]
 
-Data: N generations over 30 days (2026-10-01 .. 2026-10-31 UTC), four per trace, 20 models of 5 providers,
+Data: N generations over 30 days (2026-10-01 .. 2026-10-31 UTC), four per trace (32-hex trace ids and 16-hex
+observation ids, as OpenTelemetry and Langfuse send them), 20 models of 5 providers,
 10,000 users and sessions set on the *trace rows* (observations carry no user: attribution goes through the
 trace, as with the Langfuse SDK), a `feature` metadata key with 30 values, one tag each, 2 % unpriced. Rows
 are generated inside the database with SQL (``range``/``generate_series``) into the schema costline's
@@ -84,7 +85,7 @@ _SPAN_US = 30 * 86_400 * 1_000_000
 DUCKDB_OBSERVATIONS = """
 INSERT INTO observations (project_id, id, trace_id, type, name, start_time, end_time, model, resolved_model,
     provider, usage, cost, total_cost, currency, pricing_status, tags, metadata, environment, level)
-SELECT 'p1', 'o' || i, 't' || (i // 4), 'generation', 'step' || (i % 5),
+SELECT 'p1', left(md5('o' || i), 16), md5('t' || (i // 4)), 'generation', 'step' || (i % 5),
     TIMESTAMPTZ '2026-10-01 00:00:00+00' + to_microseconds(CAST(i::HUGEINT * {span} // {n} AS BIGINT)),
     TIMESTAMPTZ '2026-10-01 00:00:01+00' + to_microseconds(CAST(i::HUGEINT * {span} // {n} AS BIGINT)),
     'model-' || (hash(i) % 20), 'model-' || (hash(i) % 20), 'provider-' || (hash(i) % 20 % 5),
@@ -99,7 +100,7 @@ FROM range({n}) r(i)
 """
 DUCKDB_TRACES = """
 INSERT INTO traces (project_id, id, timestamp, name, user_id, session_id, tags, metadata, environment, public)
-SELECT 'p1', 't' || j, TIMESTAMPTZ '2026-10-01 00:00:00+00' + to_microseconds(CAST(j::HUGEINT * 4 * {span} // {n}
+SELECT 'p1', md5('t' || j), TIMESTAMPTZ '2026-10-01 00:00:00+00' + to_microseconds(CAST(j::HUGEINT * 4 * {span} // {n}
     AS BIGINT)), 'trace-' || (j % 10), 'user-' || (hash(j) % 10000), 'session-' || (j // 3), [], '{{}}',
     'production', false
 FROM range({n} // 4) r(j)
@@ -107,7 +108,7 @@ FROM range({n} // 4) r(j)
 POSTGRES_OBSERVATIONS = """
 INSERT INTO observations (project_id, id, trace_id, type, name, start_time, end_time, model, resolved_model,
     provider, usage, cost, total_cost, currency, pricing_status, tags, metadata, environment, level)
-SELECT 'p1', 'o' || i, 't' || (i / 4), 'generation', 'step' || (i % 5),
+SELECT 'p1', left(md5('o' || i), 16), md5('t' || (i / 4)), 'generation', 'step' || (i % 5),
     TIMESTAMPTZ '2026-10-01 00:00:00+00' + make_interval(secs => (i::numeric * {span} / {n}) / 1000000),
     TIMESTAMPTZ '2026-10-01 00:00:01+00' + make_interval(secs => (i::numeric * {span} / {n}) / 1000000),
     'model-' || h % 20, 'model-' || h % 20, 'provider-' || h % 20 % 5,
@@ -122,7 +123,7 @@ FROM (SELECT i, abs(hashint8(i)) AS h, abs(hashint8(i * 7)) AS h7, abs(hashint8(
 """
 POSTGRES_TRACES = """
 INSERT INTO traces (project_id, id, timestamp, name, user_id, session_id, tags, metadata, environment, public)
-SELECT 'p1', 't' || j, TIMESTAMPTZ '2026-10-01 00:00:00+00' + make_interval(secs => (j::numeric * 4 * {span} / {n})
+SELECT 'p1', md5('t' || j), TIMESTAMPTZ '2026-10-01 00:00:00+00' + make_interval(secs => (j::numeric * 4 * {span} / {n})
     / 1000000), 'trace-' || (j % 10), 'user-' || abs(hashint8(j)) % 10000, 'session-' || (j / 3), '{{}}', '{{}}',
     'production', false
 FROM generate_series(0, {n} / 4 - 1) j

