@@ -227,3 +227,27 @@ def test_each_app_has_its_own_registry() -> None:
     assert [(s.labels["metadata_feature"], s.value) for s in cost] == [("", 0.3)]
     assert not [s for f in first.registry.collect() for s in f.samples if s.value]
     assert not [f for f in REGISTRY.collect() if f.name.startswith("costline_")]
+
+
+def test_series_per_project_are_capped() -> None:
+    """A client sending endless distinct model names cannot grow the counters without bound: past the cap,
+    new label combinations fold into one __other__ series and the totals stay exact."""
+    from costline.core.events import Observation
+    from costline.ingest.batch import Decoded
+    from costline.ingest.pipeline import IngestResult
+    from costline.server import prometheus
+
+    metrics = prometheus.IngestMetrics()
+    cap = prometheus.MAX_SERIES_PER_PROJECT
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    observations = tuple(
+        Observation(project_id="p", id=f"o{i}", trace_id="t", start_time=start, type="generation",
+                    model=f"model-{i}", provider="x", total_cost=D("0.01"), pricing_status="provided")
+        for i in range(cap + 50)
+    )
+    metrics.observe("p", "native", Decoded(), IngestResult(observations, (), ()))
+    cost = [s for f in metrics.registry.collect() for s in f.samples if s.name == "costline_cost_usd_total"]
+    assert len(cost) == cap + 1
+    other = [s for s in cost if s.labels["model"] == prometheus.OTHER]
+    assert [(s.labels["provider"], s.value) for s in other] == [(prometheus.OTHER, 0.5)]  # 50 × 0.01
+    assert sum(D(repr(s.value)) for s in cost) == D("0.01") * (cap + 50)

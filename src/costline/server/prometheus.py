@@ -45,6 +45,10 @@ PROTOCOLS: Final[Mapping[str, str]] = {
 DIRECTIONS: Final = (("input", "input_tokens"), ("output", "output_tokens"))
 #: metadata values longer than this are cut (a label value is not a place for text)
 MAX_LABEL_VALUE: Final = 100
+#: series per project and counter; later label combinations are folded into one ``__other__`` series, so a
+#: client sending endless distinct model names cannot grow the server's memory without bound
+MAX_SERIES_PER_PROJECT: Final = 2_000
+OTHER: Final = "__other__"
 
 Amount = Decimal | int
 
@@ -61,6 +65,8 @@ class ExactCounter:
 
     def add(self, project_id: str, key: tuple[str, ...], amount: Amount) -> None:
         values = self.values.setdefault(project_id, {})
+        if key not in values and len(values) >= MAX_SERIES_PER_PROJECT:
+            key = tuple(OTHER for _ in key)
         old = values.get(key, 0)
         if isinstance(old, Decimal) or isinstance(amount, Decimal):
             values[key] = MONEY_CONTEXT.add(Decimal(old), Decimal(amount))
