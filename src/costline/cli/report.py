@@ -21,12 +21,14 @@ import click
 
 from costline.cli.context import CliContext, pass_cli
 from costline.cli.query_render import double_counts, emit_csv, emit_result_json, print_table, total_from_rows
+from costline.cli.remote import remote_query
 from costline.cli.serve import _open, _settings
 from costline.core import timebuckets
 from costline.core.money import decimal_str
 from costline.core.query import MAX_LIMIT, Query, QueryError, QueryResult, parse_query
 from costline.errors import CostlineError
-from costline.store.base import Store
+from costline.server import local_admin
+from costline.store.base import Store, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -158,21 +160,40 @@ def build_query(raw: dict[str, Any], project_id: str | None, filter_sources: Seq
 
 def answer(obj: CliContext, raw: dict[str, Any], *, project_id: str | None, store_url: str | None, fmt: str,
            what: str, filter_sources: Sequence[str] = ()) -> None:
-    """Run the query ``raw`` and print it as ``fmt``."""
+    """Run the query ``raw`` and print it as ``fmt``; while a local server owns the store, ask the server."""
     query = build_query(raw, project_id, filter_sources)
-    store = _open(_settings(obj, store_url=store_url))
+    settings = _settings(obj, store_url=store_url)
+    store: Store | None = None
     try:
-        _check_project(store, project_id)
-        result = store.query(query)
+        opened = _open(settings)
+    except StoreError:
+        server = local_admin.read_runtime_file(settings.data_dir)
+        if server is None or server.store_url != settings.resolved_store_url:
+            raise
+
+        def ask(raw_query: dict[str, Any]) -> QueryResult:
+            return remote_query(server, {**raw_query, "limit": raw_query.get("limit", query.limit)},
+                                build_query(raw_query, project_id, filter_sources))
+    else:
+        store = opened
+
+        def ask(raw_query: dict[str, Any]) -> QueryResult:
+            assert store is not None
+            return store.query(build_query(raw_query, project_id, filter_sources))
+    try:
+        if store is not None:
+            _check_project(store, project_id)
+        result = ask(raw)
         total = None
         if result.rows and (query.dimensions or query.granularity) and not double_counts(query):
             total = total_from_rows(result)
             if total is None:  # rows cut by --limit or metrics that do not add up: ask the store
                 whole = {k: v for k, v in raw.items() if k not in ("dimensions", "granularity", "order_by")}
-                rows = store.query(build_query(whole, project_id, filter_sources)).rows
+                rows = ask(whole).rows
                 total = rows[0] if rows else None
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     if fmt == "json":
         emit_result_json(result, total, {"what": what})
     elif fmt == "csv":

@@ -1,7 +1,7 @@
 """OpenAI and OpenAI-compatible payloads: Chat Completions, Responses, embeddings, realtime, transcription.
 
 All of OpenAI's counts are inclusive, like costline's: ``prompt_tokens`` / ``input_tokens`` already count
-the cached and audio tokens, ``completion_tokens`` / ``output_tokens`` already count reasoning, audio and
+the cached (``cached_tokens``, read), cache-write (``cache_write_tokens``) and audio tokens, ``completion_tokens`` / ``output_tokens`` already count reasoning, audio and
 (accepted or rejected) prediction tokens. Two compatible vendors differ, and both are detected from the
 payload itself rather than the vendor name:
 
@@ -115,6 +115,8 @@ def parse_usage(usage: Mapping[str, Any], path: str, body: Mapping[str, Any]) ->
     if cached is None:  # DeepSeek
         cached = count(usage, "prompt_cache_hit_tokens", path)
     add(q, "cache_read_tokens", cached)
+    # openai 2.x: prompt_tokens_details / input_tokens_details.cache_write_tokens, a subset of the input too
+    add(q, "cache_write_tokens", count(in_details, "cache_write_tokens", in_path))
     for modality in _MODALITIES:
         add(q, f"input_{modality}_tokens", count(in_details, f"{modality}_tokens", in_path))
     cached_details = mapping(in_details, "cached_tokens_details", in_path) or {}

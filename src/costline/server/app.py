@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
@@ -10,12 +11,14 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from costline.core.resolve import PriceBook
 from costline.errors import CostlineError
 from costline.ingest.batch import IngestError
 from costline.ingest.pipeline import Clock, Pipeline
-from costline.server.auth import Authenticator
+from costline.server.auth import Authenticator, hash_secret
+from costline.server.local_admin import PROJECT_HEADER
 from costline.settings import Settings
 from costline.store.base import ApiKey, Store, StoreError
 
@@ -42,6 +45,8 @@ class ServerState:
     auth: Authenticator
     clock: Clock
     require_auth_everywhere: bool
+    #: SHA-256 of the local admin token (server.json), or None
+    admin_token_hash: str | None = None
 
 
 def state_of(request: Request) -> ServerState:
@@ -64,7 +69,23 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock = _utcnow) -> FastAPI:
+def _admin_key(state: ServerState, request: Request) -> ApiKey | JSONResponse:
+    """The project an admin-token request is about: the ``X-Costline-Project`` header, or the only one."""
+    wanted = request.headers.get(PROJECT_HEADER)
+    projects = state.store.list_projects()
+    if wanted is None and len(projects) == 1:
+        wanted = projects[0].id
+    project = next((p for p in projects if p.id == wanted), None)
+    if project is None:
+        names = ", ".join(p.id for p in projects) or "none"
+        return JSONResponse({"message": f"name the project in the {PROJECT_HEADER} header (projects: {names})"},
+                            status_code=400)
+    return ApiKey(project.id, "local-admin", "", project.created_at)
+
+
+def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock = _utcnow,
+               admin_token: str | None = None) -> FastAPI:
+    """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
     from costline.server import prometheus
     from costline.server.routes import langfuse, langfuse_metrics, native, otlp, queries
 
@@ -76,6 +97,7 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         auth=Authenticator(store),
         clock=clock,
         require_auth_everywhere=not is_loopback(settings.bind_host),
+        admin_token_hash=hash_secret(admin_token) if admin_token else None,
     )
 
     @app.middleware("http")
@@ -83,7 +105,18 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         state = state_of(request)
         path = request.url.path
         open_route = path in OPEN_ON_LOOPBACK and not state.require_auth_everywhere
-        key = state.auth.authenticate(request.headers.get("authorization"))
+        header = request.headers.get("authorization")
+        key: ApiKey | None
+        scheme, _, token = (header or "").partition(" ")
+        if state.admin_token_hash and scheme.lower() == "bearer" and hmac.compare_digest(
+            hash_secret(token.strip()), state.admin_token_hash
+        ):
+            admin = await run_in_threadpool(_admin_key, state, request)
+            if isinstance(admin, JSONResponse):
+                return admin
+            key = admin
+        else:
+            key = state.auth.authenticate(header)
         if key is None and not open_route:
             return JSONResponse(
                 {"message": "missing or invalid credentials: send HTTP Basic public_key:secret_key or "
