@@ -1,9 +1,10 @@
 """OpenAI and OpenAI-compatible payloads: Chat Completions, Responses, embeddings, realtime, transcription.
 
 All of OpenAI's counts are inclusive, like costline's: ``prompt_tokens`` / ``input_tokens`` already count
-the cached (``cached_tokens``, read), cache-write (``cache_write_tokens``) and audio tokens, ``completion_tokens`` / ``output_tokens`` already count reasoning, audio and
-(accepted or rejected) prediction tokens. Two compatible vendors differ, and both are detected from the
-payload itself rather than the vendor name:
+the cached (``cached_tokens``, read), cache-write (``cache_write_tokens``) and audio tokens,
+``completion_tokens`` / ``output_tokens`` already count reasoning, audio and (accepted or rejected)
+prediction tokens. Two compatible vendors differ, and both are detected from the payload itself rather than
+the vendor name:
 
 * xAI reports ``reasoning_tokens`` *outside* ``completion_tokens`` (its ``total_tokens`` is prompt +
   completion + reasoning). When ``total_tokens`` equals exactly that additive sum (and not prompt +
