@@ -61,6 +61,11 @@ def test_cost_unknown_model_is_unpriced_not_zero(data_dir: Path) -> None:
     assert data["status"] == "unpriced"
     assert "no-such-model-x" in data["reason"]
     assert data["price_id"] is None
+    assert data["total"] is None  # never "0"
+    code, out, _ = invoke("cost", "--model", "no-such-model-x", "--input-tokens", "10")
+    assert code == 0
+    assert [line.split() for line in out.splitlines() if line.strip("│ ").startswith("total")] == [
+        ["│", "total", "│", "│", "│", "unpriced", "│"]]
 
 
 def test_cost_table_output(data_dir: Path) -> None:
