@@ -80,16 +80,11 @@ class _Partial:
         self.partial.unlink(missing_ok=True)
 
 
-class CsvWriter:
-    def __init__(self, target: Path, fields: Sequence[Field]) -> None:
-        self.fields = tuple(fields)
-        self._file = _Partial(target)
-        self._handle: IO[str] = self._file.partial.open("w", encoding="utf-8", newline="")
-        self._csv = csv.writer(self._handle, lineterminator="\n")
-        self._csv.writerow([f.name for f in self.fields])
+class _HandleWriter:
+    """A writer over one open file handle on a ``.partial`` file: renamed into place on close."""
 
-    def write(self, records: Sequence[dict[str, Any]]) -> None:
-        self._csv.writerows([text_value(f, r.get(f.name)) for f in self.fields] for r in records)
+    _file: _Partial
+    _handle: IO[Any]
 
     def close(self) -> None:
         self._handle.close()
@@ -100,7 +95,20 @@ class CsvWriter:
         self._file.discard()
 
 
-class JsonlWriter:
+class CsvWriter(_HandleWriter):
+    def __init__(self, target: Path, fields: Sequence[Field]) -> None:
+        self.fields = tuple(fields)
+        self._file = _Partial(target)
+        self._handle: IO[str] = self._file.partial.open("w", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._handle, lineterminator="\n")
+        self._csv.writerow([f.name for f in self.fields])
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        self._csv.writerows([text_value(f, r.get(f.name)) for f in self.fields] for r in records)
+
+
+
+class JsonlWriter(_HandleWriter):
     def __init__(self, target: Path, fields: Sequence[Field]) -> None:
         self.fields = tuple(fields)
         self._file = _Partial(target)
@@ -123,13 +131,6 @@ class JsonlWriter:
                 plain[f.name] = text_value(f, value)
         return plain
 
-    def close(self) -> None:
-        self._handle.close()
-        self._file.commit()
-
-    def abort(self) -> None:
-        self._handle.close()
-        self._file.discard()
 
 
 class ParquetWriter:

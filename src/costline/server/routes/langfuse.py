@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from costline.core.events import Observation, Trace
 from costline.ingest.batch import IngestError
 from costline.ingest.langfuse import decode_ingestion, decode_scores
 from costline.ingest.langfuse_shapes import dumps_json, entry_to_model, model_body_to_entry, trace_to_langfuse
@@ -17,6 +18,18 @@ from costline.server.body import parse_json, read_body
 from costline.store.base import StoredPrice
 
 router = APIRouter(prefix="/api/public")
+
+
+async def load_trace(request: Request, trace_id: str) -> tuple[Trace | None, list[Observation]]:
+    """The request's project's trace row (None when only observations arrived) and its observations."""
+    state = state_of(request)
+    project_id = key_of(request).project_id
+
+    def load() -> tuple[Trace | None, list[Observation]]:
+        traces = state.store.get_traces(project_id, [trace_id])
+        return traces.get(trace_id), state.store.trace_observations(project_id, trace_id)
+
+    return await run_in_threadpool(load)
 
 
 class ExactJSONResponse(JSONResponse):
@@ -85,14 +98,7 @@ async def scores(request: Request) -> JSONResponse:
 
 @router.get("/traces/{trace_id}", summary="A trace with its observations and costs")
 async def get_trace(request: Request, trace_id: str) -> JSONResponse:
-    state = state_of(request)
-    key = key_of(request)
-
-    def load() -> tuple[Any, Any]:
-        traces = state.store.get_traces(key.project_id, [trace_id])
-        return traces.get(trace_id), state.store.trace_observations(key.project_id, trace_id)
-
-    trace, observations = await run_in_threadpool(load)
+    trace, observations = await load_trace(request, trace_id)
     if trace is None and not observations:
         return JSONResponse({"message": f"trace {trace_id!r} not found"}, status_code=404)
     return ExactJSONResponse(trace_to_langfuse(trace, trace_id, observations))

@@ -40,7 +40,7 @@ from costline.server.native_views import (
     result_rows,
     trace_json,
 )
-from costline.server.routes.langfuse import ExactJSONResponse
+from costline.server.routes.langfuse import ExactJSONResponse, load_trace
 from costline.store.base import OBSERVATION_FILTERS, Store
 
 router = APIRouter()
@@ -197,14 +197,7 @@ async def list_traces(request: Request) -> JSONResponse:
 @router.get("/v1/traces/{trace_id:path}", summary="A trace: exact total, usage, attributes and every observation")
 async def get_trace(request: Request, trace_id: str) -> JSONResponse:
     check_params(request, ())
-    state = state_of(request)
-    key = key_of(request)
-
-    def load() -> tuple[Any, Any]:
-        traces = state.store.get_traces(key.project_id, [trace_id])
-        return traces.get(trace_id), state.store.trace_observations(key.project_id, trace_id)
-
-    trace, observations = await run_in_threadpool(load)
+    trace, observations = await load_trace(request, trace_id)
     if trace is None and not observations:
         return JSONResponse({"message": f"trace {trace_id!r} not found"}, status_code=404)
     return ExactJSONResponse(trace_json(trace, trace_id, observations))
