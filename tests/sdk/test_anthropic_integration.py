@@ -14,6 +14,7 @@ from typing import Any
 import anthropic
 import pytest
 from tests.providers.anthropic_server import AnthropicFake
+from tests.sdk.conftest import generations
 
 from costline.core.cost import PricingStatus
 from costline.sdk import Tracker
@@ -42,20 +43,9 @@ def fake(server: AnthropicFake) -> AnthropicFake:
 
 
 @pytest.fixture
-def tracker() -> Iterator[Tracker]:
-    t = Tracker()
-    yield t
-    t.shutdown()
-
-
-@pytest.fixture
 def client(fake: AnthropicFake) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=fake.base_url, api_key="test", max_retries=0) as c:
         yield c
-
-
-def generations(tracker: Tracker) -> list[dict[str, Any]]:
-    return [e for e in tracker.events() if e.get("type") == "generation"]
 
 
 def test_message_with_cache_tokens(client: anthropic.Anthropic, tracker: Tracker) -> None:

@@ -12,26 +12,13 @@ from typing import Any
 import openai
 import pytest
 from tests.providers.openai_server import OpenAIFake
+from tests.sdk.conftest import generations
 
 from costline.api import cost
 from costline.sdk import Tracker
 from costline.sdk.fallback import FallbackExhaustedError, FallbackRouter, RateLimiter, Route
 
-USAGE = {"prompt_tokens": 2006, "completion_tokens": 300, "cached_tokens": 1920}
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[OpenAIFake]:
-    with OpenAIFake().running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: OpenAIFake) -> OpenAIFake:
-    server.reset()
-    server.usage = dict(USAGE)
-    return server
 
 
 @pytest.fixture
@@ -40,23 +27,12 @@ def client(fake: OpenAIFake) -> Iterator[openai.OpenAI]:
         yield c
 
 
-@pytest.fixture
-def tracker() -> Iterator[Tracker]:
-    t = Tracker()
-    yield t
-    t.shutdown()
-
-
 def routes(client: openai.OpenAI) -> list[Route[Any]]:
     return [
         Route("gpt-4o", lambda **kw: client.chat.completions.create(model="gpt-4o", **kw), provider="openai"),
         Route("gpt-4o-mini", lambda **kw: client.chat.completions.create(model="gpt-4o-mini", **kw),
               provider="openai"),
     ]
-
-
-def generations(tracker: Tracker) -> list[dict[str, Any]]:
-    return [e for e in tracker.events() if e.get("type") == "generation"]
 
 
 def test_rate_limit_falls_back_to_the_next_model(client: openai.OpenAI, fake: OpenAIFake, tracker: Tracker) -> None:

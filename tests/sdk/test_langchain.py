@@ -5,7 +5,6 @@ cached and 300 completion tokens: 86 × 2.50 + 1920 × 1.25 + 300 × 10 = 5615 p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal as D
 from typing import Any
 
@@ -16,28 +15,6 @@ from tests.providers.openai_server import OpenAIFake
 
 from costline.sdk import Tracker
 from costline.sdk.integrations.langchain import CostlineCallbackHandler
-
-USAGE = {"prompt_tokens": 2006, "completion_tokens": 300, "cached_tokens": 1920}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[OpenAIFake]:
-    with OpenAIFake().running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: OpenAIFake) -> OpenAIFake:
-    server.reset()
-    server.usage = dict(USAGE)
-    return server
-
-
-@pytest.fixture
-def tracker() -> Iterator[Tracker]:
-    t = Tracker()
-    yield t
-    t.shutdown()
 
 
 def events(tracker: Tracker, kind: str) -> list[dict[str, Any]]:

@@ -9,39 +9,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from decimal import Decimal as D
-from typing import Any
 
 import openai
 import pytest
 from tests.providers.openai_server import OpenAIFake
+from tests.sdk.conftest import generations
 
 from costline.core.cost import PricingStatus
 from costline.sdk import Tracker
 from costline.sdk.integrations import last_cost
 from costline.sdk.integrations.openai import instrument
 
-USAGE = {"prompt_tokens": 2006, "completion_tokens": 300, "cached_tokens": 1920}
 COST = D("0.005615")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[OpenAIFake]:
-    with OpenAIFake().running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: OpenAIFake) -> OpenAIFake:
-    server.reset()
-    server.usage = dict(USAGE)
-    return server
-
-
-@pytest.fixture
-def tracker() -> Iterator[Tracker]:
-    t = Tracker()  # no host and no store: local mode, events kept in memory
-    yield t
-    t.shutdown()
 
 
 CLIENTS: list[openai.OpenAI] = []
@@ -58,10 +37,6 @@ def sync_client(fake: OpenAIFake) -> openai.OpenAI:
     client = openai.OpenAI(base_url=fake.base_url, api_key="test", max_retries=0)
     CLIENTS.append(client)
     return client
-
-
-def generations(tracker: Tracker) -> list[dict[str, Any]]:
-    return [e for e in tracker.events() if e.get("type") == "generation"]
 
 
 def test_chat_completion_is_recorded_and_priced(fake: OpenAIFake, tracker: Tracker) -> None:
