@@ -8,15 +8,19 @@ come back as ``Decimal``. Backends are synchronous; the server calls them from a
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from costline.core.enforce import CounterUsage
 from costline.core.events import Observation, Score, Trace
 from costline.core.query import Query, QueryResult
 from costline.errors import CostlineError
+
+T = TypeVar("T")
 
 #: scheme → module implementing ``connect(url) -> Store``
 BACKENDS: Mapping[str, str] = {
@@ -72,6 +76,53 @@ class AuditEntry:
     at: datetime
     kind: str
     details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlObject:
+    """A budget, alert rule or channel: its validated spec (docs/budgets.md, docs/alerts.md) and where it came
+    from (``api``, ``cli``, ``file:<path>``)."""
+
+    project_id: str
+    kind: str
+    id: str
+    spec: Mapping[str, Any]
+    source: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A hold on budget counters for a call not yet recorded; live until ``expires_at`` or its release."""
+
+    project_id: str
+    id: str
+    counters: tuple[str, ...]
+    amount: Decimal
+    created_at: datetime
+    expires_at: datetime
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    project_id: str
+    rule_id: str
+    subject: str
+    state: Mapping[str, Any]
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEntry:
+    project_id: str
+    id: str
+    at: datetime
+    rule_id: str
+    channel: str
+    status: str
+    entry: Mapping[str, Any]
 
 
 class Store(Protocol):
@@ -165,6 +216,49 @@ class Store(Protocol):
         """Delete observations (and scores) that started before ``before`` and traces left without any;
         return the number of observations deleted."""
         ...
+
+
+    # budgets, alert rules and channels (store/control_sql.py) -----------------------------------------------
+    def put_control(self, obj: ControlObject) -> None: ...
+
+    def replace_control(self, project_id: str, source: str, objects: Sequence[ControlObject]) -> int: ...
+
+    def get_control(self, project_id: str, kind: str, object_id: str) -> ControlObject | None: ...
+
+    def list_control(self, kind: str, project_id: str | None = None) -> list[ControlObject]: ...
+
+    def delete_control(self, project_id: str, kind: str, object_id: str) -> bool: ...
+
+    def reserve(
+        self,
+        project_id: str,
+        counters: Sequence[tuple[str, Query]],
+        decide: Callable[[Mapping[str, CounterUsage]], tuple[T, Reservation | None]],
+        now: datetime,
+    ) -> T:
+        """Atomically: lock the counters, read their usage in one snapshot, decide, write the reservation."""
+        ...
+
+    def get_reservation(self, project_id: str, reservation_id: str) -> Reservation | None: ...
+
+    def release_reservations(self, project_id: str, ids: Sequence[str]) -> int: ...
+
+    def purge_reservations(self, before: datetime) -> int: ...
+
+    def set_user_tier(self, project_id: str, user_id: str, tier: str | None, now: datetime) -> None: ...
+
+    def get_user_tier(self, project_id: str, user_id: str) -> str | None: ...
+
+    def list_user_tiers(self, project_id: str, tier: str | None = None) -> dict[str, str]: ...
+
+    def get_alert_states(self, project_id: str, rule_id: str | None = None) -> list[AlertState]: ...
+
+    def put_alert_states(self, states: Sequence[AlertState]) -> None: ...
+
+    def add_delivery(self, entry: DeliveryEntry) -> None: ...
+
+    def list_deliveries(self, project_id: str, *, rule_id: str | None = None,
+                        limit: int = 100) -> list[DeliveryEntry]: ...
 
 
 def open_store(url: str, *, migrate: bool = True) -> Store:

@@ -168,6 +168,10 @@ class PostgresStore(SqlStore):
     def _columns(self, columns: Sequence[Column]) -> str:
         return _names(columns)
 
+    def _lock_counters(self, conn: Any, keys: Sequence[str]) -> None:
+        for key in keys:  # sorted by the caller, so two calls on the same counters queue instead of deadlocking
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+
     def migrate(self) -> list[str]:
         applied: list[str] = []
         for migration in load_migrations("postgres"):

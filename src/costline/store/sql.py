@@ -18,12 +18,13 @@ from costline.core.events import Observation
 from costline.core.query import Query, QueryResult
 from costline.store import rows
 from costline.store.base import OBSERVATION_FILTERS, ApiKey, AuditEntry, Project, StoredPrice, StoreError
+from costline.store.control_sql import ControlSql
 from costline.store.dialects import Dialect
 from costline.store.query_sql import compile_query, finish
 from costline.store.rows import Column
 
 
-class SqlStore:
+class SqlStore(ControlSql):
     """Shared ``Store`` methods for the SQL backends."""
 
     PARAM: ClassVar[str] = "?"
