@@ -120,6 +120,27 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "Observation metadata keys (comma-separated) added as labels `metadata_<key>` to the cost and token "
         "counters of GET /metrics. Default: none. Each distinct value is a series: never list user ids.",
     ),
+    Setting(
+        "alert_interval_s", "COSTLINE_ALERT_INTERVAL", _positive_int, lambda: 30,
+        "Seconds between two evaluations of window alert rules and budget thresholds by `costline serve` "
+        "(docs/alerts.md). Rules checked on ingest and budget checks notify at once.",
+    ),
+    Setting(
+        "reservation_ttl_s", "COSTLINE_RESERVATION_TTL", _positive_int, lambda: 900,
+        "Seconds a budget reservation holds its estimate when neither its observation nor a settle or cancel "
+        "arrives (a check may ask for its own ttl_seconds).",
+    ),
+    Setting(
+        "control_file", "COSTLINE_CONTROL_FILE", lambda s: Path(s).expanduser() if s.strip() else None,
+        lambda: None,
+        "A YAML file of channels, budgets, tiers and alert rules (docs/budgets.md) that `costline serve` applies "
+        "to the default project at start, replacing what an earlier version of the file defined.",
+    ),
+    Setting(
+        "environment", "COSTLINE_ENVIRONMENT", str, lambda: "",
+        "Which environment's values a control file's per-environment settings take (dev, prod, ...). Empty: "
+        "a per-environment value becomes one budget or rule per environment, scoped to it.",
+    ),
 )
 
 
@@ -134,6 +155,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     retention_days: int | None = None
     metrics_metadata_labels: tuple[str, ...] = ()
+    alert_interval_s: int = 30
+    reservation_ttl_s: int = 900
+    control_file: Path | None = None
+    environment: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -78,6 +78,9 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
     gc.freeze()
     if settings.retention_days:
         _start_purger(store, settings.retention_days)
+    if settings.control_file is not None:
+        _apply_control_file(store, settings, app.state.costline.alerts)
+    app.state.costline.alerts.start()
     out.print(f"costline serving {settings.resolved_store_url} on http://{settings.bind_host}:{settings.port}")
     # `costline report` / `top` on this machine reach the server through this file while it owns the store
     local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.bind_host, settings.bind_host)
@@ -94,6 +97,7 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
         pass
     finally:
         local_admin.remove_runtime_file(settings.data_dir, running.pid)
+        app.state.costline.alerts.stop()
         store.close()
     # stopped on request, everything closed: skip the interpreter's teardown, where DuckDB's bindings report
     # the objects gc.freeze() kept alive as leaks
@@ -108,6 +112,23 @@ class _Stopped(BaseException):
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise _Stopped
+
+
+def _apply_control_file(store: Store, settings: Settings, alerts: Any) -> None:
+    """Apply COSTLINE_CONTROL_FILE to the first project (the default one), replacing what it defined before."""
+    from costline.control.config_file import control_objects, read_control_file
+
+    assert settings.control_file is not None
+    document = read_control_file(settings.control_file, environment=settings.environment or None)
+    project = store.list_projects()[0]
+    objects = control_objects(document, project.id, _now())
+    store.replace_control(project.id, document_source(settings.control_file), objects)
+    alerts.changed(project.id)
+    console().print(f"applied {settings.control_file}: {len(objects)} channels, budgets and alert rules")
+
+
+def document_source(path: Path) -> str:
+    return f"file:{path.resolve()}"
 
 
 def _start_purger(store: Store, days: int) -> None:

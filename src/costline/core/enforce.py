@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from costline.core.budgets import Budget
+from costline.core.money import decimal_str
 
 OUTCOMES: Final = ("allow", "deny", "downgrade")
 ZERO: Final = Decimal(0)
@@ -88,7 +89,7 @@ class Status:
             "budget_id": budget.id, "budget": budget.name, "subject": self.counter.subject or None,
             "window": budget.window.label, "timezone": budget.window.timezone,
             "window_start": _iso(self.counter.start), "resets_at": _iso(self.counter.resets_at),
-            "limit": _money(budget.limit), "used": str(self.used), "remaining": _money(self.remaining),
+            "limit": _money(budget.limit), "used": decimal_str(self.used), "remaining": _money(self.remaining),
             "currency": budget.currency, "max_requests": budget.max_requests, "requests_used": self.requests_used,
             "requests_remaining": None if budget.max_requests is None else max(0, budget.max_requests -
                                                                                  self.requests_used),
@@ -113,7 +114,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _money(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else decimal_str(value)
 
 
 def _check(counter: Counter, usage: CounterUsage, estimate: Decimal | None) -> tuple[Status, bool]:
@@ -128,8 +129,8 @@ def _check(counter: Counter, usage: CounterUsage, estimate: Decimal | None) -> t
             if budget.on_unknown_cost == "closed":
                 problem = "the call's cost cannot be estimated and the budget fails closed (on_unknown_cost)"
         elif used > budget.limit:
-            problem = (f"{budget.window.label} cost would reach {used} {budget.currency} "
-                       f"of a {budget.limit} limit")
+            problem = (f"{budget.window.label} cost would reach {decimal_str(used)} {budget.currency} "
+                       f"of a {decimal_str(budget.limit)} limit")
     if problem is None and budget.max_requests is not None and requests > budget.max_requests:
         problem = f"{budget.window.label} requests would reach {requests} of a quota of {budget.max_requests}"
     stops = problem is not None and budget.action != "alert"
@@ -147,12 +148,16 @@ def _evaluate(option: Option, usage: Mapping[str, CounterUsage]) -> tuple[list[S
     return statuses, stopping
 
 
-def _standing(counters: Sequence[Counter], usage: Mapping[str, CounterUsage]) -> tuple[Status, ...]:
-    """Statuses without this call (it is denied): what the user has used so far."""
+def _standing(counters: Sequence[Counter], usage: Mapping[str, CounterUsage],
+              stopping: Sequence[Status]) -> tuple[Status, ...]:
+    """Statuses without this call (it is denied): what was used so far; the budgets that stopped it are over."""
+    problems = {s.counter.key: s.problem for s in stopping}
     found = []
     for counter in counters:
         u = usage.get(counter.key, CounterUsage())
-        found.append(Status(counter, u.spent + u.reserved, u.requests + u.reserved_requests, False, None))
+        problem = problems.get(counter.key)
+        found.append(Status(counter, u.spent + u.reserved, u.requests + u.reserved_requests, problem is not None,
+                            problem))
     return tuple(found)
 
 
@@ -170,7 +175,7 @@ def decide(options: Sequence[Option], usage: Mapping[str, CounterUsage]) -> Deci
             if not down_stopping:
                 return Decision("downgrade", option.model, option.estimate or ZERO, option.counters,
                                 tuple(down_statuses), reason)
-    return Decision("deny", asked.model, None, (), _standing(asked.counters, usage), reason)
+    return Decision("deny", asked.model, None, (), _standing(asked.counters, usage, stopping), reason)
 
 
 def crossed(before: Decimal | None, after: Decimal | None, thresholds: Sequence[int]) -> int | None:

@@ -7,12 +7,14 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from costline.control.alerts import AlertEngine
+from costline.control.budgets import BudgetService
 from costline.core.resolve import PriceBook
 from costline.errors import CostlineError
 from costline.ingest.batch import IngestError
@@ -45,6 +47,8 @@ class ServerState:
     auth: Authenticator
     clock: Clock
     require_auth_everywhere: bool
+    budgets: BudgetService
+    alerts: AlertEngine
     #: SHA-256 of the local admin token (server.json), or None
     admin_token_hash: str | None = None
 
@@ -87,16 +91,20 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
                admin_token: str | None = None) -> FastAPI:
     """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
     from costline.server import prometheus
-    from costline.server.routes import langfuse, langfuse_metrics, native, otlp, queries
+    from costline.server.routes import alerts, budgets, langfuse, langfuse_metrics, native, otlp, queries
 
     app = FastAPI(title="costline", version=costline_version(), docs_url="/docs", redoc_url=None)
+    pipeline = Pipeline(store, book, clock)
+    budget_service = BudgetService(store, pipeline, clock, ttl=timedelta(seconds=settings.reservation_ttl_s))
     app.state.costline = ServerState(
         settings=settings,
         store=store,
-        pipeline=Pipeline(store, book, clock),
+        pipeline=pipeline,
         auth=Authenticator(store),
         clock=clock,
         require_auth_everywhere=not is_loopback(settings.bind_host),
+        budgets=budget_service,
+        alerts=AlertEngine(store, budget_service, clock, interval_s=settings.alert_interval_s),
         admin_token_hash=hash_secret(admin_token) if admin_token else None,
     )
 
@@ -143,5 +151,7 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(langfuse.router)
     app.include_router(queries.router)
     app.include_router(langfuse_metrics.router)
+    app.include_router(budgets.router)
+    app.include_router(alerts.router)
     prometheus.install(app)
     return app

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from costline.core.enforce import CounterUsage
 from costline.core.query import Metric, Query
@@ -33,7 +33,8 @@ class ControlSql:
     _transaction: Callable[..., Any]
     _fetch: Callable[..., list[tuple[Any, ...]]]
     _q: Callable[[str], str]
-    DIALECT: Any
+    DIALECT: ClassVar[Any]
+    PARAM: ClassVar[str] = "?"
 
     def _lock_counters(self, conn: Any, keys: Sequence[str]) -> None:
         """Serialise reservations on these counters until COMMIT (a backend without a store-wide lock)."""
@@ -99,7 +100,7 @@ class ControlSql:
                 "FROM control_objects")
 
     def _time(self, column: str) -> str:
-        return f"timezone('UTC', {column})" if self.PARAM == "?" else column  # type: ignore[attr-defined]
+        return f"timezone('UTC', {column})" if self.PARAM == "?" else column
 
     # reservations -------------------------------------------------------------------------------------------
     def reserve(

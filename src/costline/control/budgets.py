@@ -1,0 +1,253 @@
+"""Budget enforcement for one server: check (reserve), settle, cancel, and where each budget stands.
+
+``check`` finds the budgets a call falls under (scope, tier, per-attribute counter), estimates the call with
+the project's price book (and each downgrade model's), and asks the store to reserve atomically
+(``Store.reserve``); the decision itself is ``core.enforce.decide``. A reservation is settled when an
+observation carrying its id in metadata ``costline_reservation`` is ingested (any protocol), or by
+``settle`` (which records that observation itself), and released by ``cancel``; otherwise it expires after its
+TTL. The observation is written before its hold is released, so for a moment the call counts twice: the error
+is always on the safe side.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from costline.control.check import CheckRequest, estimate
+from costline.core.budgets import Attributes, Budget, counter_key, parse_budget, spend_query, subject_of
+from costline.core.enforce import Counter, CounterUsage, Decision, Option, Status, decide
+from costline.core.events import ObservationEvent
+from costline.core.money import decimal_str
+from costline.core.usage import Usage
+from costline.errors import CostlineError
+from costline.ingest.batch import Decoded
+from costline.ingest.pipeline import IngestResult, Pipeline
+from costline.store.base import Reservation, Store
+
+log = logging.getLogger(__name__)
+
+RESERVATION_KEY: Final = "costline_reservation"
+DEFAULT_TTL: Final = timedelta(minutes=15)
+
+#: called with (project_id, budget, status before, status after) when a check moves a counter
+CrossingListener = Callable[[str, Budget, Status | None, Status], None]
+
+
+class BudgetNotFoundError(CostlineError, LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    decision: Decision
+    estimate: Decimal | None
+    reservation: Reservation | None
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.decision
+        statuses = [s.to_json() for s in d.statuses]
+        binding = [s for s in d.statuses if s.counter.budget.limit is not None]
+        remaining = min((s.remaining for s in binding if s.remaining is not None), default=None)
+        resets = [s.counter.resets_at for s in d.statuses if s.over and s.counter.resets_at is not None]
+        return {
+            "decision": d.outcome, "allowed": d.outcome != "deny", "model": d.model, "reason": d.reason,
+            "estimate": None if self.estimate is None else decimal_str(self.estimate),
+            "reservation_id": None if self.reservation is None else self.reservation.id,
+            "expires_at": None if self.reservation is None else self.reservation.expires_at.isoformat(),
+            "remaining": None if remaining is None else decimal_str(remaining),
+            "resets_at": min(resets).isoformat() if resets else None,
+            "budgets": statuses, "usage": usage_summary(d.statuses),
+        }
+
+
+def usage_summary(statuses: Sequence[Status]) -> dict[str, Any]:
+    """Per calendar window (day, week, month): the tightest budget's used/limit, for a product to show."""
+    summary: dict[str, Any] = {}
+    for status in statuses:
+        budget = status.counter.budget
+        window = budget.window.label
+        entry = summary.setdefault(window, {"used": None, "limit": None, "requests_used": None, "max_requests": None,
+                                            "resets_at": _iso(status.counter.resets_at), "currency": budget.currency})
+        if budget.limit is not None and (entry["limit"] is None or budget.limit < Decimal(entry["limit"])):
+            entry["used"], entry["limit"] = decimal_str(status.used), decimal_str(budget.limit)
+        if budget.max_requests is not None and (entry["max_requests"] is None or
+                                                budget.max_requests < entry["max_requests"]):
+            entry["requests_used"], entry["max_requests"] = status.requests_used, budget.max_requests
+    return summary
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+class BudgetService:
+    def __init__(self, store: Store, pipeline: Pipeline, clock: Callable[[], datetime], *,
+                 ttl: timedelta = DEFAULT_TTL) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.clock = clock
+        self.ttl = ttl
+        self.listeners: list[CrossingListener] = []
+        self._budgets: dict[str, list[Budget]] = {}
+        self._lock = threading.Lock()
+        pipeline.listeners.append(self._on_ingest)
+
+    # budgets ------------------------------------------------------------------------------------------------
+    def budgets(self, project_id: str) -> list[Budget]:
+        found = self._budgets.get(project_id)
+        if found is None:
+            found = []
+            for obj in self.store.list_control("budget", project_id):
+                try:
+                    found.append(parse_budget(obj.spec, f"budget {obj.id}"))
+                except CostlineError as exc:  # a stored budget that no longer parses must not stop checks
+                    log.error("skipping stored budget %s of project %s: %s", obj.id, project_id, exc)
+            with self._lock:
+                self._budgets[project_id] = found
+        return found
+
+    def changed(self, project_id: str | None = None) -> None:
+        with self._lock:
+            if project_id is None:
+                self._budgets.clear()
+            else:
+                self._budgets.pop(project_id, None)
+
+    def get(self, project_id: str, budget_id: str) -> Budget:
+        for budget in self.budgets(project_id):
+            if budget.id == budget_id:
+                return budget
+        raise BudgetNotFoundError(f"no budget {budget_id!r} in this project")
+
+    # check ----------------------------------------------------------------------------------------------------
+    def counters(self, project_id: str, attrs: Attributes, now: datetime) -> list[Counter]:
+        found = []
+        for budget in self.budgets(project_id):
+            subject = subject_of(budget, attrs)
+            if subject is not None:
+                start, resets = budget.window.bounds(now)
+                found.append(Counter(budget, subject, counter_key(budget, subject), start, resets))
+        return found
+
+    def check(self, project_id: str, request: CheckRequest) -> CheckResult:
+        now = self.clock()
+        attrs = self._with_tier(project_id, request.attributes, now)
+        book = self.pipeline.book_for(project_id)
+        asked_estimate = estimate(request, request.model, book, now)
+        options = [Option(request.model, asked_estimate, tuple(self.counters(project_id, attrs, now)))]
+        for budget in options[0].counters:
+            target = budget.budget.downgrade_to
+            if target and all(o.model != target for o in options):
+                down = replace(attrs, model=target)
+                options.append(Option(target, estimate(request, target, book, now),
+                                      tuple(self.counters(project_id, down, now))))
+        every = {c.key: c for o in options for c in o.counters}
+        queries = [(key, spend_query(c.budget, c.subject, project_id, now)) for key, c in every.items()]
+        reservation_id = uuid.uuid4().hex
+        ttl = timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else self.ttl
+        seen: dict[str, Mapping[str, CounterUsage]] = {}
+
+        def decide_and_hold(usage: Mapping[str, CounterUsage]) -> tuple[Decision, Reservation | None]:
+            seen["usage"] = usage
+            decision = decide(options, usage)
+            if decision.outcome == "deny" or not request.reserve or not decision.counters:
+                return decision, None
+            chosen = next(o for o in options if o.model == decision.model)
+            details = {"model": decision.model, "asked_model": request.model, "attributes": _attrs_json(attrs),
+                       "estimate": None if chosen.estimate is None else str(chosen.estimate)}
+            return decision, Reservation(project_id, reservation_id, tuple(c.key for c in decision.counters),
+                                         decision.hold or Decimal(0), now, now + ttl, details)
+
+        decision = self.store.reserve(project_id, queries, decide_and_hold, now)
+        held = decision.outcome != "deny" and request.reserve and bool(decision.counters)
+        reservation = self.store.get_reservation(project_id, reservation_id) if held else None
+        chosen_estimate = next((o.estimate for o in options if o.model == decision.model), None)
+        self._notify(project_id, decision, seen.get("usage", {}))
+        return CheckResult(decision, chosen_estimate, reservation)
+
+    def _with_tier(self, project_id: str, attrs: Attributes, now: datetime) -> Attributes:
+        if attrs.user is None:
+            return attrs
+        stored = self.store.get_user_tier(project_id, attrs.user)
+        if attrs.tier is None:
+            return replace(attrs, tier=stored) if stored else attrs
+        if attrs.tier != stored:  # remember it: the periodic evaluator needs to know who is on which tier
+            self.store.set_user_tier(project_id, attrs.user, attrs.tier, now)
+        return attrs
+
+    def _notify(self, project_id: str, decision: Decision, usage: Mapping[str, CounterUsage]) -> None:
+        """Tell listeners where each counter went; a denied call reports its counters as over (blocked)."""
+        if not self.listeners:
+            return
+        for status in decision.statuses:
+            u = usage.get(status.counter.key, CounterUsage())
+            before = Status(status.counter, u.spent + u.reserved, u.requests + u.reserved_requests, False, None)
+            after = status
+            if decision.outcome == "deny":
+                after = Status(status.counter, before.used, before.requests_used, True, decision.reason)
+            for listener in self.listeners:
+                try:
+                    listener(project_id, status.counter.budget, before, after)
+                except Exception:
+                    log.exception("budget listener %r failed", listener)
+
+    # settle -----------------------------------------------------------------------------------------------------
+    def settle(self, project_id: str, reservation_id: str, *, cost: Decimal | None = None,
+               usage: Mapping[str, Any] | None = None, model: str | None = None,
+               end_time: datetime | None = None) -> IngestResult:
+        """Record the call a reservation held (with its actual cost or usage) and release the hold."""
+        reservation = self.store.get_reservation(project_id, reservation_id)
+        if reservation is None:
+            raise BudgetNotFoundError(f"no live reservation {reservation_id!r} (settled, cancelled or expired)")
+        if cost is None and usage is None:
+            raise CostlineError("settle needs the call's actual cost or its usage")
+        attrs = reservation.details.get("attributes", {})
+        event = ObservationEvent(
+            id=reservation_id, trace_id=attrs.get("trace_id") or reservation_id, type="generation",
+            name=attrs.get("name"), start_time=reservation.created_at, end_time=end_time or self.clock(),
+            model=model or reservation.details.get("model"), provider=attrs.get("provider"),
+            usage=Usage(dict(usage)) if usage is not None else Usage({}),
+            provided_cost={"total": cost} if cost is not None else None, user_id=attrs.get("user"),
+            session_id=attrs.get("session"), tags=tuple(attrs.get("tags") or ()),
+            metadata={**(attrs.get("metadata") or {}), RESERVATION_KEY: reservation_id},
+            environment=attrs.get("environment"), release=attrs.get("release"),
+        )
+        return self.pipeline.ingest(project_id, Decoded(observations=[event], merge=False), "budget-settle")
+
+    def cancel(self, project_id: str, reservation_id: str) -> bool:
+        return self.store.release_reservations(project_id, [reservation_id]) > 0
+
+    def _on_ingest(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
+        ids = [str(o.metadata[RESERVATION_KEY]) for o in result.observations
+               if isinstance(o.metadata, Mapping) and o.metadata.get(RESERVATION_KEY)]
+        if ids:
+            self.store.release_reservations(project_id, ids)
+
+    # where budgets stand ------------------------------------------------------------------------------------------
+    def standing(self, project_id: str, budget: Budget, subject: str = "") -> Status:
+        """The counter's usage now (recorded spend plus live holds), for status pages and the evaluator."""
+        now = self.clock()
+        start, resets = budget.window.bounds(now)
+        counter = Counter(budget, subject, counter_key(budget, subject), start, resets)
+        query = spend_query(budget, subject, project_id, now)
+        usage = self.store.reserve(project_id, [(counter.key, query)], lambda u: (u, None), now)
+        u = usage.get(counter.key, CounterUsage())
+        used, requests = u.spent + u.reserved, u.requests + u.reserved_requests
+        over = (budget.limit is not None and used > budget.limit) or (
+            budget.max_requests is not None and requests > budget.max_requests)
+        return Status(counter, used, requests, over, None)
+
+
+def _attrs_json(attrs: Attributes) -> dict[str, Any]:
+    return {
+        "user": attrs.user, "session": attrs.session, "tags": list(attrs.tags), "provider": attrs.provider,
+        "environment": attrs.environment, "trace_name": attrs.trace_name, "name": attrs.name,
+        "release": attrs.release, "metadata": dict(attrs.metadata), "tier": attrs.tier,
+    }

@@ -1,0 +1,393 @@
+"""Alert delivery: channels (apprise URLs or HMAC-signed webhooks), retries with backoff, a delivery log.
+
+The alert evaluator (``control/alerts.py``) decides *whether* to notify (cooldown, de-duplication, recovery);
+this module only delivers. ``Notifier.send`` tries each named channel in turn, retries what may succeed later
+(5xx, 408, 429, connection errors, any apprise failure) with exponential backoff, and hands one ``Delivery``
+per channel to ``record`` (the delivery log). It never raises for a delivery problem. ``Dispatcher`` runs a
+notifier on a background thread so the ingest path and the evaluator never wait for the network.
+
+Email, Slack, Teams, Discord, PagerDuty and ~100 other services go through apprise; channel definitions and
+apprise's plumbing are in ``control/channels.py`` (re-exported here). The webhook wire format is in
+docs/alerts-delivery.md; ``control/webhook.py`` signs and verifies it. Errors never carry a webhook secret or
+the private parts of an apprise URL.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from costline.control.channels import (
+    CONTROL,
+    Channel,
+    ChannelError,
+    apprise_module,
+    captured_logs,
+    parse_channel,
+    redact,
+    url_secrets,
+)
+from costline.control.webhook import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+__all__ = ["Channel", "ChannelError", "Delivery", "Dispatcher", "Notice", "Notifier", "parse_channel"]
+
+log = logging.getLogger(__name__)
+
+TITLE_MAX = 250  # characters; apprise's default title limit, and what email subjects and chat headers bear
+BODY_MAX = 32_000  # characters; under apprise's default body limit (32,768)
+RETRY_AFTER_MAX_S = 60.0
+_NOTIFY_TYPES = {"info": "info", "warning": "warning", "critical": "failure"}
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What to tell people: one alert event (firing, resolved or test) of one rule and subject."""
+
+    project_id: str
+    rule: str
+    rule_id: str
+    scope: str
+    event: str  # "firing" | "resolved" | "test"
+    severity: str  # "info" | "warning" | "critical"
+    title: str
+    body: str
+    at: datetime
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One notice's delivery to one channel, after all its attempts: the delivery log's record."""
+
+    id: str
+    project_id: str
+    channel: str
+    rule_id: str
+    rule: str
+    scope: str
+    event: str
+    at: datetime
+    status: str  # "sent" | "failed"
+    attempts: int
+    error: str | None
+    response_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    ok: bool
+    retry: bool = False
+    error: str | None = None
+    code: int | None = None
+    wait_s: float | None = None  # what the receiver asked for (Retry-After), if anything
+
+
+# rendering --------------------------------------------------------------------------------------------------------
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending with a marker that says it was cut and how long it was."""
+    if len(text) <= limit:
+        return text
+    marker = f" … [truncated by costline: {len(text)} characters in all]"
+    return text[: max(0, limit - len(marker))].rstrip() + marker
+
+
+def _clean(text: str) -> str:
+    """Valid UTF-8 whatever came in (a lone surrogate becomes '?')."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def render_title(notice: Notice) -> str:
+    """The notice's title on one line (newlines would break email subjects and chat headers), clipped."""
+    return clip(" ".join(CONTROL.sub(" ", _clean(notice.title)).split()), TITLE_MAX)
+
+
+def _json_default(value: Any) -> Any:
+    """What orjson cannot encode itself: mappings as objects, sets as sorted arrays, the rest (Decimal) as text."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "-"
+    if isinstance(value, Mapping | list | tuple):
+        return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    return str(value)
+
+
+def render_text(notice: Notice) -> str:
+    """The plain-text body for apprise channels: the notice's body, then each detail as a ``key: value`` line
+    (lines the body already has are not repeated), clipped to ``BODY_MAX``."""
+    body = _clean(notice.body).rstrip()
+    present = set(body.splitlines())
+    lines = [line for line in (f"{k}: {_value(v)}" for k, v in notice.details.items()) if line not in present]
+    text = "\n".join([body, *lines] if body else lines) if lines else body
+    return clip(_clean(text), BODY_MAX)
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def webhook_body(notice: Notice, delivery_id: str) -> bytes:
+    """The webhook payload (docs/alerts-delivery.md), as sent."""
+    payload = {
+        "type": "costline.alert", "id": delivery_id, "event": notice.event, "severity": notice.severity,
+        "project_id": notice.project_id, "rule": notice.rule, "rule_id": notice.rule_id, "scope": notice.scope,
+        "title": render_title(notice), "body": clip(_clean(notice.body), BODY_MAX),
+        "at": _utc(notice.at).isoformat().replace("+00:00", "Z"), "details": dict(notice.details),
+    }
+    return orjson.dumps(payload, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+@functools.cache
+def user_agent() -> str:
+    try:
+        return f"costline/{importlib.metadata.version('costline')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "costline/0+unknown"
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), at most 60; None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value) if value.replace(".", "", 1).isdigit() else (
+            parsedate_to_datetime(value) - _utc(now)).total_seconds()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# delivery ----------------------------------------------------------------------------------------------------------
+class Notifier:
+    """Delivers notices to named channels, synchronously, with retries; records one ``Delivery`` per channel."""
+
+    def __init__(self, channels: Mapping[str, Channel], record: Callable[[Delivery], None], *,
+                 attempts: int = 4, backoff_s: float = 1.0, timeout_s: float = 10.0,
+                 clock: Callable[[], datetime] = _utc_now, sleep: Callable[[float], None] = time.sleep) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self._channels = dict(channels)
+        self._record = record
+        self.attempts = attempts
+        self.backoff_s = max(0.0, backoff_s)
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def replace_channels(self, channels: Mapping[str, Channel]) -> None:
+        with self._lock:
+            self._channels = dict(channels)
+
+    def send(self, notice: Notice, channel_names: Sequence[str]) -> list[Delivery]:
+        """Deliver ``notice`` to each named channel in turn; the deliveries, also handed to ``record``."""
+        deliveries: list[Delivery] = []
+        for name in [channel_names] if isinstance(channel_names, str) else channel_names:
+            try:
+                delivery = self._deliver(notice, name)
+            except Exception as exc:  # a bug here must not lose the other channels or reach the caller
+                log.exception("delivery of %s to channel %r failed unexpectedly", notice.rule_id, name)
+                delivery = self._delivery(notice, name, uuid.uuid4().hex, 0,
+                                          _Outcome(False, error=f"channel {name!r}: internal error "
+                                                               f"({type(exc).__name__})"))
+            try:
+                self._record(delivery)
+            except Exception:
+                log.exception("could not record delivery %s to channel %r", delivery.id, name)
+            deliveries.append(delivery)
+        return deliveries
+
+    def _delivery(self, notice: Notice, name: str, delivery_id: str, attempts: int, outcome: _Outcome) -> Delivery:
+        return Delivery(delivery_id, notice.project_id, name, notice.rule_id, notice.rule, notice.scope, notice.event,
+                        self._clock(), "sent" if outcome.ok else "failed", attempts, outcome.error, outcome.code)
+
+    def _deliver(self, notice: Notice, name: str) -> Delivery:
+        delivery_id = uuid.uuid4().hex
+        with self._lock:
+            channel = self._channels.get(name)
+        if channel is None:
+            return self._delivery(notice, name, delivery_id, 0, _Outcome(False, error=f"unknown channel {name!r}"))
+        if channel.kind == "webhook":
+            try:
+                body = webhook_body(notice, delivery_id)
+            except (TypeError, orjson.JSONEncodeError) as exc:
+                outcome = _Outcome(False, error=f"channel {name!r}: the notice's details are not JSON ({exc})")
+                return self._delivery(notice, name, delivery_id, 0, outcome)
+
+            def attempt() -> _Outcome:
+                return self._post(channel, delivery_id, notice.event, body)
+        elif channel.kind == "apprise":
+            title, text = render_title(notice), render_text(notice)
+            kind = "success" if notice.event == "resolved" else _NOTIFY_TYPES.get(notice.severity, "info")
+
+            def attempt() -> _Outcome:
+                return self._notify(channel, title, text, kind)
+        else:
+            outcome = _Outcome(False, error=f"channel {name!r}: unknown kind {channel.kind!r}")
+            return self._delivery(notice, name, delivery_id, 0, outcome)
+        tries, outcome = 0, _Outcome(False)
+        for tries in range(1, self.attempts + 1):
+            outcome = attempt()
+            if outcome.ok or not outcome.retry or tries == self.attempts:
+                break
+            delay = outcome.wait_s if outcome.wait_s is not None else self.backoff_s * 2 ** (tries - 1)
+            log.info("%s; retrying in %.1f s (attempt %d of %d)", outcome.error, delay, tries + 1, self.attempts)
+            self._sleep(delay)
+        if not outcome.ok:
+            log.warning("delivery %s failed after %d attempt(s): %s", delivery_id, tries, outcome.error)
+        return self._delivery(notice, name, delivery_id, tries, outcome)
+
+    def _post(self, channel: Channel, delivery_id: str, event: str, body: bytes) -> _Outcome:
+        secret = channel.secret or ""
+        secrets = [s for s in (secret, *url_secrets(channel.url, "")) if s]
+        now = self._clock()
+        timestamp = int(_utc(now).timestamp())
+        headers = {**channel.headers, "Content-Type": "application/json", "User-Agent": user_agent(),
+                   EVENT_HEADER: CONTROL.sub("", event).encode("ascii", "replace").decode()[:100],
+                   DELIVERY_HEADER: delivery_id, TIMESTAMP_HEADER: str(timestamp),
+                   SIGNATURE_HEADER: sign(secret, timestamp, body)}
+        where = f"channel {channel.name!r}"
+        try:
+            with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
+                response = client.post(channel.url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            return _Outcome(False, retry=True, error=f"{where}: no answer within {self.timeout_s:g} s")
+        except httpx.TransportError as exc:
+            return _Outcome(False, retry=True, error=redact(f"{where}: could not connect ({exc})", secrets))
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+            return _Outcome(False, error=redact(f"{where}: could not send ({type(exc).__name__}: {exc})", secrets))
+        code = response.status_code
+        if 200 <= code < 300:
+            return _Outcome(True, code=code)
+        said = " ".join(response.text[:200].split())
+        error = redact(f"{where}: the receiver answered HTTP {code}" + (f": {said}" if said else ""), secrets)
+        if code in (408, 429) or code >= 500:
+            return _Outcome(False, retry=True, error=error, code=code,
+                            wait_s=_retry_after(response.headers.get("Retry-After"), now))
+        return _Outcome(False, error=error, code=code)
+
+    def _notify(self, channel: Channel, title: str, text: str, kind: str) -> _Outcome:
+        module = apprise_module()
+        where = f"channel {channel.name!r}"
+        asset = module.AppriseAsset(async_mode=False)
+        shown: str | None = None
+        with captured_logs() as capture:
+            try:
+                plugin = module.Apprise.instantiate(channel.url, asset=asset)
+                if plugin is None:
+                    return _Outcome(False, error=f"{where}: apprise cannot use its URL")
+                shown = plugin.url(privacy=True)
+                plugin.socket_connect_timeout = self.timeout_s
+                plugin.socket_read_timeout = self.timeout_s
+                sender = module.Apprise(asset=asset)
+                sender.add(plugin)
+                ok = bool(sender.notify(body=text, title=title, notify_type=kind,
+                                        body_format=module.NotifyFormat.TEXT))
+            except Exception as exc:  # apprise's plugins raise little, but a bug there must not escape
+                capture.append(f"{type(exc).__name__}: {exc}")
+                ok = False
+        if ok:
+            return _Outcome(True)
+        said = "; ".join(dict.fromkeys(capture)) or "apprise reported a failure"
+        return _Outcome(False, retry=True, error=redact(f"{where}: {said}", url_secrets(channel.url, shown)))
+
+
+class Dispatcher:
+    """Runs a Notifier on a background daemon thread from a bounded queue so that callers (the ingest path,
+    the evaluator) never wait for the network. submit() returns at once; a full queue drops the notice and
+    logs + counts it (attribute `dropped`)."""
+
+    def __init__(self, notifier: Notifier, *, max_queue: int = 1000) -> None:
+        self.notifier = notifier
+        self.dropped = 0
+        self._queue: queue.Queue[tuple[Notice, tuple[str, ...]] | None] = queue.Queue(max_queue)
+        self._pending = 0
+        self._done = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, notice: Notice, channel_names: Sequence[str]) -> None:
+        with self._done:
+            if self._closed:
+                self._drop(notice, "the dispatcher is closed")
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="costline-notify", daemon=True)
+                self._thread.start()
+            try:
+                self._queue.put_nowait((notice, tuple(channel_names)))
+            except queue.Full:
+                self._drop(notice, f"the delivery queue is full ({self._queue.maxsize} notices)")
+                return
+            self._pending += 1
+
+    def _drop(self, notice: Notice, why: str) -> None:
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 100 == 0:
+            log.warning("dropped the %s notice of rule %s (%s): %s; %d dropped so far", notice.event,
+                        notice.rule_id, notice.scope or "project", why, self.dropped)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self.notifier.send(*item)
+            except Exception:
+                log.exception("notifier failed on a notice of rule %s", item[0].rule_id)
+            finally:
+                with self._done:
+                    self._pending -= 1
+                    self._done.notify_all()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every submitted notice has been delivered (or has failed); False on timeout."""
+        with self._done:
+            return self._done.wait_for(lambda: self._pending == 0, timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued (within ``timeout_s``), then stop the thread; later submissions are dropped."""
+        with self._done:
+            self._closed = True
+            thread = self._thread
+        if thread is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while thread.is_alive():
+            try:
+                self._queue.put(None, timeout=max(0.0, min(0.1, deadline - time.monotonic())))
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    break
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("the notification thread did not finish within %.1f s; %d notice(s) undelivered",
+                        timeout_s, self._pending)
