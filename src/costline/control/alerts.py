@@ -24,6 +24,7 @@ from costline.core.alerts import AlertRule, Condition, parse_rule, step
 from costline.core.budgets import Budget, scope_filter
 from costline.core.enforce import Status, crossed
 from costline.core.events import Observation
+from costline.core.money import decimal_str
 from costline.core.query import Dimension, Metric, Query
 from costline.errors import CostlineError
 from costline.ingest.batch import Decoded
@@ -35,7 +36,7 @@ SEP = "/"  # channel keys in the shared notifier: "<project>/<channel name>"
 
 
 def _money(value: Decimal | None) -> str:
-    return "unpriced" if value is None else str(value.normalize() if value == value.to_integral() else value)
+    return "unpriced" if value is None else decimal_str(value)
 
 
 class AlertEngine:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from costline.control.channels import redact_url
 from costline.control.check import CheckError
 from costline.control.config_file import control_objects, load_control
 from costline.control.notify import parse_channel
@@ -33,6 +34,9 @@ def redact_channel(spec: Mapping[str, Any]) -> dict[str, Any]:
     shown = dict(spec)
     if shown.get("secret"):
         shown["secret"] = "***"
+    for key in ("apprise", "webhook"):  # passwords and tokens inside URLs too
+        if isinstance(shown.get(key), str):
+            shown[key] = redact_url(shown[key])
     return shown
 
 
