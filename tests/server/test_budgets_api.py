@@ -87,11 +87,14 @@ def test_budget_crud_and_validation(client: httpx.Client) -> None:
         ({"name": "x", "window": "day", "limit": 1, "action": "downgrade"}, "budget.downgrade_to"),
         ({"name": "x", "window": "day", "limit": 1, "scope": {"colour": "red"}}, "budget.scope.colour"),
         ({"name": "x", "window": "day", "limit": 1, "limitt": 2}, "budget.limitt"),
-        ({"name": "x'; DROP TABLE observations; --", "window": "day", "limit": 1}, "budget.id"),
+        ({"id": "x'; DROP TABLE observations; --", "name": "x", "window": "day", "limit": 1}, "budget.id"),
     ]:
         answer = client.post("/v1/budgets", json=body)
         assert answer.status_code == 400, (body, answer.text)
         assert answer.json()["message"].startswith(field), answer.json()
+    hostile = _budget(client, name="x'; DROP TABLE observations; --", window="day", limit=1)
+    assert hostile["id"] == "x-DROP-TABLE-observations"  # an id made from the name, the name kept as written
+    assert client.get(f"/v1/budgets/{hostile['id']}").json()["name"] == "x'; DROP TABLE observations; --"
     assert client.post("/v1/budgets", content=b"{not json").status_code == 400
     assert client.post("/v1/budgets", content=b"x" * (2 * 1024 * 1024)).status_code == 413
 

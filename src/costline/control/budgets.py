@@ -62,7 +62,7 @@ class CheckResult:
             "reservation_id": None if self.reservation is None else self.reservation.id,
             "expires_at": None if self.reservation is None else self.reservation.expires_at.isoformat(),
             "remaining": None if remaining is None else decimal_str(remaining),
-            "resets_at": min(resets).isoformat() if resets else None,
+            "resets_at": min(resets).isoformat() if resets else None,  # UTC: the budgets may differ in zone
             "budgets": statuses, "usage": usage_summary(d.statuses),
         }
 
@@ -74,7 +74,8 @@ def usage_summary(statuses: Sequence[Status]) -> dict[str, Any]:
         budget = status.counter.budget
         window = budget.window.label
         entry = summary.setdefault(window, {"used": None, "limit": None, "requests_used": None, "max_requests": None,
-                                            "resets_at": _iso(status.counter.resets_at), "currency": budget.currency})
+                                            "resets_at": _iso(status.counter.resets_at, budget),
+                                            "currency": budget.currency})
         if budget.limit is not None and (entry["limit"] is None or budget.limit < Decimal(entry["limit"])):
             entry["used"], entry["limit"] = decimal_str(status.used), decimal_str(budget.limit)
         if budget.max_requests is not None and (entry["max_requests"] is None or
@@ -83,8 +84,10 @@ def usage_summary(statuses: Sequence[Status]) -> dict[str, Any]:
     return summary
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+def _iso(moment: datetime | None, budget: Budget | None = None) -> str | None:
+    if moment is None:
+        return None
+    return (moment.astimezone(budget.window.tz) if budget is not None else moment).isoformat()
 
 
 class BudgetService:

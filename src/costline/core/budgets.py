@@ -68,6 +68,7 @@ class Window:
         None for lifetime and rolling windows (they slide)."""
         if self.kind == "lifetime":
             return None, None
+        now = now.astimezone(_UTC)  # instants in UTC: aware datetimes of one zone subtract as wall clocks
         if self.kind == "rolling":
             assert self.hours is not None
             return now - timedelta(hours=self.hours), None
@@ -86,12 +87,13 @@ class Window:
         return _local_midnight(day, self.tz), _local_midnight(following, self.tz)
 
 
+_UTC = timebuckets.zone("UTC")
+
+
 def _local_midnight(day: Any, tz: tzinfo) -> datetime:
-    """The first instant of ``day`` in ``tz`` (a zone whose clocks skip midnight starts the day at 01:00)."""
-    naive = datetime(day.year, day.month, day.day)
-    first = naive.replace(tzinfo=tz)
-    # round-tripping through UTC finds a skipped wall-clock time (it lands after the gap)
-    return first.astimezone(timebuckets.zone("UTC")).astimezone(tz)
+    """The first instant of ``day`` in ``tz``, in UTC (a zone whose clocks skip midnight starts the day at
+    01:00: the UTC round trip lands after the gap)."""
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(_UTC)
 
 
 def parse_window(raw: object, timezone: object, path: str) -> Window:
@@ -202,18 +204,19 @@ def parse_budget(raw: object, path: str = "budget", *, default_id: str | None = 
     name = _text(raw, "name", path)
     if name is None:
         raise _fail(f"{path}.name", "a budget needs a name")
-    budget_id = _text(raw, "id", path) or default_id or name
+    budget_id = _text(raw, "id", path) or default_id or _slug(name)
     if not _ID.match(budget_id):
         raise _fail(f"{path}.id", f"{budget_id!r}: use letters, digits and _ . : @ - (at most 128)")
     window = parse_window(raw.get("window"), raw.get("timezone"), path)
     limit = None
     if raw.get("limit") is not None:
         limit = _amount(raw["limit"], f"{path}.limit")
-    requests_raw = raw.get("max_requests", raw.get("requests"))
+    requests_key = "max_requests" if "max_requests" in raw else "requests"
+    requests_raw = raw.get(requests_key)
     max_requests = None
     if requests_raw is not None:
-        if isinstance(requests_raw, bool) or not isinstance(requests_raw, int) or requests_raw < 0:
-            raise _fail(f"{path}.max_requests", "expected a whole number of requests (0 or more)")
+        if isinstance(requests_raw, bool) or not isinstance(requests_raw, int) or not 0 <= requests_raw <= 10**12:
+            raise _fail(f"{path}.{requests_key}", "expected a whole number of requests (0 to 10^12)")
         max_requests = requests_raw
     if limit is None and max_requests is None:
         raise _fail(f"{path}.limit", "a budget needs a cost limit (limit) or a request quota (max_requests)")
@@ -252,6 +255,12 @@ def parse_budget(raw: object, path: str = "budget", *, default_id: str | None = 
         notify=_names(raw.get("notify", []), f"{path}.notify"),
         source=_text(raw, "source", path, "api") or "api",
     )
+
+
+def _slug(name: str) -> str:
+    """An id from a name: characters an id cannot hold become ``-`` (``free daily`` → ``free-daily``)."""
+    slug = re.sub(r"[^A-Za-z0-9_.:@\-]+", "-", name).strip("-.:@_")[:128]
+    return slug or "budget"
 
 
 def _amount(raw: object, path: str) -> Decimal:

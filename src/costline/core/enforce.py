@@ -88,7 +88,7 @@ class Status:
         return {
             "budget_id": budget.id, "budget": budget.name, "subject": self.counter.subject or None,
             "window": budget.window.label, "timezone": budget.window.timezone,
-            "window_start": _iso(self.counter.start), "resets_at": _iso(self.counter.resets_at),
+            "window_start": _iso(self.counter.start, budget), "resets_at": _iso(self.counter.resets_at, budget),
             "limit": _money(budget.limit), "used": decimal_str(self.used), "remaining": _money(self.remaining),
             "currency": budget.currency, "max_requests": budget.max_requests, "requests_used": self.requests_used,
             "requests_remaining": None if budget.max_requests is None else max(0, budget.max_requests -
@@ -109,8 +109,11 @@ class Decision:
     reason: str | None = None
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+def _iso(moment: datetime | None, budget: Budget | None = None) -> str | None:
+    """ISO 8601, in the budget's zone when there is one (midnight reads as midnight)."""
+    if moment is None:
+        return None
+    return (moment.astimezone(budget.window.tz) if budget is not None else moment).isoformat()
 
 
 def _money(value: Decimal | None) -> str | None:

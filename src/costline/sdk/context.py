@@ -12,7 +12,7 @@ generation unpriced, with the reason in ``breakdown.reason``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,6 +31,11 @@ CURRENT_TRACE: ContextVar[TraceHandle | None] = ContextVar("costline_trace", def
 CURRENT_OBSERVATION: ContextVar[ObservationHandle | None] = ContextVar("costline_observation", default=None)
 
 _Tokens = tuple[Token["TraceHandle | None"], "Token[ObservationHandle | None] | None"]
+
+#: set by ``costline.sdk.budget`` while a budget guard is open anywhere in the process: called with the metadata
+#: of every generation opened (``tracker.generation``, ``record_generation``, the integrations) to add the
+#: guard's reservation id. ``None`` otherwise, so the hot path pays one global lookup.
+generation_hook: Callable[[dict[str, Any]], None] | None = None
 
 
 def utc(value: datetime | None) -> datetime:
@@ -152,6 +157,9 @@ class ObservationHandle:
         self.model = model
         self.provider = provider
         self.metadata: dict[str, Any] = dict(metadata or {})
+        hook = generation_hook  # read once: another thread may clear it
+        if hook is not None and type == "generation":
+            hook(self.metadata)
         self.attributes: dict[str, str] | None = dict(attributes) if attributes else None
         self.model_parameters = dict(model_parameters) if model_parameters else None
         self.start_time = utc(start_time)

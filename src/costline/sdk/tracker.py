@@ -25,6 +25,7 @@ from costline.core.cost import CostBreakdown, calc_cost
 from costline.core.money import to_decimal
 from costline.core.resolve import PriceBook
 from costline.core.usage import Usage
+from costline.sdk import context as _context
 from costline.sdk.config import TrackerConfig, resolve_config
 from costline.sdk.context import (
     CURRENT_OBSERVATION,
@@ -236,6 +237,10 @@ class Tracker:
                 parent = CURRENT_OBSERVATION.get()
                 event_id = self.new_id()
                 config = self.config
+                hook = _context.generation_hook  # set while a budget guard is open (costline.sdk.budget)
+                if hook is not None:
+                    metadata = dict(metadata or {})
+                    hook(metadata)
                 self._shipper.put({
                     "type": "generation", "id": event_id,
                     "trace_id": trace.id if trace is not None else event_id,

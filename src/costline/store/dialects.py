@@ -13,6 +13,9 @@ ZONE_NAME = re.compile(r"[A-Za-z0-9/_+\-]{1,64}")
 class Dialect:
     """Expressions the SQL backends spell differently. Subclasses: ``DuckDBDialect``, ``PostgresDialect``."""
 
+    #: whether user/session equality filters add an index-friendly condition (store/query_sql.py)
+    narrow_by_index = False
+
     def json_text(self, column: str, key: str) -> str:
         raise NotImplementedError
 
@@ -110,6 +113,8 @@ class DuckDBDialect(Dialect):
 
 
 class PostgresDialect(Dialect):
+    narrow_by_index = True
+
     def json_text(self, column: str, key: str) -> str:
         return f"({column} ->> '{key}')"
 

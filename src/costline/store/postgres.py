@@ -169,6 +169,9 @@ class PostgresStore(SqlStore):
         return _names(columns)
 
     def _lock_counters(self, conn: Any, keys: Sequence[str]) -> None:
+        # READ COMMITTED whatever the server's default: each statement then takes its snapshot after the locks
+        # are held; under REPEATABLE READ the snapshot would predate the lock wait and miss the holds before it
+        conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         for key in keys:  # sorted by the caller, so two calls on the same counters queue instead of deadlocking
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
 

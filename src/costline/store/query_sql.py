@@ -292,7 +292,20 @@ class _Builder:
             else:
                 expr = self.obs_dimension(Dimension(f.field, f.key))
             where.append(self.condition(f, expr, params))
+            where.extend(self.narrowing(f, params))
         return self._finish(select, outputs, order_exprs, source, where, params, len(groups), lateral)
+
+    def narrowing(self, f: Filter, params: list[Any]) -> list[str]:
+        """For ``user = v`` / ``session = v`` in one project: a condition the attributed filter implies (the
+        observation's own value is v, or its trace's is) that indexes on (project, user) can serve, so a
+        budget check reads one user's rows instead of the project's window (PostgreSQL; DuckDB scans)."""
+        column = {"user": "user_id", "session": "session_id"}.get(f.field)
+        if column is None or f.operator != "=" or self.q.project_id is None or not self.d.narrow_by_index:
+            return []
+        params.extend([f.value, self.q.project_id, f.value])
+        # ``= ANY(ARRAY(...))`` lets PostgreSQL OR two bitmap index scans; ``IN (SELECT ...)`` makes it scan
+        return [f"(o.{column} = ? OR o.trace_id = ANY(ARRAY(SELECT id FROM traces WHERE project_id = ? "
+                f"AND {column} = ?)))"]
 
     def _compile_traces(self) -> Compiled:
         """Traces view: observations in range grouped per trace (only the columns the query uses; traces are
