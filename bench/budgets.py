@@ -144,6 +144,11 @@ def bench(url: str, args: argparse.Namespace) -> None:
     now = datetime.now(UTC)
     pipeline = Pipeline(store, PriceBook(records, providers), lambda: datetime.now(UTC))
     seed(store, pipeline, args.history, now)
+    if url.startswith("postgres"):  # as autovacuum would after a load: the planner needs the tables' sizes
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE")
     service = BudgetService(store, pipeline, lambda: datetime.now(UTC))
     print(f"{url.split(':')[0]}: {args.threads} threads x {args.attempts} attempts, {args.history:,} other "
           "observations today", flush=True)
