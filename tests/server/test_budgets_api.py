@@ -221,3 +221,23 @@ def test_budget_routes_need_a_key(srv: Server) -> None:
     for method, path in [("GET", "/v1/budgets"), ("POST", "/v1/budgets/check"), ("GET", "/v1/alerts"),
                          ("PUT", "/v1/users/u/tier"), ("GET", "/v1/forecast")]:
         assert httpx.request(method, f"{srv.url}{path}", timeout=10).status_code == 401
+
+
+def test_forecast_and_month_budget_status(client: httpx.Client) -> None:
+    env = f"fc-{uuid.uuid4().hex[:6]}"
+    # 400,000 input tokens of gpt-4o at $2.50 per 1M: $1.00 spent today in this environment
+    answer = client.post("/v1/ingest", json={"events": [{
+        "type": "generation", "id": uuid.uuid4().hex, "trace_id": uuid.uuid4().hex, "model": "gpt-4o",
+        "start_time": datetime.now(UTC).isoformat(), "usage": {"input_tokens": 400_000}, "environment": env,
+    }]})
+    assert answer.status_code == 200
+    found = client.get("/v1/forecast", params={"environment": env, "limit": "1000"}).json()
+    assert Decimal(found["spent"]) == Decimal(1)
+    assert Decimal(found["spent"]) <= Decimal(found["low"]) <= Decimal(found["projected"]) <= Decimal(found["high"])
+    assert found["limit"] == "1000" and found["projected_over_limit"] is False
+    _budget(client, id="month", name="month", window="month", limit="100", scope={"environment": env})
+    shown = client.get("/v1/budgets/month").json()
+    assert Decimal(shown["status"]["used"]) == Decimal(1) and Decimal(shown["forecast"]["spent"]) == Decimal(1)
+    bad = client.get("/v1/forecast", params={"colour": "red"})
+    assert bad.status_code == 400 and bad.json()["message"].startswith("colour")
+    assert client.get("/v1/forecast", params={"timezone": "Nowhere/Land"}).status_code == 400

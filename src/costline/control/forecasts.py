@@ -41,7 +41,7 @@ def month_forecast(store: Store, project_id: str, scope: Mapping[str, str], per:
     for row in result.rows:
         value = row.get("sum_cost")
         if value is not None:
-            daily[row["time"].astimezone(tz).date()] = Decimal(value)
+            daily[datetime.fromisoformat(row["time"]).date()] = Decimal(value)  # the bucket's local start
     found = forecast_month(daily, now, tz).to_json()
     if limit is not None:
         found["limit"] = str(limit)
