@@ -258,3 +258,19 @@ def test_display_rounding() -> None:
     assert [number_text(a, digits) for a in amounts] == ["0.0001235", "12.5000000", "1,234.0000000"]
     assert places([D("0.5"), D("2")], minimum=2) == 2
     assert number_text(18500, 0) == "18,500"
+
+
+def test_month_report_carries_the_forecast(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "_now", lambda: datetime(2026, 11, 3, 12, tzinfo=UTC))
+    data = report_json(url, "--month")
+    forecast = data["query"]["forecast"]
+    # daily costs (UTC, both projects): Nov 1 o4 0.018; Nov 2 o1 0.0045 + o2 0.0125 + o3 0.0075 + o5 0.025
+    # + o8 0.005 = 0.0545; nothing yet on Nov 3. Two complete days: the mean method, (0.018 + 0.0545) / 2 =
+    # 0.03625 a day; half of today and the 27 days from Nov 4 to 30 are left:
+    # 0.0725 + 0.5 × 0.03625 + 27 × 0.03625 = 0.0725 + 0.018125 + 0.97875 = 1.069375;
+    # the range uses the lowest and highest day: 0.0725 + 27.5 × 0.018 = 0.5675, 0.0725 + 27.5 × 0.0545 = 1.57125
+    assert (forecast["spent"], forecast["method"]) == ("0.0725", "mean")
+    assert (D(forecast["projected"]), D(forecast["low"]), D(forecast["high"])) == (
+        D("1.069375"), D("0.5675"), D("1.57125"))
+    code, out, _ = invoke("report", "--store", url, "--month")
+    assert code == 0 and "month-end forecast: 1.069375" in out

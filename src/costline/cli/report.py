@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from costline.cli.query_render import double_counts, emit_csv, emit_result_json,
 from costline.cli.remote import remote_query
 from costline.cli.serve import _open, _settings
 from costline.core import timebuckets
+from costline.core.forecast import forecast_month
 from costline.core.money import decimal_str
 from costline.core.query import MAX_LIMIT, Query, QueryError, QueryResult, parse_query
 from costline.errors import CostlineError
@@ -159,7 +161,7 @@ def build_query(raw: dict[str, Any], project_id: str | None, filter_sources: Seq
 
 
 def answer(obj: CliContext, raw: dict[str, Any], *, project_id: str | None, store_url: str | None, fmt: str,
-           what: str, filter_sources: Sequence[str] = ()) -> None:
+           what: str, filter_sources: Sequence[str] = (), forecast: bool = False) -> None:
     """Run the query ``raw`` and print it as ``fmt``; while a local server owns the store, ask the server."""
     query = build_query(raw, project_id, filter_sources)
     settings = _settings(obj, store_url=store_url)
@@ -191,15 +193,30 @@ def answer(obj: CliContext, raw: dict[str, Any], *, project_id: str | None, stor
                 whole = {k: v for k, v in raw.items() if k not in ("dimensions", "granularity", "order_by")}
                 rows = ask(whole).rows
                 total = rows[0] if rows else None
+        projection = _month_forecast(raw, ask) if forecast else None
     finally:
         if store is not None:
             store.close()
     if fmt == "json":
-        emit_result_json(result, total, {"what": what})
+        emit_result_json(result, total, {"what": what, **({"forecast": projection} if projection else {})})
     elif fmt == "csv":
         emit_csv(result)
     else:
-        print_table(result, total, title=_title(result, what), notes=_notes(result, total))
+        notes = _notes(result, total)
+        if projection is not None:
+            notes.append(f"month-end forecast: {projection['projected']} (range {projection['low']} to "
+                         f"{projection['high']}, {projection['method']}; docs/forecast.md)")
+        print_table(result, total, title=_title(result, what), notes=notes)
+
+
+def _month_forecast(raw: dict[str, Any], ask: Callable[[dict[str, Any]], QueryResult]) -> dict[str, Any]:
+    """The month-end projection of the report's scope (its filters) from this month's daily costs."""
+    daily_query = {"view": "observations", "timezone": raw["timezone"], "from": raw["from"], "to": raw.get("to"),
+                   "granularity": "day", "metrics": ["sum:cost"], "filters": raw.get("filters", []), "limit": 40}
+    tz = timebuckets.zone(raw["timezone"])
+    daily = {datetime.fromisoformat(row["time"]).date(): Decimal(row["sum_cost"])
+             for row in ask(daily_query).rows if row.get("sum_cost") is not None}
+    return forecast_month(daily, _now(), tz).to_json()
 
 
 def _check_project(store: Store, project_id: str | None) -> None:
@@ -275,7 +292,7 @@ def report_command(obj: CliContext, today: bool, week: bool, month: bool, from_t
     if granularity:
         raw["granularity"] = granularity
     answer(obj, raw, project_id=project_id, store_url=store_url, fmt=fmt, what=f"{view} report",
-           filter_sources=sources)
+           filter_sources=sources, forecast=month and view == "observations")
 
 
 TOP: dict[str, dict[str, Any]] = {
