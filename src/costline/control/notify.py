@@ -319,17 +319,19 @@ class Notifier:
 
 
 class Dispatcher:
-    """Runs a Notifier on a background daemon thread from a bounded queue so that callers (the ingest path,
-    the evaluator) never wait for the network. submit() returns at once; a full queue drops the notice and
-    logs + counts it (attribute `dropped`)."""
+    """Runs a Notifier on background daemon threads, one per channel, from bounded queues, so that callers (the
+    ingest path, the evaluator) never wait for the network and a slow or failing channel (an SMTP server that
+    times out through its retries) does not hold up the others; each channel keeps the order of its notices.
+    submit() returns at once; a full queue drops the notice and logs + counts it (attribute `dropped`)."""
 
     def __init__(self, notifier: Notifier, *, max_queue: int = 1000) -> None:
         self.notifier = notifier
         self.dropped = 0
-        self._queue: queue.Queue[tuple[Notice, tuple[str, ...]] | None] = queue.Queue(max_queue)
+        self._max_queue = max_queue
+        self._queues: dict[str, queue.Queue[Notice | None]] = {}
+        self._threads: dict[str, threading.Thread] = {}
         self._pending = 0
         self._done = threading.Condition()
-        self._thread: threading.Thread | None = None
         self._closed = False
 
     def submit(self, notice: Notice, channel_names: Sequence[str]) -> None:
@@ -337,15 +339,20 @@ class Dispatcher:
             if self._closed:
                 self._drop(notice, "the dispatcher is closed")
                 return
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="costline-notify", daemon=True)
-                self._thread.start()
-            try:
-                self._queue.put_nowait((notice, tuple(channel_names)))
-            except queue.Full:
-                self._drop(notice, f"the delivery queue is full ({self._queue.maxsize} notices)")
-                return
-            self._pending += 1
+            for name in dict.fromkeys(channel_names):
+                lane = self._queues.get(name)
+                if lane is None:
+                    lane = self._queues[name] = queue.Queue(self._max_queue)
+                    thread = threading.Thread(target=self._run, args=(name, lane), name=f"costline-notify-{name}",
+                                              daemon=True)
+                    self._threads[name] = thread
+                    thread.start()
+                try:
+                    lane.put_nowait(notice)
+                except queue.Full:
+                    self._drop(notice, f"the delivery queue of {name} is full ({self._max_queue} notices)")
+                    continue
+                self._pending += 1
 
     def _drop(self, notice: Notice, why: str) -> None:
         self.dropped += 1
@@ -353,15 +360,15 @@ class Dispatcher:
             log.warning("dropped the %s notice of rule %s (%s): %s; %d dropped so far", notice.event,
                         notice.rule_id, notice.scope or "project", why, self.dropped)
 
-    def _run(self) -> None:
+    def _run(self, name: str, lane: queue.Queue[Notice | None]) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            notice = lane.get()
+            if notice is None:
                 return
             try:
-                self.notifier.send(*item)
+                self.notifier.send(notice, (name,))
             except Exception:
-                log.exception("notifier failed on a notice of rule %s", item[0].rule_id)
+                log.exception("notifier failed on a notice of rule %s", notice.rule_id)
             finally:
                 with self._done:
                     self._pending -= 1
@@ -373,21 +380,22 @@ class Dispatcher:
             return self._done.wait_for(lambda: self._pending == 0, timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Deliver what is queued (within ``timeout_s``), then stop the thread; later submissions are dropped."""
+        """Deliver what is queued (within ``timeout_s``), then stop the threads; later submissions are dropped."""
         with self._done:
             self._closed = True
-            thread = self._thread
-        if thread is None:
-            return
+            lanes = list(self._queues.values())
+            threads = list(self._threads.values())
         deadline = time.monotonic() + timeout_s
-        while thread.is_alive():
-            try:
-                self._queue.put(None, timeout=max(0.0, min(0.1, deadline - time.monotonic())))
-                break
-            except queue.Full:
-                if time.monotonic() >= deadline:
+        for lane in lanes:
+            while True:
+                try:
+                    lane.put(None, timeout=max(0.0, min(0.1, deadline - time.monotonic())))
                     break
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
-            log.warning("the notification thread did not finish within %.1f s; %d notice(s) undelivered",
+                except queue.Full:
+                    if time.monotonic() >= deadline:
+                        break
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in threads):
+            log.warning("the notification threads did not finish within %.1f s; %d notice(s) undelivered",
                         timeout_s, self._pending)
