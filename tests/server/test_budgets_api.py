@@ -241,3 +241,24 @@ def test_forecast_and_month_budget_status(client: httpx.Client) -> None:
     bad = client.get("/v1/forecast", params={"colour": "red"})
     assert bad.status_code == 400 and bad.json()["message"].startswith("colour")
     assert client.get("/v1/forecast", params={"timezone": "Nowhere/Land"}).status_code == 400
+
+
+def test_a_langfuse_generation_settles_its_reservation(client: httpx.Client) -> None:
+    """Apps on the Langfuse SDK put the reservation id in the generation's metadata; nothing else changes."""
+    user = _user()
+    _budget(client, id="lf-day", name="lf-day", window="day", per="user", limit="1", action="block")
+    held = _check(client, model="gpt-4o", user=user, usage={"input_tokens": 1000, "output_tokens": 1000})
+    now = datetime.now(UTC).isoformat()
+    generation = {"id": uuid.uuid4().hex, "traceId": uuid.uuid4().hex, "name": "chat", "startTime": now,
+                  "model": "gpt-4o", "usage": {"input": 1000, "output": 100},
+                  "metadata": {"costline_reservation": held["reservation_id"]}}
+    trace = {"id": generation["traceId"], "timestamp": now, "userId": user}
+    answer = client.post("/api/public/ingestion", json={"batch": [
+        {"id": uuid.uuid4().hex, "type": "trace-create", "timestamp": now, "body": trace},
+        {"id": uuid.uuid4().hex, "type": "generation-create", "timestamp": now, "body": generation},
+    ]})
+    assert answer.status_code == 207, answer.text
+    assert client.delete(f"/v1/budgets/reservations/{held['reservation_id']}").status_code == 404  # released
+    status = client.get("/v1/budgets/lf-day", params={"subject": user}).json()["status"]
+    # 1,000 × 2.50/1M + 100 × 10/1M = 0.0025 + 0.001 = 0.0035, attributed to the user through the trace
+    assert Decimal(status["used"]) == Decimal("0.0035") and status["requests_used"] == 1
