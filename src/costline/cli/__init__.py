@@ -55,6 +55,7 @@ def cli(ctx: click.Context, data_dir: Path | None, price_files: tuple[Path, ...]
 
 
 def _register() -> None:
+    from costline.cli.control import alerts_group, apply_command, budgets_group, channels_group
     from costline.cli.cost import cost_command
     from costline.cli.estimate import estimate_command
     from costline.cli.maintenance import purge_command, reprice_command
@@ -72,6 +73,10 @@ def _register() -> None:
     cli.add_command(report_command)
     cli.add_command(top_command)
     cli.add_command(export_command)
+    cli.add_command(budgets_group)
+    cli.add_command(alerts_group)
+    cli.add_command(channels_group)
+    cli.add_command(apply_command)
 
 
 _register()

@@ -122,13 +122,10 @@ def _apply_control_file(store: Store, settings: Settings, alerts: Any) -> None:
     document = read_control_file(settings.control_file, environment=settings.environment or None)
     project = store.list_projects()[0]
     objects = control_objects(document, project.id, _now())
-    store.replace_control(project.id, document_source(settings.control_file), objects)
+    store.replace_control(project.id, document.source, objects)
     alerts.changed(project.id)
-    console().print(f"applied {settings.control_file}: {len(objects)} channels, budgets and alert rules")
-
-
-def document_source(path: Path) -> str:
-    return f"file:{path.resolve()}"
+    console().print(f"applied {settings.control_file}: {len(document.channels)} channel(s), "
+                    f"{len(document.budgets)} budget(s), {len(document.alerts)} alert rule(s)")
 
 
 def _start_purger(store: Store, days: int) -> None:

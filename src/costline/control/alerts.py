@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -97,6 +98,8 @@ class AlertEngine:
 
     def _record(self, delivery: Delivery) -> None:
         channel = delivery.channel.split(SEP, 1)[-1]
+        if delivery.error:  # the shared notifier's keys carry the project: users know the channel's name
+            delivery = replace(delivery, error=delivery.error.replace(f"{delivery.project_id}{SEP}", ""))
         entry = {"id": delivery.id, "channel": channel, "rule": delivery.rule, "rule_id": delivery.rule_id,
                  "scope": delivery.scope, "event": delivery.event, "at": delivery.at.isoformat(),
                  "status": delivery.status, "attempts": delivery.attempts, "error": delivery.error,
@@ -113,7 +116,9 @@ class AlertEngine:
         if not keys:
             return []
         if wait:
-            return self.notifier.send(notice, keys)
+            prefix = f"{notice.project_id}{SEP}"
+            return [replace(d, error=d.error.replace(prefix, "") if d.error else d.error)
+                    for d in self.notifier.send(notice, keys)]
         self.dispatcher.submit(notice, keys)
         return []
 
@@ -274,8 +279,10 @@ class AlertEngine:
             budget = None
             if rule.budget is not None:
                 budget = next((b for b in self.budgets.budgets(project_id) if b.id == rule.budget), None)
-                if budget is None or budget.limit is None:
-                    log.warning("forecast rule %s: budget %s not found or has no cost limit", rule.id, rule.budget)
+                if budget is None or budget.limit is None or budget.per is not None:
+                    log.warning("forecast rule %s: budget %s not found, without a cost limit, or split per %s "
+                                "(a forecast covers the budget's whole scope)", rule.id, rule.budget,
+                                None if budget is None else budget.per)
                     return
                 limit = budget.limit
             assert limit is not None

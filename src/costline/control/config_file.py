@@ -187,14 +187,18 @@ def _per_environment(raw: Mapping[str, Any], path: str, mappings: Sequence[str],
     return versions
 
 
-def _suffix(entry: dict[str, Any], env: str | None, default_id: str | None) -> None:
-    """Give a per-environment version its own id and name (``<id>@<env>``)."""
-    base = entry.get("id") or default_id or entry.get("name")
-    if env is None or not isinstance(base, str):
-        return
-    entry["id"] = f"{base}@{env}"
-    if isinstance(entry.get("name"), str):
-        entry["name"] = f"{entry['name']}@{env}"
+Record = TypeVar("Record", Budget, AlertRule)
+
+
+def _version(parsed: Record, env: str | None, source: str, path: str) -> Record:
+    """A parsed budget or rule with the file's source and, for one environment's version, ``@<env>`` appended
+    to its id and name."""
+    if env is None:
+        return replace(parsed, source=source)
+    object_id = f"{parsed.id}@{env}"
+    if len(object_id) > 128:
+        raise ControlFileError(f"{path}.id: {object_id!r} is longer than 128 characters; give a shorter id")
+    return replace(parsed, id=object_id, name=f"{parsed.name}@{env}", source=source)
 
 
 # the document -------------------------------------------------------------------------------------------------------
@@ -222,7 +226,7 @@ def load_control(raw: object, *, environment: str | None, source: str,
     channels = _channels(doc.get("channels"))
     budgets, versions = _budgets(doc, environment, source)
     alerts = _alerts(doc.get("alerts"), environment, source, versions)
-    _check_references(doc, channels, budgets, alerts)
+    _check_references(channels, budgets, alerts)
     return ControlDocument(channels, [b for b, _ in budgets], [r for r, _ in alerts], source)
 
 
@@ -284,25 +288,23 @@ def _budgets(doc: Mapping[str, Any], environment: str | None,
                 raise ControlFileError(f"{path}: expected a budget template such as {{window: day, limit: 0.50}}")
             _own_fields(raw, path, ("tier", "source"))
             for entry, env in _per_environment(raw, path, _BUDGET_MAPPINGS, environment):
-                base = entry.get("id") or _tier_id(tier, entry, path)
-                _suffix(entry, env, base)
-                entry.setdefault("id", base)
+                entry.setdefault("id", _tier_id(tier, entry, path))
                 entry.setdefault("name", entry["id"])
                 entry["tier"] = tier
-                found.append((replace(_parsed(parse_budget, entry, path), source=source), path))
-                if env is not None and isinstance(base, str):
-                    versions.setdefault(base, {})[env] = found[-1][0].id
+                parsed = _parsed(parse_budget, entry, path)
+                found.append((_version(parsed, env, source, path), path))
+                if env is not None:
+                    versions.setdefault(parsed.id, {})[env] = found[-1][0].id
     for i, raw in enumerate(_section(doc.get("budgets"), "budgets", list, "a list of budgets")):
         path = f"budgets[{i}]"
         if not isinstance(raw, Mapping):
             raise ControlFileError(f"{path}: expected a budget such as {{name: daily, window: day, limit: 10}}")
         _own_fields(raw, path, ("source",))
         for entry, env in _per_environment(raw, path, _BUDGET_MAPPINGS, environment):
-            base = entry.get("id") or entry.get("name")
-            _suffix(entry, env, None)
-            found.append((replace(_parsed(parse_budget, entry, path), source=source), path))
-            if env is not None and isinstance(base, str):
-                versions.setdefault(base, {})[env] = found[-1][0].id
+            parsed = _parsed(parse_budget, entry, path)
+            found.append((_version(parsed, env, source, path), path))
+            if env is not None:
+                versions.setdefault(parsed.id, {})[env] = found[-1][0].id
     _unique([(b.id, p) for b, p in found], "budget")
     return found, versions
 
@@ -332,8 +334,7 @@ def _alerts(raw: object, environment: str | None, source: str,
                     raise ControlFileError(f"{path}.budget: budget {ref!r} has no version for environment {env!r} "
                                            f"(it has {', '.join(versions[ref])})")
                 entry["budget"] = versions[ref][env]
-            _suffix(entry, env, None)
-            found.append((replace(_parsed(parse_rule, entry, path), source=source), path))
+            found.append((_version(_parsed(parse_rule, entry, path), env, source, path), path))
     _unique([(r.id, p) for r, p in found], "alert rule")
     return found
 
@@ -347,7 +348,7 @@ def _unique(ids: Sequence[tuple[str, str]], what: str) -> None:
         seen[object_id] = path
 
 
-def _check_references(doc: Mapping[str, Any], channels: Mapping[str, Any], budgets: Sequence[tuple[Budget, str]],
+def _check_references(channels: Mapping[str, Any], budgets: Sequence[tuple[Budget, str]],
                       alerts: Sequence[tuple[AlertRule, str]]) -> None:
     defined = ", ".join(channels) or "none"
     for budget, path in budgets:

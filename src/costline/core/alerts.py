@@ -118,8 +118,12 @@ def parse_rule(raw: object, path: str = "alert") -> AlertRule:
     window = None
     if kind in ("window_cost", "anomaly") or raw.get("window") is not None:
         window = parse_window(raw.get("window", "24h" if kind == "anomaly" else None), raw.get("timezone"), path)
-    if kind == "anomaly" and window is not None and window.kind != "rolling" and window.kind != "day":
-        raise _fail(f"{path}.window", "an anomaly compares a rolling window or a day with the ones before it")
+    if kind == "anomaly" and window is not None and window.kind != "rolling":
+        raise _fail(f"{path}.window", "an anomaly compares a rolling window (such as 24h) with the ones before it")
+    if kind == "forecast" and window is None and raw.get("timezone") is not None:
+        window = parse_window("month", raw["timezone"], path)  # the zone the month's days are counted in
+    if kind in ON_INGEST and "trace_name" in filters:
+        raise _fail(f"{path}.filters.trace_name", "rules checked on ingest see the observation, not its trace")
     minutes = None
     if kind == "spike":
         minutes = _positive_int(raw.get("minutes"), f"{path}.minutes", 1, 7 * 24 * 60)

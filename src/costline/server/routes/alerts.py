@@ -37,6 +37,8 @@ def redact_channel(spec: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("apprise", "webhook"):  # passwords and tokens inside URLs too
         if isinstance(shown.get(key), str):
             shown[key] = redact_url(shown[key])
+    if isinstance(shown.get("headers"), Mapping):  # an Authorization header is a secret too
+        shown["headers"] = dict.fromkeys(shown["headers"], "***")
     return shown
 
 
