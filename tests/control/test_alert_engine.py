@@ -156,3 +156,17 @@ def test_budget_thresholds_in_the_periodic_pass(env: Engine) -> None:
     history = env.store.list_deliveries("p")
     assert [d.entry["event"] for d in history] == ["resolved", "firing", "firing"]
     assert all(d.status == "sent" for d in history)
+
+
+def test_one_server_of_several_runs_the_periodic_pass(env: Engine) -> None:
+    env.put("alert", {"name": "spike", "kind": "spike", "minutes": 15, "threshold": "2", "channels": ["hook"]})
+    env.spend(START - timedelta(minutes=10), "gpt-4o", 1_000_000)  # $2.50
+    other = AlertEngine(env.store, env.engine.budgets, env.clock, notifier_options={"attempts": 1})
+    try:
+        assert env.engine.tick() and not other.tick()  # the second server waits for the lease
+        assert env.engine.dispatcher.flush(30) and other.dispatcher.flush(30)
+        assert [p["rule"] for p in env.hook.payloads] == ["spike"]  # one notice, not one per server
+        env.clock.now = START + timedelta(seconds=91)  # the first server went quiet for 3 intervals
+        assert other.tick() and not env.engine.tick()
+    finally:
+        other.stop()

@@ -561,3 +561,26 @@ def test_a_call_waiting_on_the_counter_lock_sees_the_hold_of_the_call_before_it(
     assert seen_by_b == [CounterUsage(D(0), 0, D("0.60"), 1)]
     assert outcome == "deny"  # 0.60 held + 0.60 > 1.00
     assert store.get_reservation("p1", "b") is None
+
+
+def test_a_lease_has_one_holder_until_it_runs_out(store: Store) -> None:
+    ttl = timedelta(seconds=30)
+    assert store.acquire_lease("job", "a", NOW, ttl)
+    assert not store.acquire_lease("job", "b", NOW + timedelta(seconds=29), ttl)
+    assert store.acquire_lease("job", "a", NOW + timedelta(seconds=29), ttl)  # renewed to 59 s
+    assert not store.acquire_lease("job", "b", NOW + timedelta(seconds=58), ttl)
+    assert store.acquire_lease("job", "b", NOW + timedelta(seconds=59), ttl)  # a's ran out: b takes it
+    assert not store.acquire_lease("job", "a", NOW + timedelta(seconds=60), ttl)
+    assert store.acquire_lease("other-job", "a", NOW, ttl)
+
+
+def test_servers_racing_for_a_lease_get_one_winner(store: Store, four_stores: list[Store]) -> None:
+    barrier = threading.Barrier(len(four_stores))
+
+    def race(i: int) -> bool:
+        barrier.wait()
+        return four_stores[i].acquire_lease("alerts", f"server-{i}", NOW, timedelta(seconds=30))
+
+    with ThreadPoolExecutor(len(four_stores)) as pool:
+        won = list(pool.map(race, range(len(four_stores))))
+    assert won.count(True) == 1, won

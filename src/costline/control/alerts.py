@@ -11,7 +11,10 @@ Deliveries go through a ``Dispatcher`` (a queue and a thread) and are logged in 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -33,6 +36,7 @@ from costline.ingest.pipeline import IngestResult
 from costline.store.base import AlertState, DeliveryEntry, Store
 
 log = logging.getLogger(__name__)
+LEASE = "alert-evaluation"
 SEP = "/"  # channel keys in the shared notifier: "<project>/<channel name>"
 
 
@@ -47,6 +51,8 @@ class AlertEngine:
         self.budgets = budgets
         self.clock = clock
         self.interval_s = interval_s
+        #: this engine's name for the alert lease
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.notifier = Notifier({}, self._record, clock=clock, **dict(notifier_options or {}))
         self.dispatcher = Dispatcher(self.notifier)
         self._rules: dict[str, list[AlertRule]] = {}
@@ -380,11 +386,20 @@ class AlertEngine:
         self._thread = threading.Thread(target=self._run, name="costline-alerts", daemon=True)
         self._thread.start()
 
+    def tick(self) -> bool:
+        """One periodic pass if this server holds the alert lease (several servers may share a PostgreSQL
+        store: one of them evaluates, so each notice is sent once); True when it ran."""
+        ttl = timedelta(seconds=max(3 * self.interval_s, 10))
+        if not self.store.acquire_lease(LEASE, self.holder, self.clock(), ttl):
+            return False
+        self.store.purge_reservations(self.clock() - timedelta(hours=1))
+        self.evaluate()
+        return True
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.store.purge_reservations(self.clock() - timedelta(hours=1))
-                self.evaluate()
+                self.tick()
             except Exception:  # the loop must survive a store hiccup; the next pass tries again
                 log.exception("alert evaluation failed")
 

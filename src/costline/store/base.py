@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
@@ -250,6 +250,10 @@ class Store(Protocol):
     def get_user_tier(self, project_id: str, user_id: str) -> str | None: ...
 
     def list_user_tiers(self, project_id: str, tier: str | None = None) -> dict[str, str]: ...
+
+    def acquire_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew a named lease; False while another holder's is running (one server runs the job)."""
+        ...
 
     def get_alert_states(self, project_id: str, rule_id: str | None = None) -> list[AlertState]: ...
 

@@ -11,7 +11,7 @@ counter therefore queue, and each sees the holds of the ones before it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
@@ -210,6 +210,20 @@ class ControlSql:
             found = self._fetch(self._q("SELECT user_id, tier FROM user_tiers WHERE project_id = ? AND tier = ?"),
                                 [project_id, tier])
         return {str(u): str(t) for u, t in found}
+
+    # leases ---------------------------------------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``now + ttl``; False while another holder's
+        lease is still running. One atomic upsert, so two servers asking at once cannot both get it."""
+        now = rows.utc_in(now, "now")
+        with self._transaction(f"lease {name!r}") as conn:
+            found = conn.execute(
+                self._q("INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET holder = "
+                        "excluded.holder, until = excluded.until WHERE leases.until <= ? OR leases.holder = "
+                        "excluded.holder RETURNING holder"),
+                [name, holder, now + ttl, now],
+            ).fetchall()
+        return bool(found) and found[0][0] == holder
 
     # alert states and deliveries -----------------------------------------------------------------------------
     def get_alert_states(self, project_id: str, rule_id: str | None = None) -> list[AlertState]:
