@@ -262,3 +262,27 @@ def test_a_langfuse_generation_settles_its_reservation(client: httpx.Client) -> 
     status = client.get("/v1/budgets/lf-day", params={"subject": user}).json()["status"]
     # 1,000 × 2.50/1M + 100 × 10/1M = 0.0025 + 0.001 = 0.0035, attributed to the user through the trace
     assert Decimal(status["used"]) == Decimal("0.0035") and status["requests_used"] == 1
+
+
+def test_budgets_as_prometheus_gauges(client: httpx.Client) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    env = f"prom-{uuid.uuid4().hex[:6]}"
+    _budget(client, id="prom-day", name="prom-day", window="day", limit="10", max_requests=100,
+            scope={"environment": env})
+    _budget(client, id="prom-per-user", name="prom-per-user", window="day", per="user", limit="1")
+    # 400,000 input tokens of gpt-4o at $2.50 per 1M: $1.00
+    client.post("/v1/ingest", json={"events": [{
+        "type": "generation", "id": uuid.uuid4().hex, "trace_id": uuid.uuid4().hex, "model": "gpt-4o",
+        "start_time": datetime.now(UTC).isoformat(), "usage": {"input_tokens": 400_000}, "environment": env,
+    }]}).raise_for_status()
+    text = client.get("/metrics").text
+    samples = {(s.name, s.labels.get("budget")): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name.startswith("costline_budget")}
+    assert samples[("costline_budget_used", "prom-day")] == 1.0
+    assert samples[("costline_budget_limit", "prom-day")] == 10.0
+    assert samples[("costline_budget_remaining", "prom-day")] == 9.0
+    assert samples[("costline_budget_requests_used", "prom-day")] == 1
+    assert samples[("costline_budget_max_requests", "prom-day")] == 100
+    assert not any(budget == "prom-per-user" for _, budget in samples)  # no series per user

@@ -22,9 +22,11 @@ from typing import Any, Final
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from costline.control.budgets import BudgetService
 from costline.core.events import Observation
 from costline.core.money import MONEY_CONTEXT
 from costline.ingest.batch import Decoded
@@ -191,12 +193,40 @@ def label_value(value: Any) -> str:
 class ProjectView:
     """The series of one project: what a key may see (a ``Collector`` for the exposition functions)."""
 
-    def __init__(self, metrics: IngestMetrics, project_id: str) -> None:
+    def __init__(self, metrics: IngestMetrics, project_id: str, extra: Iterable[Metric] = ()) -> None:
         self.metrics = metrics
         self.project_id = project_id
+        self.extra = list(extra)
 
     def collect(self) -> Iterator[Metric]:
-        return self.metrics.families(self.project_id)
+        yield from self.metrics.families(self.project_id)
+        yield from self.extra
+
+
+def budget_families(service: BudgetService, project_id: str) -> list[Metric]:
+    """Gauges of where each budget not split per user stands now (a per-user budget would make a series per
+    user: its figures are in ``GET /v1/budgets/{id}?subject=``)."""
+    labels = ["budget", "window", "currency"]
+    used = GaugeMetricFamily("costline_budget_used", "Spend counted by the budget in its current window "
+                             "(recorded plus held by live reservations)", labels=labels)
+    limit = GaugeMetricFamily("costline_budget_limit", "The budget's cost limit", labels=labels)
+    remaining = GaugeMetricFamily("costline_budget_remaining", "What is left of the cost limit", labels=labels)
+    requests = GaugeMetricFamily("costline_budget_requests_used", "Model calls counted in the window",
+                                 labels=labels)
+    quota = GaugeMetricFamily("costline_budget_max_requests", "The budget's request quota", labels=labels)
+    for budget in service.budgets(project_id):
+        if budget.per is not None:
+            continue
+        status = service.standing(project_id, budget)
+        values = [budget.id, budget.window.label, budget.currency]
+        used.add_metric(values, float(status.used))
+        requests.add_metric(values, status.requests_used)
+        if budget.limit is not None:
+            limit.add_metric(values, float(budget.limit))
+            remaining.add_metric(values, float(status.remaining or 0))
+        if budget.max_requests is not None:
+            quota.add_metric(values, budget.max_requests)
+    return [used, limit, remaining, requests, quota]
 
 
 class RejectionCounter:
@@ -231,7 +261,9 @@ router = APIRouter()
 async def metrics(request: Request) -> Response:
     collected: IngestMetrics = request.app.state.costline_metrics
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-    body = encoder(ProjectView(collected, key_of(request).project_id))
+    project_id = key_of(request).project_id
+    budgets = await run_in_threadpool(budget_families, request.app.state.costline.budgets, project_id)
+    body = encoder(ProjectView(collected, project_id, budgets))
     return Response(body, media_type=content_type)
 
 
