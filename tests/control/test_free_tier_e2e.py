@@ -151,7 +151,11 @@ def test_free_tier_holds_under_concurrency_and_alerts_reach_people(setup: tuple[
     assert recorded > LIMIT - ESTIMATE  # the last denial came because one more estimate did not fit
 
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(mailbox.messages) < 3 or len(hooks.received) < 3):
+    def at_limit(payloads: list[bytes]) -> bool:
+        return any(json.loads(b)["details"]["threshold"] == 100 for b in payloads)
+
+    while time.monotonic() < deadline and not (at_limit([b for _, b in hooks.received]) and len(mailbox.messages)
+                                               == len(hooks.received)):
         time.sleep(0.2)
     assert mailbox.messages, "no email within a minute of the threshold being crossed"
     assert hooks.received, "no webhook within a minute of the threshold being crossed"
@@ -162,5 +166,8 @@ def test_free_tier_holds_under_concurrency_and_alerts_reach_people(setup: tuple[
     assert verify(SECRET, headers, body, now=time.time()), headers
     payload = json.loads(body)
     assert payload["event"] == "firing" and payload["scope"] == "free-user"
-    thresholds = sorted({json.loads(b)["details"]["threshold"] for _, b in hooks.received})
-    assert thresholds == [50, 80, 100]  # each threshold once: de-duplicated per budget and user
+    thresholds = [json.loads(b)["details"]["threshold"] for _, b in hooks.received]
+    # each threshold at most once (de-duplicated per budget and user), rising, ending at the limit; a level can
+    # be skipped when concurrent holds carry the budget past it in one step (80 → a refused call at 100 %)
+    assert len(set(thresholds)) == len(thresholds) and set(thresholds) <= {50, 80, 100}, thresholds
+    assert sorted(thresholds) == thresholds and thresholds[-1] == 100, thresholds
