@@ -68,19 +68,27 @@ class CheckResult:
 
 
 def usage_summary(statuses: Sequence[Status]) -> dict[str, Any]:
-    """Per calendar window (day, week, month): the tightest budget's used/limit, for a product to show."""
+    """Per window (day, week, month, ...): the budget that binds first (least left) with its used / limit and
+    reset time, and likewise the tightest request quota, for a product to show its users."""
     summary: dict[str, Any] = {}
+    cost_left: dict[str, Decimal] = {}
     for status in statuses:
         budget = status.counter.budget
         window = budget.window.label
         entry = summary.setdefault(window, {"used": None, "limit": None, "requests_used": None, "max_requests": None,
-                                            "resets_at": _iso(status.counter.resets_at, budget),
-                                            "currency": budget.currency})
-        if budget.limit is not None and (entry["limit"] is None or budget.limit < Decimal(entry["limit"])):
-            entry["used"], entry["limit"] = decimal_str(status.used), decimal_str(budget.limit)
+                                            "resets_at": None, "currency": budget.currency})
+        if budget.limit is not None:
+            left = budget.limit - status.used
+            if window not in cost_left or left < cost_left[window]:
+                cost_left[window] = left
+                entry.update(used=decimal_str(status.used), limit=decimal_str(budget.limit), currency=budget.currency,
+                             resets_at=_iso(status.counter.resets_at, budget))
         if budget.max_requests is not None and (entry["max_requests"] is None or
-                                                budget.max_requests < entry["max_requests"]):
+                                                budget.max_requests - status.requests_used <
+                                                entry["max_requests"] - entry["requests_used"]):
             entry["requests_used"], entry["max_requests"] = status.requests_used, budget.max_requests
+            if window not in cost_left:
+                entry["resets_at"] = _iso(status.counter.resets_at, budget)
     return summary
 
 
