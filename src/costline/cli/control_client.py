@@ -193,15 +193,15 @@ class DirectControl:
     def list_objects(self, kind: str) -> list[Listed]:
         found = self.store.list_control(kind, self.project_id)
         if kind == "channel":  # secrets hidden as GET /v1/channels hides them
-            from costline.server.routes.alerts import redact_channel
+            from costline.control.channels import redact_channel
 
             return [Listed(kind, o.id, redact_channel(o.spec), o.source) for o in found]
         return [Listed(kind, o.id, dict(o.spec), o.source) for o in found]
 
     def save(self, kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        from costline.control.budgets import budget_object
         from costline.core.alerts import parse_rule
         from costline.core.budgets import parse_budget
-        from costline.server.routes.budgets import budget_object
         from costline.store.base import ControlObject
 
         now = self._now()

@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,8 +23,8 @@ from costline.cli.context import CliContext, pass_cli
 from costline.cli.query_render import double_counts, emit_csv, emit_result_json, print_table, total_from_rows
 from costline.cli.remote import remote_query
 from costline.cli.serve import _open, _settings
+from costline.control.forecasts import forecast_from_days
 from costline.core import timebuckets
-from costline.core.forecast import forecast_month
 from costline.core.money import decimal_str
 from costline.core.query import MAX_LIMIT, Query, QueryError, QueryResult, parse_query
 from costline.errors import CostlineError
@@ -213,10 +212,7 @@ def _month_forecast(raw: dict[str, Any], ask: Callable[[dict[str, Any]], QueryRe
     """The month-end projection of the report's scope (its filters) from this month's daily costs."""
     daily_query = {"view": "observations", "timezone": raw["timezone"], "from": raw["from"], "to": raw.get("to"),
                    "granularity": "day", "metrics": ["sum:cost"], "filters": raw.get("filters", []), "limit": 40}
-    tz = timebuckets.zone(raw["timezone"])
-    daily = {datetime.fromisoformat(row["time"]).date(): Decimal(row["sum_cost"])
-             for row in ask(daily_query).rows if row.get("sum_cost") is not None}
-    return forecast_month(daily, _now(), tz).to_json()
+    return forecast_from_days(ask(daily_query), _now(), timebuckets.zone(raw["timezone"])).to_json()
 
 
 def _check_project(store: Store, project_id: str | None) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from costline.control.budgets import BudgetService
 from costline.control.forecasts import month_forecast
 from costline.control.notify import Channel, Delivery, Dispatcher, Notice, Notifier, parse_channel
-from costline.core.alerts import AlertRule, Condition, parse_rule, step
+from costline.core.alerts import AlertRule, Condition, parse_rule, pulse, step
 from costline.core.budgets import Budget, scope_filter
 from costline.core.enforce import Status, crossed
 from costline.core.events import Observation
@@ -141,10 +141,10 @@ class AlertEngine:
     # transitions ------------------------------------------------------------------------------------------
     def _transition(self, project_id: str, rule_id: str, name: str, subject: str, condition: Condition,
                     cooldown: timedelta, channels: Sequence[str], states: dict[tuple[str, str], AlertState],
-                    changed: list[AlertState], title: str, severity: str) -> None:
+                    changed: list[AlertState], title: str, severity: str, *, event_rule: bool = False) -> None:
         now = self.clock()
         old = states.get((rule_id, subject))
-        new, event = step(None if old is None else old.state, condition, now, cooldown)
+        new, event = (pulse if event_rule else step)(None if old is None else old.state, condition, now, cooldown)
         if old is None or dict(old.state) != new:
             state = AlertState(project_id, rule_id, subject, new, now)
             states[(rule_id, subject)] = state
@@ -333,29 +333,18 @@ class AlertEngine:
     # on ingest ------------------------------------------------------------------------------------------------------
     def _on_ingest(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
         rules = [r for r in self.rules(project_id) if r.enabled and r.kind in ("request_cost", "unpriced")]
-        if not rules or not result.observations:
+        hits = [(rule, hit) for rule in rules for obs in result.observations
+                if (hit := self._ingest_hit(rule, obs)) is not None]
+        if not hits:  # the usual batch: no store read, no lock
             return
         with self._state_lock:
-            self._ingest_rules(project_id, rules, result.observations)
-
-    def _ingest_rules(self, project_id: str, rules: Sequence[AlertRule], observations: Sequence[Observation]) -> None:
-        states = {(s.rule_id, s.subject): s for s in self.store.get_alert_states(project_id)}
-        changed: list[AlertState] = []
-        for rule in rules:
-            for obs in observations:
-                hit = self._ingest_hit(rule, obs)
-                if hit is None:
-                    continue
-                subject, figures, title = hit
-                cooldown = timedelta(minutes=rule.cooldown_minutes)
-                # each hit is an event: the state goes back to ok so the next hit fires once the cooldown allows
+            states = {(s.rule_id, s.subject): s for s in self.store.get_alert_states(project_id)}
+            changed: list[AlertState] = []
+            for rule, (subject, figures, title) in hits:
                 self._transition(project_id, rule.id, rule.name, subject, Condition(True, 1, None, figures),
-                                 cooldown, rule.channels, states, changed, title, rule.severity)
-                ended, _ = step(states[(rule.id, subject)].state, Condition(False), self.clock(), cooldown)
-                ended["notified"] = False
-                states[(rule.id, subject)] = AlertState(project_id, rule.id, subject, ended, self.clock())
-                changed.append(states[(rule.id, subject)])
-        self.store.put_alert_states(changed)
+                                 timedelta(minutes=rule.cooldown_minutes), rule.channels, states, changed, title,
+                                 rule.severity, event_rule=True)
+            self.store.put_alert_states(changed)
 
     def _ingest_hit(self, rule: AlertRule, obs: Observation) -> tuple[str, dict[str, Any], str] | None:
         for key, wanted in rule.filters.items():

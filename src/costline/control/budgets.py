@@ -29,12 +29,15 @@ from costline.core.usage import Usage
 from costline.errors import CostlineError
 from costline.ingest.batch import Decoded
 from costline.ingest.pipeline import IngestResult, Pipeline
-from costline.store.base import Reservation, Store
+from costline.store.base import ControlObject, Reservation, Store
 
 log = logging.getLogger(__name__)
 
 RESERVATION_KEY: Final = "costline_reservation"
 DEFAULT_TTL: Final = timedelta(minutes=15)
+
+#: what one reservation attempt gives back: the decision, the hold written (if any), the usage it saw
+Outcome = tuple[Decision, Reservation | None, Mapping[str, CounterUsage]]
 
 #: called with (project_id, budget, status before, status after) when a check moves a counter
 CrossingListener = Callable[[str, Budget, Status | None, Status], None]
@@ -65,6 +68,14 @@ class CheckResult:
             "resets_at": min(resets).isoformat() if resets else None,  # UTC: the budgets may differ in zone
             "budgets": statuses, "usage": usage_summary(d.statuses),
         }
+
+
+def budget_object(project_id: str, budget: Budget, source: str, now: datetime,
+                  created: datetime | None = None) -> ControlObject:
+    """The store's record of a budget (its spec, with where it came from)."""
+    spec = budget.to_json()
+    spec["source"] = source
+    return ControlObject(project_id, "budget", budget.id, spec, source, created or now, now)
 
 
 def usage_summary(statuses: Sequence[Status]) -> dict[str, Any]:
@@ -163,24 +174,20 @@ class BudgetService:
         queries = [(key, spend_query(c.budget, c.subject, project_id, now)) for key, c in every.items()]
         reservation_id = uuid.uuid4().hex
         ttl = timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else self.ttl
-        seen: dict[str, Mapping[str, CounterUsage]] = {}
-
-        def decide_and_hold(usage: Mapping[str, CounterUsage]) -> tuple[Decision, Reservation | None]:
-            seen["usage"] = usage
+        def decide_and_hold(usage: Mapping[str, CounterUsage]) -> tuple[Outcome, Reservation | None]:
             decision = decide(options, usage)
             if decision.outcome == "deny" or not request.reserve or not decision.counters:
-                return decision, None
+                return (decision, None, usage), None
             chosen = next(o for o in options if o.model == decision.model)
             details = {"model": decision.model, "asked_model": request.model, "attributes": _attrs_json(attrs),
                        "estimate": None if chosen.estimate is None else str(chosen.estimate)}
-            return decision, Reservation(project_id, reservation_id, tuple(c.key for c in decision.counters),
-                                         decision.hold or Decimal(0), now, now + ttl, details)
+            reservation = Reservation(project_id, reservation_id, tuple(c.key for c in decision.counters),
+                                      decision.hold or Decimal(0), now, now + ttl, details)
+            return (decision, reservation, usage), reservation
 
-        decision = self.store.reserve(project_id, queries, decide_and_hold, now)
-        held = decision.outcome != "deny" and request.reserve and bool(decision.counters)
-        reservation = self.store.get_reservation(project_id, reservation_id) if held else None
+        decision, reservation, usage = self.store.reserve(project_id, queries, decide_and_hold, now)
         chosen_estimate = next((o.estimate for o in options if o.model == decision.model), None)
-        self._notify(project_id, decision, seen.get("usage", {}))
+        self._notify(project_id, decision, usage)
         return CheckResult(decision, chosen_estimate, reservation)
 
     def _with_tier(self, project_id: str, attrs: Attributes, now: datetime) -> Attributes:

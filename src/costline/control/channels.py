@@ -217,3 +217,16 @@ def redact_url(url: str) -> str:
         plugin = apprise_module().Apprise.instantiate(url)
         shown = None if plugin is None else plugin.url(privacy=True)
     return redact(url, url_secrets(url, shown))
+
+
+def redact_channel(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored channel spec as it may be shown: secrets, URL passwords and tokens, header values as ***."""
+    shown = dict(spec)
+    if shown.get("secret"):
+        shown["secret"] = "***"
+    for key in ("apprise", "webhook"):  # passwords and tokens inside URLs too
+        if isinstance(shown.get(key), str):
+            shown[key] = redact_url(shown[key])
+    if isinstance(shown.get("headers"), Mapping):  # an Authorization header is a secret too
+        shown["headers"] = dict.fromkeys(shown["headers"], "***")
+    return shown

@@ -7,17 +7,26 @@ The store answers the month's daily costs in the scope's time zone (one query of
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
 from costline.control.check import CheckError
 from costline.core.budgets import scope_filter
-from costline.core.forecast import forecast_month
-from costline.core.query import Metric, Query
+from costline.core.forecast import Forecast, forecast_month
+from costline.core.query import Metric, Query, QueryResult
 from costline.core.timebuckets import zone
 from costline.errors import CostlineError
 from costline.store.base import Store
+
+
+def forecast_from_days(result: QueryResult, now: datetime, tz: tzinfo) -> Forecast:
+    """The projection from a query's answer by day (``granularity: day``, ``sum:cost``) in ``tz``."""
+    daily: dict[date, Decimal] = {}
+    for row in result.rows:
+        if row.get("sum_cost") is not None:  # the bucket label is the day's local start
+            daily[datetime.fromisoformat(row["time"]).date()] = Decimal(row["sum_cost"])
+    return forecast_month(daily, now, tz)
 
 
 def month_forecast(store: Store, project_id: str, scope: Mapping[str, str], per: str | None, subject: str, tz_name: str,
@@ -36,13 +45,7 @@ def month_forecast(store: Store, project_id: str, scope: Mapping[str, str], per:
     query = Query(view="observations", start=start, end=following, dimensions=(), metrics=(Metric("cost", "sum"),),
                   filters=tuple(filters), granularity="day", timezone=tz_name, project_id=project_id, limit=40,
                   tz=tz)
-    result = store.query(query)
-    daily: dict[date, Decimal] = {}
-    for row in result.rows:
-        value = row.get("sum_cost")
-        if value is not None:
-            daily[datetime.fromisoformat(row["time"]).date()] = Decimal(value)  # the bucket's local start
-    found = forecast_month(daily, now, tz).to_json()
+    found = forecast_from_days(store.query(query), now, tz).to_json()
     if limit is not None:
         found["limit"] = str(limit)
         found["projected_over_limit"] = Decimal(found["projected"]) > limit

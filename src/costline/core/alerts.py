@@ -205,6 +205,15 @@ def step(state: Mapping[str, Any] | None, condition: Condition, now: datetime,
     return _state("firing", level, condition.window, since, last, episode_notified), None
 
 
+def pulse(state: Mapping[str, Any] | None, condition: Condition, now: datetime,
+          cooldown: timedelta) -> tuple[dict[str, Any], str | None]:
+    """``step`` for an event (one expensive call, one unpriced model seen): it notifies as a condition that
+    starts would, within the cooldown of the last notice, and its episode ends at once without a ``resolved``."""
+    new, event = step(state, condition, now, cooldown)
+    new.update(status="ok", level=0, since=None, notified=False)
+    return new, event
+
+
 def _state(status: str, level: int, window: str | None, since: str | None, notified_at: datetime | None,
            notified: bool) -> dict[str, Any]:
     return {"status": status, "level": level, "window": window, "since": since,

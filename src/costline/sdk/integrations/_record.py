@@ -56,6 +56,19 @@ class Holder:
         self.tracker = tracker
 
 
+def attach(client: object, attr: str, tracker: Tracker | None) -> Holder | None:
+    """A new ``Holder`` stored on ``client`` under ``attr``; None when the client is instrumented already (then
+    only its tracker changes, when one is given), so that patching happens once per client."""
+    holder = getattr(client, attr, None)
+    if isinstance(holder, Holder):
+        if tracker is not None:
+            holder.tracker = tracker
+        return None
+    holder = Holder(tracker)
+    setattr(client, attr, holder)
+    return holder
+
+
 class Call:
     """One model call: a generation opened now and ended once by ``finish``."""
 

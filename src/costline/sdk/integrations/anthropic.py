@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from costline.sdk.integrations._record import Call, Holder, dump, observe_stream, patch
+from costline.sdk.integrations._record import Call, Holder, attach, dump, observe_stream, patch
 from costline.sdk.integrations._record import call_through as _through
 from costline.sdk.tracker import Tracker
 
@@ -27,13 +27,9 @@ C = TypeVar("C")
 def instrument(client: C, tracker: Tracker | None = None) -> C:
     """Record ``client``'s calls with ``tracker`` (default: ``get_tracker()`` at each call). Returns the same
     client. Calling it again only changes the tracker (when one is given)."""
-    holder = getattr(client, _ATTR, None)
-    if isinstance(holder, Holder):
-        if tracker is not None:
-            holder.tracker = tracker
+    holder = attach(client, _ATTR, tracker)
+    if holder is None:
         return client
-    holder = Holder(tracker)
-    setattr(client, _ATTR, holder)
     messages = client.messages  # type: ignore[attr-defined]
     patch(messages, "create", lambda original: _create(holder, original))
     patch(messages, "stream", lambda original: _stream(holder, original))

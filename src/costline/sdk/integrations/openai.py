@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from costline.sdk.integrations._record import Call, Holder, dump, given, observe_stream, patch
+from costline.sdk.integrations._record import Call, Holder, attach, dump, given, observe_stream, patch
 from costline.sdk.integrations._record import call_through as _through
 from costline.sdk.tracker import Tracker
 
@@ -26,13 +26,9 @@ C = TypeVar("C")
 def instrument(client: C, tracker: Tracker | None = None) -> C:
     """Record ``client``'s calls with ``tracker`` (default: ``get_tracker()`` at each call). Returns the same
     client. Calling it again only changes the tracker (when one is given)."""
-    holder = getattr(client, _ATTR, None)
-    if isinstance(holder, Holder):
-        if tracker is not None:
-            holder.tracker = tracker
+    holder = attach(client, _ATTR, tracker)
+    if holder is None:
         return client
-    holder = Holder(tracker)
-    setattr(client, _ATTR, holder)
     resources: list[tuple[Callable[[], Any], Callable[[Holder, Callable[..., Any]], Callable[..., Any]]]] = [
         (lambda: client.chat.completions, _chat), (lambda: client.responses, _responses),  # type: ignore[attr-defined]
         (lambda: client.embeddings, _embeddings),  # type: ignore[attr-defined]

@@ -7,39 +7,21 @@ Channel secrets are write-only: reads show ``"secret": "***"``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from costline.control.channels import redact_url
+from costline.control.channels import redact_channel
 from costline.control.check import CheckError
 from costline.control.config_file import control_objects, load_control
 from costline.control.notify import parse_channel
 from costline.core.alerts import parse_rule
 from costline.server.app import key_of, state_of
-from costline.server.body import parse_json, read_body
+from costline.server.routes.budgets import control_json
 from costline.store.base import ControlObject
 
 router = APIRouter()
-MAX_CONTROL_BODY = 1024 * 1024
-
-
-async def _json(request: Request) -> Any:
-    return parse_json(await read_body(request, MAX_CONTROL_BODY))
-
-
-def redact_channel(spec: Mapping[str, Any]) -> dict[str, Any]:
-    shown = dict(spec)
-    if shown.get("secret"):
-        shown["secret"] = "***"
-    for key in ("apprise", "webhook"):  # passwords and tokens inside URLs too
-        if isinstance(shown.get(key), str):
-            shown[key] = redact_url(shown[key])
-    if isinstance(shown.get("headers"), Mapping):  # an Authorization header is a secret too
-        shown["headers"] = dict.fromkeys(shown["headers"], "***")
-    return shown
 
 
 @router.get("/v1/alerts", summary="List the project's alert rules")
@@ -52,7 +34,7 @@ async def list_rules(request: Request) -> JSONResponse:
 async def create_rule(request: Request) -> JSONResponse:
     state = state_of(request)
     project = key_of(request).project_id
-    rule = parse_rule(await _json(request), "alert")
+    rule = parse_rule(await control_json(request), "alert")
     now = state.clock()
     await run_in_threadpool(state.store.put_control,
                             ControlObject(project, "alert", rule.id, rule.to_json(), rule.source, now, now))
@@ -118,7 +100,7 @@ async def list_channels(request: Request) -> JSONResponse:
 async def put_channel(request: Request, name: str) -> JSONResponse:
     state = state_of(request)
     project = key_of(request).project_id
-    raw = await _json(request)
+    raw = await control_json(request)
     parse_channel(name, raw, f"channels.{name}")
     now = state.clock()
     channel = ControlObject(project, "channel", name, dict(raw), "api", now, now)
@@ -142,7 +124,7 @@ async def delete_channel(request: Request, name: str) -> JSONResponse:
 async def apply(request: Request) -> JSONResponse:
     state = state_of(request)
     project = key_of(request).project_id
-    raw = await _json(request)
+    raw = await control_json(request)
     if not isinstance(raw, Mapping) or not isinstance(raw.get("document"), Mapping):
         raise CheckError('document: expected {"document": {...the file...}, "source": "file:costline.yaml", '
                          '"environment": "prod"}')

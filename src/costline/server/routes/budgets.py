@@ -9,23 +9,22 @@ call is an answer, not an error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from costline.control.budgets import BudgetNotFoundError, BudgetService, usage_summary
+from costline.control.budgets import BudgetNotFoundError, BudgetService, budget_object, usage_summary
 from costline.control.check import CheckError, parse_check
 from costline.control.forecasts import month_forecast
-from costline.core.budgets import SCOPE_KEYS, Budget, parse_budget
+from costline.core.budgets import SCOPE_KEYS, parse_budget
 from costline.core.money import to_decimal
 from costline.server.app import key_of, state_of
 from costline.server.body import parse_json, read_body
-from costline.store.base import ControlObject
 
 router = APIRouter()
+#: largest budget, rule, channel, check or control document accepted (bytes)
 MAX_CONTROL_BODY = 1024 * 1024
 
 
@@ -34,19 +33,14 @@ def _service(request: Request) -> BudgetService:
     return service
 
 
-async def _json(request: Request) -> Any:
+async def control_json(request: Request) -> Any:
+    """The JSON body of a control route (budgets, checks, alerts, channels), at most ``MAX_CONTROL_BODY``."""
     return parse_json(await read_body(request, MAX_CONTROL_BODY))
+
 
 
 def _not_found(message: str) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=404)
-
-
-def budget_object(project_id: str, budget: Budget, source: str, now: datetime,
-                  created: datetime | None = None) -> ControlObject:
-    spec = budget.to_json()
-    spec["source"] = source
-    return ControlObject(project_id, "budget", budget.id, spec, source, created or now, now)
 
 
 @router.get("/v1/budgets", summary="List the project's budgets")
@@ -60,7 +54,7 @@ async def list_budgets(request: Request) -> JSONResponse:
 async def create_budget(request: Request) -> JSONResponse:
     state = state_of(request)
     project = key_of(request).project_id
-    raw = await _json(request)
+    raw = await control_json(request)
     budget = parse_budget(raw, "budget")
     now = state.clock()
     source = raw.get("source", "api") if isinstance(raw, Mapping) else "api"
@@ -103,7 +97,7 @@ async def delete_budget(request: Request, budget_id: str) -> JSONResponse:
 @router.post("/v1/budgets/check", summary="Check the budgets before a model call and reserve its estimate")
 async def check(request: Request) -> JSONResponse:
     project = key_of(request).project_id
-    parsed = parse_check(await _json(request))
+    parsed = parse_check(await control_json(request))
     result = await run_in_threadpool(_service(request).check, project, parsed)
     return JSONResponse(result.to_json())
 
@@ -111,7 +105,7 @@ async def check(request: Request) -> JSONResponse:
 @router.post("/v1/budgets/reservations/{reservation_id}/settle", summary="Record the call a reservation held")
 async def settle(request: Request, reservation_id: str) -> JSONResponse:
     project = key_of(request).project_id
-    raw = await _json(request)
+    raw = await control_json(request)
     if not isinstance(raw, Mapping):
         raise CheckError('body: expected {"cost": "0.0123"} or {"usage": {"input_tokens": ..., ...}}')
     cost = None if raw.get("cost") is None else to_decimal(raw["cost"], field="cost")
@@ -144,7 +138,7 @@ async def cancel(request: Request, reservation_id: str) -> JSONResponse:
 @router.put("/v1/users/{user_id}/tier", summary="Put a user on a named tier (or take them off with null)")
 async def set_tier(request: Request, user_id: str) -> JSONResponse:
     state = state_of(request)
-    raw = await _json(request)
+    raw = await control_json(request)
     if not isinstance(raw, Mapping) or "tier" not in raw:
         raise CheckError('tier: expected {"tier": "free"} or {"tier": null}')
     tier = raw["tier"]
