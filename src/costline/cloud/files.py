@@ -53,7 +53,7 @@ def open_rows(path: Path) -> FileRows:
     if kind == "parquet":
         return _parquet(path, size)
     try:
-        raw = gzip.open(path, "rb") if kind == "csv.gz" else path.open("rb")
+        raw = gzip.open(path, "rb") if kind == "csv.gz" else path.open("rb")  # noqa: SIM115 - closed by the row iterator
         stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         csv.field_size_limit(MAX_CELL)
         reader = csv.reader(stream)

@@ -29,7 +29,7 @@ MAX_LINES: Final = 5_000_000
 Progress = Callable[[str, int], None]
 
 
-class ImportError_(CostlineError):  # noqa: N801 - ``ImportError`` is a builtin
+class BillingImportError(CostlineError):
     """Rows that cannot be imported; ``errors`` lists each with its file, line and column."""
 
     def __init__(self, errors: Sequence[str], more: int = 0) -> None:
@@ -119,7 +119,7 @@ def read_lines(paths: Sequence[Path], fmt: str | None = None,
         if progress is not None:
             progress(path.name, count % 1000)
     if errors:
-        raise ImportError_(errors, more)
+        raise BillingImportError(errors, more)
     return chosen or "focus", found
 
 
@@ -136,7 +136,7 @@ def to_observations(lines: Iterable[tuple[CloudLine, str]], project_id: str,
             try:
                 rate = rates.to_usd(line.currency, line.charge_period_start.date())
             except CurrencyError as exc:
-                raise ImportError_([f"{source}: column BillingCurrency: {exc}"]) from None
+                raise BillingImportError([f"{source}: column BillingCurrency: {exc}"]) from None
             summary.converted += 1
         group = group_id(line)
         seq = seqs.get(group, 0)
