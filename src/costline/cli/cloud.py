@@ -366,3 +366,28 @@ def lint_command(obj: CliContext, filter_file: Path, project_id: str | None, sto
     if warnings:
         raise SystemExit(1)
     click.echo(f"{filter_file}: ok")
+
+
+@cloud_group.command("prices")
+@click.option("--region", help="Only this region.")
+@click.option("--file", "price_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A price table of your own (same YAML format as the bundled one).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def prices_command(region: str | None, price_file: Path | None, fmt: str) -> None:
+    """The serverless price table used for per-request costing (docs/cloud.md), with each row's source."""
+    from costline.cloud.serverless import load_table
+
+    table = load_table(price_file)
+    rows = [r for r in table.rows if region is None or r.region == region]
+    if fmt == "json":
+        click.echo(json.dumps({"version": table.version, "currency": table.currency, "prices": [
+            {"id": r.id, "service": r.service, "operation": r.operation, "arch": r.arch, "unit": r.unit,
+             "region": r.region, "price": format(r.price, "f"), "per": r.per, "minimum": None if r.minimum is None
+             else format(r.minimum, "f"), "verified": r.verified, "source": r.source, "as_of": r.as_of}
+            for r in rows]}, indent=2))
+        return
+    click.echo(f"price table version {table.version} ({table.currency}); * = not confirmed for that region")
+    for r in rows:
+        arch = f" ({r.arch})" if r.arch else ""
+        click.echo(f"{r.region:<10} {r.service} {r.operation}{arch}: {format(r.price, 'f')} per {r.per} {r.unit}"
+                   f"{'' if r.verified else ' *'}  [{r.as_of}; {r.source}]")
