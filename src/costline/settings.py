@@ -141,6 +141,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "Which environment's values a control file's per-environment settings take (dev, prod, ...). Empty: "
         "a per-environment value becomes one budget or rule per environment, scoped to it.",
     ),
+    Setting(
+        "seal_key", "COSTLINE_SEAL_KEY", str, lambda: "",
+        "Fernet key (32 url-safe base64 bytes) that encrypts the copies of API secrets the Cost Explorer endpoint "
+        "needs to verify AWS Signature V4 (docs/cloud.md). Give every server sharing a store the same key. "
+        "Empty: <data_dir>/seal.key, created with mode 0600 on first start.",
+    ),
 )
 
 
@@ -159,6 +165,7 @@ class Settings:
     reservation_ttl_s: int = 900
     control_file: Path | None = None
     environment: str = ""
+    seal_key: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -55,6 +55,7 @@ def cli(ctx: click.Context, data_dir: Path | None, price_files: tuple[Path, ...]
 
 
 def _register() -> None:
+    from costline.cli.cloud import cloud_group
     from costline.cli.control import alerts_group, apply_command, budgets_group, channels_group
     from costline.cli.cost import cost_command
     from costline.cli.estimate import estimate_command
@@ -77,6 +78,7 @@ def _register() -> None:
     cli.add_command(alerts_group)
     cli.add_command(channels_group)
     cli.add_command(apply_command)
+    cli.add_command(cloud_group)
 
 
 _register()

@@ -206,7 +206,11 @@ def merge_observation(
 
 
 def price_observation(obs: Observation, book: PriceBook) -> Observation:
-    """Recompute the cost of ``obs`` from its model, usage, attributes and provided cost, as of its start."""
+    """Recompute the cost of ``obs`` from its model, usage, attributes and provided cost, as of its start.
+
+    Imported billing lines (type ``cloud``) keep the amount the bill states (credits are negative)."""
+    if obs.type == "cloud":
+        return obs
     priced_type = obs.type in PRICED_TYPES
     if not priced_type and not obs.provided_cost:
         if obs.pricing_status is None and not obs.cost:

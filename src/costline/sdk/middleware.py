@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextvars import Token
 from typing import Any, Protocol
 
@@ -41,6 +41,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _NO_BODY_STATUS = frozenset({204, 304})
+#: ``usage(scope, cost_object)`` → the caller's quota standing for the response body, or None
+UsageHook = Callable[[Scope, Mapping[str, Any]], Mapping[str, Any] | None]
 
 
 class _HasMiddleware(Protocol):
@@ -49,14 +51,17 @@ class _HasMiddleware(Protocol):
 
 def install(app: _HasMiddleware, tracker: Tracker | None = None, *, inject_json: bool = False,
             headers: bool = True, trace_header: str | None = "X-Costline-Trace-ID",
-            max_inject_bytes: int = 1 << 20, record_in_trace: bool = True) -> None:
+            max_inject_bytes: int = 1 << 20, record_in_trace: bool = True,
+            usage: UsageHook | None = None) -> None:
     """Add ``CostMiddleware`` to a Starlette/FastAPI app (before it starts) and hook ``tracker`` (default:
-    ``get_tracker()`` at each request)."""
+    ``get_tracker()`` at each request). ``usage(scope, cost)``, when given with ``inject_json``, returns the
+    caller's quota standing (``{"daily": {"used": ..., "limit": ...}, "monthly": {...}}``) put beside
+    ``cost`` in the JSON body as ``usage``."""
     if tracker is not None:
         instrument(tracker)
     app.add_middleware(CostMiddleware, tracker=tracker, inject_json=inject_json, headers=headers,
                        trace_header=trace_header, max_inject_bytes=max_inject_bytes,
-                       record_in_trace=record_in_trace)
+                       record_in_trace=record_in_trace, usage=usage)
 
 
 class CostMiddleware:
@@ -64,8 +69,10 @@ class CostMiddleware:
 
     def __init__(self, app: ASGIApp, tracker: Tracker | None = None, *, inject_json: bool = False,
                  headers: bool = True, trace_header: str | None = "X-Costline-Trace-ID",
-                 max_inject_bytes: int = 1 << 20, record_in_trace: bool = True) -> None:
+                 max_inject_bytes: int = 1 << 20, record_in_trace: bool = True,
+                 usage: UsageHook | None = None) -> None:
         self.app = app
+        self.usage = usage
         self.tracker = tracker
         self.inject_json = inject_json
         self.headers = headers
@@ -204,9 +211,13 @@ class _Exchange:
         if not isinstance(parsed, dict) or "cost" in parsed or not stripped.endswith(b"}"):
             new_body = body  # not a JSON object (or it has a "cost" of its own): headers only
         else:
-            payload = json.dumps(self.costs.cost_object(summary, trace_id=self.mw.trace_header is not None),
-                                 separators=(",", ":")).encode()
-            new_body = (stripped[:-1].rstrip() + (b"," if parsed else b"") + b'"cost":' + payload + b"}"
+            cost = self.costs.cost_object(summary, trace_id=self.mw.trace_header is not None)
+            payload = b'"cost":' + json.dumps(cost, separators=(",", ":")).encode()
+            standing = self.mw.usage(self.scope, cost) if self.mw.usage is not None and "usage" not in parsed \
+                else None
+            if standing is not None:
+                payload += b',"usage":' + json.dumps(standing, separators=(",", ":"), default=str).encode()
+            new_body = (stripped[:-1].rstrip() + (b"," if parsed else b"") + payload + b"}"
                         + body[len(stripped):])
         decorated = self._decorate(start, summary, content_length=len(new_body) if new_body is not body else None)
         self.chunks = [new_body]

@@ -21,6 +21,7 @@ from costline.ingest.batch import IngestError
 from costline.ingest.pipeline import Clock, Pipeline
 from costline.server.auth import Authenticator, hash_secret
 from costline.server.local_admin import PROJECT_HEADER
+from costline.server.seals import Seals, load_seal_key
 from costline.settings import Settings
 from costline.store.base import ApiKey, Store, StoreError
 
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 #: routes that answer without a key when the server listens on loopback only
 OPEN_ON_LOOPBACK = frozenset({"/api/public/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+
+
+#: routes that authenticate themselves (AWS Signature V4: server/routes/cloud.py)
+AWS_PREFIX = "/aws/"
 
 
 def is_loopback(host: str) -> bool:
@@ -51,6 +56,8 @@ class ServerState:
     alerts: AlertEngine
     #: SHA-256 of the local admin token (server.json), or None
     admin_token_hash: str | None = None
+    #: sealed secrets for the SigV4-signed Cost Explorer endpoint (server/seals.py)
+    seals: Seals | None = None
 
 
 def state_of(request: Request) -> ServerState:
@@ -91,27 +98,33 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
                admin_token: str | None = None) -> FastAPI:
     """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
     from costline.server import prometheus
-    from costline.server.routes import alerts, budgets, langfuse, langfuse_metrics, native, otlp, queries
+    from costline.server.routes import alerts, budgets, cloud, langfuse, langfuse_metrics, native, otlp, queries
 
     app = FastAPI(title="costline", version=costline_version(), docs_url="/docs", redoc_url=None)
     pipeline = Pipeline(store, book, clock)
     budget_service = BudgetService(store, pipeline, clock, ttl=timedelta(seconds=settings.reservation_ttl_s))
+    seals = Seals(store, load_seal_key(settings.seal_key, settings.data_dir))
+    authenticator = Authenticator(store)
+    authenticator.on_secret = lambda key, secret: seals.remember(key, secret, clock())
     app.state.costline = ServerState(
         settings=settings,
         store=store,
         pipeline=pipeline,
-        auth=Authenticator(store),
+        auth=authenticator,
         clock=clock,
         require_auth_everywhere=not is_loopback(settings.bind_host),
         budgets=budget_service,
         alerts=AlertEngine(store, budget_service, clock, interval_s=settings.alert_interval_s),
         admin_token_hash=hash_secret(admin_token) if admin_token else None,
+        seals=seals,
     )
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         state = state_of(request)
         path = request.url.path
+        if path.startswith(AWS_PREFIX):  # AWS Signature V4, verified by the route over the body it signs
+            return await call_next(request)
         open_route = path in OPEN_ON_LOOPBACK and not state.require_auth_everywhere
         header = request.headers.get("authorization")
         key: ApiKey | None
@@ -153,5 +166,6 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(langfuse_metrics.router)
     app.include_router(budgets.router)
     app.include_router(alerts.router)
+    app.include_router(cloud.router)
     prometheus.install(app)
     return app

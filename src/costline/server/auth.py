@@ -14,6 +14,7 @@ import hmac
 import secrets
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,6 +50,8 @@ class Authenticator:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: called with a key and its secret after a lookup that saw the secret (seals it for SigV4)
+        self.on_secret: Callable[[ApiKey, str], None] | None = None
         self._cache: dict[str, ApiKey] = {}
         self._lock = threading.Lock()
 
@@ -70,7 +73,10 @@ class Authenticator:
         scheme, _, value = header.strip().partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer" and value:
-            return self.store.find_key_by_secret_hash(hash_secret(value))
+            found = self.store.find_key_by_secret_hash(hash_secret(value))
+            if found is not None and self.on_secret is not None:
+                self.on_secret(found, value)
+            return found
         if scheme.lower() == "basic" and value:
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
@@ -81,5 +87,7 @@ class Authenticator:
                 return None
             key = self.store.find_key_by_public(public)
             if key is not None and hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+                if self.on_secret is not None:
+                    self.on_secret(key, secret)
                 return key
         return None

@@ -174,6 +174,7 @@ class Store(Protocol):
         project_id: str | None = None,
         model_like: str | None = None,
         batch_size: int = 10_000,
+        type_is: str | None = None,
     ) -> Iterator[Observation]:
         """Observations with ``start <= start_time < end``, ``model`` matching the SQL LIKE pattern, in
         (start_time, id) order, fetched in batches."""
@@ -217,6 +218,11 @@ class Store(Protocol):
         return the number of observations deleted."""
         ...
 
+
+    def replace_groups(self, project_id: str, group_ids: Sequence[str], observations: Sequence[Observation]) -> int:
+        """In ONE transaction: delete the project's ``cloud`` observations whose trace id is one of
+        ``group_ids`` (imported billing periods), then write ``observations``; return the number deleted."""
+        ...
 
     # budgets, alert rules and channels (store/control_sql.py) -----------------------------------------------
     def put_control(self, obj: ControlObject) -> None: ...

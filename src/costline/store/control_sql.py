@@ -24,7 +24,7 @@ from costline.store.query_sql import compile_query
 T = TypeVar("T")
 _SUM = Metric("cost", "sum")
 _COUNT = Metric("count", "count")
-CONTROL_KINDS = ("budget", "alert", "channel")
+CONTROL_KINDS = ("budget", "alert", "channel", "key_seal")
 
 
 class ControlSql:

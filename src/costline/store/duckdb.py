@@ -106,6 +106,10 @@ _TABLES: Mapping[str, tuple[Column, ...]] = {
 _UPSERTS = {table: _upsert_sql(table, columns) for table, columns in _TABLES.items()}
 
 
+#: rows per statement when an import replaces billing periods
+GROUP_CHUNK = 20_000
+
+
 class DuckDBStore(SqlStore):
     """``Store`` on a DuckDB file. Thread-safe: every call takes the store's lock."""
 
@@ -238,3 +242,16 @@ class DuckDBStore(SqlStore):
                 params,
             )
         return int(deleted[0][0])
+
+    def replace_groups(self, project_id: str, group_ids: Sequence[str], observations: Sequence[Observation]) -> int:
+        values = [rows.observation_row(o) for o in observations]
+        with self._transaction("replacing imported billing periods") as conn:
+            removed = conn.execute(
+                "DELETE FROM observations WHERE project_id = ? AND type = 'cloud' AND list_contains(?, trace_id) "
+                "RETURNING id", [project_id, list(group_ids)],
+            ).fetchall()
+            for start in range(0, len(values), GROUP_CHUNK):
+                conn.execute(_UPSERTS["observations"],
+                             [_batch_json(rows.OBSERVATION_COLUMNS, values[start:start + GROUP_CHUNK])])
+        return len(removed)
+

@@ -258,3 +258,19 @@ class PostgresStore(SqlStore):
                 params,
             )
         return deleted
+
+    def replace_groups(self, project_id: str, group_ids: Sequence[str], observations: Sequence[Observation]) -> int:
+        values = [rows.observation_row(o) for o in observations]
+        with self._transaction("replacing imported billing periods") as cur:
+            cur.execute("DELETE FROM observations WHERE project_id = %s AND type = 'cloud' AND trace_id = ANY(%s)",
+                        [project_id, list(group_ids)])
+            removed = cur.rowcount
+            if values:
+                cur.execute("CREATE TEMP TABLE IF NOT EXISTS observations_in (LIKE observations INCLUDING DEFAULTS) "
+                            "ON COMMIT DELETE ROWS")
+                with cur.copy(f"COPY pg_temp.observations_in ({_names(rows.OBSERVATION_COLUMNS)}) FROM STDIN") as copy:
+                    for row in values:
+                        copy.write_row(row)
+                cur.execute(_UPSERTS["observations"])
+        return removed
+

@@ -96,6 +96,7 @@ class SqlStore(ControlSql):
         project_id: str | None = None,
         model_like: str | None = None,
         batch_size: int = 10_000,
+        type_is: str | None = None,
     ) -> Iterator[Observation]:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -113,6 +114,9 @@ class SqlStore(ControlSql):
         if model_like is not None:
             conditions.append("model LIKE ? ESCAPE '\\'")
             params.append(model_like)
+        if type_is is not None:
+            conditions.append("type = ?")
+            params.append(type_is)
         # within one project the key is (start_time, id), which a (project_id, start_time, id) index serves
         key = ("start_time", "id") if project_id is not None else ("start_time", "project_id", "id")
         return self._iter_batches(conditions, params, key, batch_size)
