@@ -3,6 +3,7 @@ seed's response shape through the real ASGI middleware on a uvicorn server."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
@@ -128,3 +129,33 @@ def test_the_seed_response_shape_through_the_middleware(tracker: Tracker) -> Non
 
 def test_add_usage_never_raises(tracker: Tracker) -> None:
     assert add_usage("us-east-1", tracker=tracker, dynamodb_reads=-3) is None
+
+
+def test_cloudwatch_embedded_metric_format_after_each_request(tracker: Tracker) -> None:
+    from costline.sdk.emf import EmfOptions
+
+    lines: list[str] = []
+    app = FastAPI()
+    install(app, tracker, emf=EmfOptions(namespace="Transcriber", dimensions={"Stage": "prod"}, write=lines.append))
+
+    @app.post("/transcribe")
+    def transcribe() -> dict[str, str]:
+        add_usage("us-east-1", lambda_ms=1000, memory_mb=1024, dynamodb_writes=2)
+        tracker.record_generation(model="gpt-4o", usage={"input_tokens": 1000, "output_tokens": 100},
+                                  provider="openai")
+        return {"text": "hi"}
+
+    with serving(app) as url:
+        assert httpx.post(f"{url}/transcribe").status_code == 200
+    docs = [json.loads(line) for line in lines]
+    request = next(d for d in docs if "RequestCostUSD" in d)
+    # Lambda 0.0000002 + 1 GB-s 0.0000166667 + 2 WRU 0.00000125 + gpt-4o 1000 × $2.50/M + 100 × $10/M = 0.0035181167
+    assert request["RequestCostUSD"] == pytest.approx(0.0035181167)
+    assert request["InputTokens"] == 1000 and request["OutputTokens"] == 100
+    meta = request["_aws"]["CloudWatchMetrics"][0]
+    assert meta["Namespace"] == "Transcriber"
+    assert meta["Dimensions"] == [["Stage", "Operation"]]
+    assert request["Operation"] == "POST /transcribe" and request["Stage"] == "prod"
+    services = {d["CostService"]: d["ServiceCostUSD"] for d in docs if "ServiceCostUSD" in d}
+    assert services["Amazon DynamoDB"] == pytest.approx(0.00000125)
+    assert services["AWS Lambda"] == pytest.approx(0.0000168667)

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 from costline.core.money import decimal_str
 from costline.sdk.context import TraceHandle
+from costline.sdk.emf import EmfOptions
+from costline.sdk.emf import emit as emit_emf
 from costline.sdk.request_costs import RequestCosts, Summary, activate, add_cost, deactivate, instrument
 from costline.sdk.tracker import Tracker, get_tracker
 
@@ -52,16 +54,17 @@ class _HasMiddleware(Protocol):
 def install(app: _HasMiddleware, tracker: Tracker | None = None, *, inject_json: bool = False,
             headers: bool = True, trace_header: str | None = "X-Costline-Trace-ID",
             max_inject_bytes: int = 1 << 20, record_in_trace: bool = True,
-            usage: UsageHook | None = None) -> None:
+            usage: UsageHook | None = None, emf: EmfOptions | None = None) -> None:
     """Add ``CostMiddleware`` to a Starlette/FastAPI app (before it starts) and hook ``tracker`` (default:
     ``get_tracker()`` at each request). ``usage(scope, cost)``, when given with ``inject_json``, returns the
     caller's quota standing (``{"daily": {"used": ..., "limit": ...}, "monthly": {...}}``) put beside
-    ``cost`` in the JSON body as ``usage``."""
+    ``cost`` in the JSON body as ``usage``. ``emf`` writes CloudWatch Embedded Metric Format lines after each
+    request (``costline.sdk.emf``)."""
     if tracker is not None:
         instrument(tracker)
     app.add_middleware(CostMiddleware, tracker=tracker, inject_json=inject_json, headers=headers,
                        trace_header=trace_header, max_inject_bytes=max_inject_bytes,
-                       record_in_trace=record_in_trace, usage=usage)
+                       record_in_trace=record_in_trace, usage=usage, emf=emf)
 
 
 class CostMiddleware:
@@ -70,9 +73,10 @@ class CostMiddleware:
     def __init__(self, app: ASGIApp, tracker: Tracker | None = None, *, inject_json: bool = False,
                  headers: bool = True, trace_header: str | None = "X-Costline-Trace-ID",
                  max_inject_bytes: int = 1 << 20, record_in_trace: bool = True,
-                 usage: UsageHook | None = None) -> None:
+                 usage: UsageHook | None = None, emf: EmfOptions | None = None) -> None:
         self.app = app
         self.usage = usage
+        self.emf = emf
         self.tracker = tracker
         self.inject_json = inject_json
         self.headers = headers
@@ -260,6 +264,9 @@ class _Exchange:
                 metadata["error"] = f"{type(self.error).__name__}: {self.error}"[:500]
             if self.mw.record_in_trace:
                 metadata["request_cost"] = self.costs.cost_object(summary, trace_id=False)
+            if self.mw.emf is not None:
+                emit_emf(self.costs.cost_object(summary, trace_id=False), self.mw.emf,
+                         input_tokens=summary.input_tokens, output_tokens=summary.output_tokens)
             self.trace.update(name=self.costs.operation, metadata=metadata)
         except Exception:
             log.exception("costline: could not finish a request's cost")
