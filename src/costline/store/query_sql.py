@@ -98,6 +98,8 @@ class _Builder:
                         f"COALESCE({d.json_number('o.usage', 'output_tokens')}, 0))")
             case "latency":
                 return f"({d.epoch_us('o.end_time')} - {d.epoch_us('o.start_time')})"
+            case "start_time":
+                return "o.start_time"
             case "unpriced":
                 return "CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END"
             case "traces":  # a trace is (project, id): an unscoped query counts the pairs
@@ -238,6 +240,9 @@ class _Builder:
         # ordered outside the grouping so that the order can use the output names in expressions
         sql = (f"SELECT * FROM (SELECT {', '.join(select)} FROM {source}{lateral}{clause}{group}) r"
                f"{order_sql} LIMIT {self.q.limit + 1}")
+        if self.q.offset:
+            sql += " OFFSET ?"
+            params = [*params, self.q.offset]
         return Compiled(sql, params, tuple(outputs))
 
     def _outputs(self, exprs_for: Any, group_exprs: list[tuple[str, str, bool]]
