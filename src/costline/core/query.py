@@ -64,9 +64,11 @@ COUNT_MEASURES: Final[Mapping[str, tuple[str, ...]]] = {
     "traces": ("count", "unpriced", "users", "sessions"),
 }
 MONEY_MEASURES: Final = frozenset({"cost", "input_cost", "output_cost"})
-#: the start time (observations) or first observation start (traces): aggregated with ``min``/``max`` only, its
-#: result an ISO 8601 UTC time (what the Langfuse list routes page and order by)
+#: the start time (observations) or the trace's timestamp (traces: the trace row's, else its first observation's
+#: start): aggregated with ``min``/``max`` only, its result an ISO 8601 UTC time; filtered with >, >=, <, <= and
+#: an ISO time (what the Langfuse list routes select, page and order by)
 TIME_MEASURES: Final = frozenset({"start_time"})
+TIME_OPERATORS: Final = (">", ">=", "<", "<=")
 
 TEXT_OPERATORS: Final = ("=", "!=", "in", "not in", "contains", "not contains", "starts with", "is null",
                          "is not null")
@@ -285,6 +287,11 @@ def parse_filter(view: str, raw: object, path: str) -> Filter:
                             value, path)
     if name in DIMENSIONS[view]:
         return _text_filter(name, None, operator, value, path)
+    if name in TIME_MEASURES:
+        if operator not in TIME_OPERATORS:
+            raise _fail(f"{path}.operator", f"{operator!r} does not apply to times; use one of "
+                                            f"{_names(TIME_OPERATORS)}")
+        return Filter(name, operator, parse_time(value, f"{path}.value", UTC), kind="time")
     try:
         measure, key = _split_measure(view, name, f"{path}.field")
     except QueryError:

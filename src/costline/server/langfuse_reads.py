@@ -7,9 +7,10 @@ shapes (``ingest/langfuse_shapes.py``). A bad parameter is a ``QueryError`` nami
 
 Semantics (docs/migrating-from-langfuse.md):
 
-- A trace's time is its first observation's start (the traces view): ``fromTimestamp`` is inclusive and
-  ``toTimestamp`` exclusive, as in Langfuse, and a trace is listed when one of its observations starts in the
-  range. Its ``totalCost`` and ``latency`` cover all its observations (the trace loader's figures).
+- A trace's time is its timestamp (the trace row's, else its first observation's start): ``fromTimestamp`` is
+  inclusive and ``toTimestamp`` exclusive, as in Langfuse. Its ``totalCost`` and ``latency`` cover all its
+  observations (the trace loader's figures), whenever they started. A trace with no observation is not
+  listed (the traces view is built from observations).
 - ``tags`` (repeated) keeps traces having all of them, ``environment`` (repeated) any of them.
 - ``page`` starts at 1, ``limit`` is 1-100 (default 50); ``orderBy`` is ``<field>.<asc|desc>``.
 """
@@ -49,6 +50,9 @@ class Page:
     page: int
     limit: int
     count_label: str = "count"
+    #: the requested time range (applied as filters, kept for follow-up queries)
+    start: datetime | None = None
+    end: datetime | None = None
 
     def meta(self, total: int) -> dict[str, int]:
         return {"page": self.page, "limit": self.limit, "totalItems": total,
@@ -132,6 +136,12 @@ def _query(raw: dict[str, Any], *, now: datetime, project_id: str, start: dateti
     return replace(query, start=start, end=end)
 
 
+def _between(start: datetime | None, end: datetime | None) -> list[dict[str, Any]]:
+    """Filters on the trace's timestamp (the observations are not cut, so a trace's figures are whole)."""
+    return [*([{"field": "start_time", "operator": ">=", "value": start.isoformat()}] if start else []),
+            *([{"field": "start_time", "operator": "<", "value": end.isoformat()}] if end else [])]
+
+
 def _equal(field: str, value: str | None) -> list[dict[str, Any]]:
     return [] if value is None else [{"field": field, "operator": "=", "value": value}]
 
@@ -164,7 +174,7 @@ def traces_page(params: Params, *, now: datetime, project_id: str) -> Page:
         *_equal("user", params.one("userId")), *_equal("session", params.one("sessionId")),
         *_equal("name", params.one("name")), *_equal("version", params.one("version")),
         *_equal("release", params.one("release")), *_any_of("environment", params.many("environment")),
-        *([{"field": "tag", "operator": "all of", "value": tags}] if tags else []),
+        *([{"field": "tag", "operator": "all of", "value": tags}] if tags else []), *_between(start, end),
     ]
     field_groups(params)
     dimension, descending = trace_order(params.one("orderBy"))
@@ -174,9 +184,9 @@ def traces_page(params: Params, *, now: datetime, project_id: str) -> Page:
                                                                      f"{TIME_LABEL} desc"]
     rows = _query({"view": "traces", "dimensions": dimensions, "metrics": ["min:start_time"], "filters": filters,
                    "order_by": order, "limit": limit, "offset": (page - 1) * limit},
-                  now=now, project_id=project_id, start=start, end=end)
+                  now=now, project_id=project_id, start=None, end=None)
     count = _query({"view": "traces", "metrics": ["count"], "filters": filters, "limit": 1},
-                   now=now, project_id=project_id, start=start, end=end)
+                   now=now, project_id=project_id, start=None, end=None)
     return Page(rows, count, page, limit)
 
 
@@ -209,23 +219,24 @@ def sessions_page(params: Params, *, now: datetime, project_id: str) -> Page:
     """``GET /api/public/sessions``: sessions (a session id on traces) newest first by their first trace."""
     page, limit = paging(params)
     start, end = _range(params, "fromTimestamp", "toTimestamp")
-    filters = [{"field": "session", "operator": "is not null"}, *_any_of("environment", params.many("environment"))]
+    filters = [{"field": "session", "operator": "is not null"}, *_any_of("environment", params.many("environment")),
+               *_between(start, end)]
     rows = _query({"view": "traces", "dimensions": ["session"], "metrics": ["min:start_time"], "filters": filters,
                    "order_by": [f"{TIME_LABEL} desc", "session asc"], "limit": limit,
-                   "offset": (page - 1) * limit}, now=now, project_id=project_id, start=start, end=end)
+                   "offset": (page - 1) * limit}, now=now, project_id=project_id, start=None, end=None)
     count = _query({"view": "traces", "metrics": ["sessions"], "filters": filters, "limit": 1},
-                   now=now, project_id=project_id, start=start, end=end)
-    return Page(rows, count, page, limit, count_label="sessions")
+                   now=now, project_id=project_id, start=None, end=None)
+    return Page(rows, count, page, limit, count_label="sessions", start=start, end=end)
 
 
 def session_environments(session_ids: Sequence[str], environments: Sequence[str], *, now: datetime,
                          project_id: str, start: datetime | None = None, end: datetime | None = None) -> Query:
     """Each session's environments with their first start (a session's environment is its first trace's)."""
     filters = [{"field": "session", "operator": "in", "value": list(session_ids)},
-               *_any_of("environment", environments)]
+               *_any_of("environment", environments), *_between(start, end)]
     return _query({"view": "traces", "dimensions": ["session", "environment"], "metrics": ["min:start_time"],
                    "filters": filters, "order_by": [f"{TIME_LABEL} asc"], "limit": MAX_LIMIT},
-                  now=now, project_id=project_id, start=start, end=end)
+                  now=now, project_id=project_id, start=None, end=None)
 
 
 def session_traces(session_id: str, *, now: datetime, project_id: str) -> Query:

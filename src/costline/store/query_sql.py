@@ -166,6 +166,9 @@ class _Builder:
             params.append(list(f.value))
             test = d.one_of(expr)
             return f"COALESCE({test}, false)" if op == "in" else f"NOT COALESCE({test}, false)"
+        if f.kind == "time":
+            params.append(f.value)
+            return f"{expr} {op} ?"
         if f.kind == "number":
             latency = f.field == "latency"  # compared in whole microseconds, everything else to 12 places
             bound = (f.value * 1_000_000 if latency else f.value).quantize(
@@ -292,7 +295,7 @@ class _Builder:
         select, outputs, order_exprs = self._outputs(lambda m: self.obs_measure(m.measure, m.key), groups)
         where = self.range_conditions(params)
         for f in q.filters:
-            if f.kind == "number":
+            if f.kind in ("number", "time"):
                 expr = self.obs_measure(f.field, f.key)
             else:
                 expr = self.obs_dimension(Dimension(f.field, f.key))
@@ -329,6 +332,8 @@ class _Builder:
             "release": ("COALESCE(max(t.release), max(o.release))", True),
             "version": ("COALESCE(max(t.version), max(o.version))", True),
             "start_time": ("min(o.start_time)", False),
+            # the trace's timestamp: the trace row's, else its first observation's start
+            "timestamp": ('COALESCE(max(t."timestamp"), min(o.start_time))', True),
             "cost": ("sum(o.total_cost)", False),
             "observations": ("count(*)", False),
             "unpriced": ("COALESCE(sum(CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END), 0)", False),
@@ -351,6 +356,8 @@ class _Builder:
             return f"tr.{name}"
 
         def per_trace(measure: str, key: str | None) -> str:
+            if measure == "start_time":
+                return column("timestamp")
             if measure in known and key is None:
                 return column(measure)
             return column(f"x_{measure}_{key or ''}".replace(":", "_").replace("-", "_"),
@@ -394,7 +401,7 @@ class _Builder:
         outer_params: list[Any] = []
         outer_where: list[str] = []
         for f in q.filters:
-            if f.kind == "number":
+            if f.kind in ("number", "time"):
                 expr = per_trace(f.field, f.key)
             elif f.kind == "tags":
                 expr = dimension(Dimension("tag"))

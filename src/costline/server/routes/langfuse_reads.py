@@ -98,7 +98,7 @@ async def list_sessions(request: Request) -> JSONResponse:
             return [], total
         first_env: dict[str, str] = {}
         envs = reads.session_environments([str(r["session"]) for r in rows], environments, now=now,
-                                          project_id=project_id, start=page.rows.start, end=page.rows.end)
+                                          project_id=project_id, start=page.start, end=page.end)
         for row in state.store.query(envs).rows:
             first_env.setdefault(str(row["session"]), str(row["environment"] or "default"))
         return [{"id": r["session"], "createdAt": langfuse_time(r[reads.TIME_LABEL]), "projectId": project_id,
