@@ -8,7 +8,6 @@ async function main() {
     publicKey: process.env.LANGFUSE_PUBLIC_KEY,
     secretKey: process.env.LANGFUSE_SECRET_KEY,
     baseUrl: process.env.LANGFUSE_BASEURL,
-    flushAt: 1,
   });
   const fromTimestamp = new Date(Date.now() - 60 * 60 * 1000);
   for (let i = 0; i < 3; i++) {
