@@ -38,6 +38,16 @@ def _traces(request: Request, project_id: str, trace_ids: list[str]) -> list[dic
             for t in trace_ids if t in rows or by_trace[t]]
 
 
+def _run(request: Request, page: reads.Page) -> tuple[list[dict[str, Any]], int]:
+    """The page's result rows and the count of all matching rows (two queries)."""
+    store = state_of(request).store
+    return store.query(page.rows).rows, int(store.query(page.count).rows[0][page.count_label])
+
+
+def _reply(items: list[dict[str, Any]], total: int, page: reads.Page) -> ExactJSONResponse:
+    return ExactJSONResponse({"data": items, "meta": page.meta(total)})
+
+
 @router.get("/traces", summary="List traces (Langfuse `trace.list` / `fetchTraces`)")
 async def list_traces(request: Request) -> JSONResponse:
     state = state_of(request)
@@ -47,12 +57,10 @@ async def list_traces(request: Request) -> JSONResponse:
     groups = reads.field_groups(params)
 
     def load() -> tuple[list[dict[str, Any]], int]:
-        ids = [str(row["id"]) for row in state.store.query(page.rows).rows]
-        total = int(state.store.query(page.count).rows[0][page.count_label])
-        return [reads.trace_item(t, groups) for t in _traces(request, project_id, ids)], total
+        rows, total = _run(request, page)
+        return [reads.trace_item(t, groups) for t in _traces(request, project_id, [str(r["id"]) for r in rows])], total
 
-    items, total = await run_in_threadpool(load)
-    return ExactJSONResponse({"data": items, "meta": page.meta(total)})
+    return _reply(*await run_in_threadpool(load), page)
 
 
 @router.get("/observations", summary="List observations, newest first (Langfuse `observations.get_many`)")
@@ -63,13 +71,12 @@ async def list_observations(request: Request) -> JSONResponse:
                                    project_id=project_id)
 
     def load() -> tuple[list[dict[str, Any]], int]:
-        ids = [str(row["id"]) for row in state.store.query(page.rows).rows]
-        total = int(state.store.query(page.count).rows[0][page.count_label])
+        rows, total = _run(request, page)
+        ids = [str(r["id"]) for r in rows]
         found = state.store.get_observations(project_id, ids)
         return [observation_to_langfuse(found[i]) for i in ids if i in found], total
 
-    items, total = await run_in_threadpool(load)
-    return ExactJSONResponse({"data": items, "meta": page.meta(total)})
+    return _reply(*await run_in_threadpool(load), page)
 
 
 @router.get("/observations/{observation_id}", summary="One observation with its usage and costs")
@@ -92,8 +99,7 @@ async def list_sessions(request: Request) -> JSONResponse:
     environments = params.many("environment")
 
     def load() -> tuple[list[dict[str, Any]], int]:
-        rows = state.store.query(page.rows).rows
-        total = int(state.store.query(page.count).rows[0][page.count_label])
+        rows, total = _run(request, page)
         if not rows:
             return [], total
         first_env: dict[str, str] = {}
@@ -104,8 +110,7 @@ async def list_sessions(request: Request) -> JSONResponse:
         return [{"id": r["session"], "createdAt": langfuse_time(r[reads.TIME_LABEL]), "projectId": project_id,
                  "environment": first_env.get(str(r["session"]), "default")} for r in rows], total
 
-    items, total = await run_in_threadpool(load)
-    return ExactJSONResponse({"data": items, "meta": page.meta(total)})
+    return _reply(*await run_in_threadpool(load), page)
 
 
 @router.get("/sessions/{session_id}", summary="A session with its traces")
