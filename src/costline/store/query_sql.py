@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
@@ -38,6 +38,10 @@ BOUND_CONTEXT = Context(prec=60)
 
 #: observation-view fields read from the trace (the query joins traces only when one is used)
 TRACE_FIELDS = frozenset({"user", "session", "release", "trace_name", "tag", "metadata"})
+#: traces view: a lower bound on the trace's timestamp (``start_time >= x``) reads observations that started from
+#: x minus this (Langfuse's TRACE_TO_OBSERVATIONS_INTERVAL), so a list of this month's traces does not scan the
+#: project's history
+TRACE_TIME_SLACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +414,10 @@ class _Builder:
             outer_where.append(self.condition(f, expr, outer_params))
         params: list[Any] = []
         inner_where = self.range_conditions(params)
+        for f in q.filters:
+            if f.kind == "time" and f.operator in (">", ">="):
+                inner_where.append("o.start_time >= ?")
+                params.append(f.value - TRACE_TIME_SLACK)
         join = " LEFT JOIN traces t ON t.project_id = o.project_id AND t.id = o.trace_id" if joins else ""
         inner = (f"(SELECT {', '.join(f'{expr} AS {name}' for name, expr in used.items())} FROM observations o"
                  f"{join}{' WHERE ' + ' AND '.join(inner_where) if inner_where else ''} "
