@@ -130,6 +130,7 @@ def test_budget_read_back_sums_a_users_month(deployment: Deployment) -> None:
     assert sorted(t1["observations"]) == ["t1-gen0", "t1-gen1", "t1-span"] and t1["scores"] == []
     assert D(str(t1["latency"])) == 10  # the root span: 00:00:00 → 00:00:10
     assert t1["htmlPath"] == f"/project/{deployment.server.project_id}/traces/t1"
+    assert t1["projectId"] == deployment.server.project_id and t1["bookmarked"] is False
     # the JSON number carries the exact digits
     raw = httpx.get(f"{deployment.server.url}/api/public/traces", params={"userId": "alice", "toTimestamp": FROM},
                     auth=(deployment.server.public_key, deployment.server.secret_key)).text

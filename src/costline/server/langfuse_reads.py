@@ -246,11 +246,11 @@ def session_traces(session_id: str, *, now: datetime, project_id: str) -> Query:
                    "limit": MAX_LIMIT}, now=now, project_id=project_id, start=None, end=None)
 
 
-def trace_item(full: Mapping[str, Any], groups: frozenset[str]) -> dict[str, Any]:
+def trace_item(full: Mapping[str, Any], groups: frozenset[str], project_id: str) -> dict[str, Any]:
     """A ``TraceWithDetails`` (list item) from the trace loader's ``TraceWithFullDetails``: observation ids,
     score ids; an excluded ``io`` drops input, output and metadata, excluded ``observations``/``scores`` give
     ``[]`` and excluded ``metrics`` ``-1`` for ``totalCost`` and ``latency`` (as Langfuse does)."""
-    item = dict(full)
+    item = {**full, "projectId": project_id, "bookmarked": False}
     item["observations"] = [o["id"] for o in full["observations"]] if "observations" in groups else []
     item["scores"] = [s["id"] for s in full["scores"]] if "scores" in groups else []
     return with_groups(item, groups)

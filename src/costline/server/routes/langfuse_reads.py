@@ -58,7 +58,8 @@ async def list_traces(request: Request) -> JSONResponse:
 
     def load() -> tuple[list[dict[str, Any]], int]:
         rows, total = _run(request, page)
-        return [reads.trace_item(t, groups) for t in _traces(request, project_id, [str(r["id"]) for r in rows])], total
+        traces = _traces(request, project_id, [str(r["id"]) for r in rows])
+        return [reads.trace_item(t, groups, project_id) for t in traces], total
 
     return _reply(*await run_in_threadpool(load), page)
 
