@@ -255,6 +255,10 @@ def test_trace_observations_in_start_order(store: Store) -> None:
     store.write(rows)
     assert [o.id for o in store.trace_observations("p1", "t")] == ["a", "b", "c"]
     assert store.trace_observations("p1", "none") == []
+    assert [(o.trace_id, o.id) for o in store.traces_observations("p1", ["u", "t", "none"])] == [
+        ("t", "a"), ("t", "b"), ("t", "c"), ("u", "other")]
+    assert store.traces_observations("p1", []) == []
+    assert [o.id for o in store.traces_observations("p2", ["t", "u"])] == ["elsewhere"]
 
 
 def test_iter_observations_filters_and_pages(store: Store) -> None:

@@ -11,6 +11,7 @@ project isolation.
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from tests.store.conftest import with_search_path
 from tests.store.query_reference import Expected, expect, percentile, typed
 
 from costline.core.events import Observation, Trace
-from costline.core.query import QueryResult, parse_query
+from costline.core.query import QueryError, QueryResult, parse_query
 from costline.store.base import Store, open_store
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -601,3 +602,53 @@ def test_text_filters_take_wildcards_literally(store: Store) -> None:
         query = {"dimensions": ["model"], "metrics": ["count"], "filters": where, "order_by": ["model asc"],
                  "from": "2026-11-01", "to": "2026-11-02"}
         assert [r["model"] for r in run(store, query, "p1").rows] == models, (operator, value)
+
+
+def test_offset_pages_and_the_trace_timestamp(store: Store) -> None:
+    """``offset`` skips ordered rows; ``start_time`` is an observation's start, and in the traces view the trace's
+    timestamp (its row's, else its first observation's start), filtered without cutting its observations."""
+    store.write([
+        _priced("p1", "e1", "2026-10-31T23:00:00Z", "1", trace_id="early"),
+        _priced("p1", "e2", "2026-11-01T01:00:00Z", "2", trace_id="early"),
+        _priced("p1", "m1", "2026-11-01T02:59:00Z", "8", trace_id="mid"),  # before its trace's timestamp
+        _priced("p1", "l1", "2026-11-01T05:00:00Z", "4", trace_id="late"),  # no trace row
+        _priced("p2", "x1", "2026-11-01T04:00:00Z", "16", trace_id="mid"),
+    ], [Trace(project_id="p1", id="early", timestamp=_at("2026-10-31T23:00:00Z")),
+        Trace(project_id="p1", id="mid", timestamp=_at("2026-11-01T03:00:00Z")),
+        Trace(project_id="p2", id="mid", timestamp=_at("2026-11-01T04:00:00Z"))])
+    since = {"field": "start_time", "operator": ">=", "value": "2026-11-01T00:00:00Z"}
+    traces: dict[str, Any] = {"view": "traces", "dimensions": ["id"], "metrics": ["min:start_time", "sum:cost"],
+                              "filters": [since], "all_time": True, "order_by": ["min_start_time asc"]}
+    # early began before the bound (its 01:00 observation does not bring it in); mid keeps its 02:59 observation
+    assert run(store, traces, "p1").rows == [
+        {"id": "mid", "min_start_time": "2026-11-01T03:00:00+00:00", "sum_cost": D(8)},
+        {"id": "late", "min_start_time": "2026-11-01T05:00:00+00:00", "sum_cost": D(4)}]
+    # a range instead cuts observations: early counts with its 01:00 one, mid's time is its observation's
+    cut = run(store, {**traces, "filters": [], "all_time": False, "from": "2026-11-01T00:00:00Z",
+                      "to": "2026-11-02T00:00:00Z"}, "p1")
+    assert [(r["id"], r["sum_cost"]) for r in cut.rows] == [("early", D(2)), ("mid", D(8)), ("late", D(4))]
+    before = {"field": "start_time", "operator": "<", "value": "2026-11-01T05:00:00Z"}
+    assert [r["id"] for r in run(store, {**traces, "filters": [since, before]}, "p1").rows] == ["mid"]
+    assert run(store, {**traces, "metrics": ["count"], "order_by": [], "dimensions": []}, "p1").rows == [
+        {"count": 2}]
+    pages = [run(store, {**traces, "filters": [], "limit": 2, "offset": offset}, "p1") for offset in (0, 2, 4)]
+    assert [[r["id"] for r in p.rows] for p in pages] == [["early", "mid"], ["late"], []]
+    assert [p.truncated for p in pages] == [True, False, False]
+    observations = {"dimensions": ["id"], "metrics": ["max:start_time"], "all_time": True,
+                    "filters": [{"field": "start_time", "operator": ">", "value": "2026-11-01T01:00:00Z"}],
+                    "order_by": ["max_start_time desc"], "limit": 1, "offset": 1}
+    assert run(store, observations, "p1").rows == [{"id": "m1", "max_start_time": "2026-11-01T02:59:00+00:00"}]
+
+
+@pytest.mark.parametrize(("query", "path"), [
+    ({"metrics": ["sum:start_time"]}, "metrics[0]"),
+    ({"metrics": ["p50:start_time"]}, "metrics[0]"),
+    ({"filters": [{"field": "start_time", "operator": "=", "value": "2026-11-01"}]}, "filters[0].operator"),
+    ({"filters": [{"field": "start_time", "operator": ">", "value": "soon"}]}, "filters[0].value"),
+    ({"offset": -1}, "offset"),
+    ({"offset": "10"}, "offset"),
+    ({"offset": 10**10}, "offset"),
+])
+def test_offset_and_start_time_errors_name_the_part(query: dict[str, Any], path: str) -> None:
+    with pytest.raises(QueryError, match=rf"^{re.escape(path)}: "):
+        parse_query(query, now=NOW)

@@ -64,6 +64,11 @@ COUNT_MEASURES: Final[Mapping[str, tuple[str, ...]]] = {
     "traces": ("count", "unpriced", "users", "sessions"),
 }
 MONEY_MEASURES: Final = frozenset({"cost", "input_cost", "output_cost"})
+#: the start time (observations) or the trace's timestamp (traces: the trace row's, else its first observation's
+#: start): aggregated with ``min``/``max`` only, its result an ISO 8601 UTC time; filtered with >, >=, <, <= and
+#: an ISO time (what the Langfuse list routes select, page and order by)
+TIME_MEASURES: Final = frozenset({"start_time"})
+TIME_OPERATORS: Final = (">", ">=", "<", "<=")
 
 TEXT_OPERATORS: Final = ("=", "!=", "in", "not in", "contains", "not contains", "starts with", "is null",
                          "is not null")
@@ -77,6 +82,8 @@ COMPONENT_NAMES: Final = frozenset({*UNITS, "total", "other"})
 MAX_FILTER_NUMBER: Final = Decimal("1e25")
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 10_000
+#: rows skipped before the first returned one (``offset``; pages of the Langfuse list routes)
+MAX_OFFSET: Final = 1_000_000_000
 DEFAULT_RANGE: Final = timedelta(days=7)
 MAX_BUCKETS: Final = 20_000
 #: averages are rounded half-even to this many decimal places (the stores keep money to 12 places)
@@ -146,6 +153,8 @@ class Query:
     timezone: str = "UTC"
     order_by: tuple[Order, ...] = ()
     limit: int = DEFAULT_LIMIT
+    #: result rows skipped (after ordering) before the first one returned
+    offset: int = 0
     project_id: str | None = None
     #: the range was not given and ``DEFAULT_RANGE`` up to now was used (responses say so)
     range_defaulted: bool = False
@@ -166,6 +175,7 @@ class Query:
             "timezone": self.timezone,
             "granularity": self.granularity,
             "limit": self.limit,
+            **({"offset": self.offset} if self.offset else {}),
         }
 
 
@@ -222,9 +232,9 @@ def _split_measure(view: str, text: str, path: str) -> tuple[str, str | None]:
                 raise _fail(path, f"unknown unit {key!r}; `costline prices units` lists them")
             return "usage", key
         raise _fail(path, f"unknown measure {text!r}")
-    if text in NUMERIC_MEASURES[view] or text in COUNT_MEASURES[view]:
+    if text in NUMERIC_MEASURES[view] or text in COUNT_MEASURES[view] or text in TIME_MEASURES:
         return text, None
-    known = (*NUMERIC_MEASURES[view], *COUNT_MEASURES[view], "cost.<component>", "usage.<unit>")
+    known = (*NUMERIC_MEASURES[view], *COUNT_MEASURES[view], *TIME_MEASURES, "cost.<component>", "usage.<unit>")
     raise _fail(path, f"unknown measure {text!r} for the {view} view; use one of {_names(known)}")
 
 
@@ -249,6 +259,8 @@ def parse_metric(view: str, raw: object, path: str) -> Metric:
         if aggregation not in ("count", "sum", "uniq"):
             raise _fail(path, f"{measure} is a count; its aggregation can only be count")
         return Metric(measure, "count")
+    if measure in TIME_MEASURES and aggregation not in ("min", "max"):
+        raise _fail(path, f"{measure} is a time; aggregate it with min or max")
     if aggregation not in AGGREGATIONS:
         raise _fail(path, f"unknown aggregation {aggregation!r}; use one of {_names(AGGREGATIONS)}")
     return Metric(measure, aggregation, key)
@@ -275,6 +287,11 @@ def parse_filter(view: str, raw: object, path: str) -> Filter:
                             value, path)
     if name in DIMENSIONS[view]:
         return _text_filter(name, None, operator, value, path)
+    if name in TIME_MEASURES:
+        if operator not in TIME_OPERATORS:
+            raise _fail(f"{path}.operator", f"{operator!r} does not apply to times; use one of "
+                                            f"{_names(TIME_OPERATORS)}")
+        return Filter(name, operator, parse_time(value, f"{path}.value", UTC), kind="time")
     try:
         measure, key = _split_measure(view, name, f"{path}.field")
     except QueryError:
@@ -354,7 +371,7 @@ def parse_query(raw: object, *, now: datetime, project_id: str | None = None) ->
     if not isinstance(raw, Mapping):
         raise _fail("query", "expected a JSON object")
     allowed = {"view", "dimensions", "metrics", "filters", "from", "to", "all_time", "granularity", "timezone",
-               "order_by", "limit"}
+               "order_by", "limit", "offset"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise _fail(unknown[0], f"unknown query field; use {_names(sorted(allowed))}")
@@ -388,8 +405,11 @@ def parse_query(raw: object, *, now: datetime, project_id: str | None = None) ->
     limit = raw.get("limit", DEFAULT_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise _fail("limit", f"expected an integer from 1 to {MAX_LIMIT}")
+    offset = raw.get("offset", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise _fail("offset", f"expected an integer from 0 to {MAX_OFFSET}")
     query = Query(view=view, start=start, end=end, dimensions=dimensions, metrics=metrics, filters=filters,
-                  granularity=granularity, timezone=tz_name, limit=limit, project_id=project_id,
+                  granularity=granularity, timezone=tz_name, limit=limit, offset=offset, project_id=project_id,
                   range_defaulted=defaulted, tz=tz)
     order = tuple(parse_order(query, o, f"order_by[{i}]") for i, o in enumerate(_list(raw, "order_by")))
     return _with_order(query, order)
@@ -460,6 +480,8 @@ def finish_value(metric: Metric, raw: Any, count: Any = None) -> Any:
         return int(raw or 0)
     if raw is None:
         return None
+    if metric.measure in TIME_MEASURES:
+        return raw.astimezone(UTC).isoformat() if isinstance(raw, datetime) else str(raw)
     value = Decimal(raw) if not isinstance(raw, Decimal) else raw
     if metric.measure == "latency":  # stores answer in microseconds; round an average in seconds
         value = MONEY_CONTEXT.divide(value, Decimal(1_000_000))

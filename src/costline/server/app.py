@@ -98,7 +98,17 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
                admin_token: str | None = None) -> FastAPI:
     """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
     from costline.server import prometheus
-    from costline.server.routes import alerts, budgets, cloud, langfuse, langfuse_metrics, native, otlp, queries
+    from costline.server.routes import (
+        alerts,
+        budgets,
+        cloud,
+        langfuse,
+        langfuse_metrics,
+        langfuse_reads,
+        native,
+        otlp,
+        queries,
+    )
 
     app = FastAPI(title="costline", version=costline_version(), docs_url="/docs", redoc_url=None)
     pipeline = Pipeline(store, book, clock)
@@ -162,6 +172,7 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(native.router)
     app.include_router(otlp.router)
     app.include_router(langfuse.router)
+    app.include_router(langfuse_reads.router)
     app.include_router(queries.router)
     app.include_router(langfuse_metrics.router)
     app.include_router(budgets.router)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
@@ -38,6 +38,10 @@ BOUND_CONTEXT = Context(prec=60)
 
 #: observation-view fields read from the trace (the query joins traces only when one is used)
 TRACE_FIELDS = frozenset({"user", "session", "release", "trace_name", "tag", "metadata"})
+#: traces view: a lower bound on the trace's timestamp (``start_time >= x``) reads observations that started from
+#: x minus this (Langfuse's TRACE_TO_OBSERVATIONS_INTERVAL), so a list of this month's traces does not scan the
+#: project's history
+TRACE_TIME_SLACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ class _Builder:
                         f"COALESCE({d.json_number('o.usage', 'output_tokens')}, 0))")
             case "latency":
                 return f"({d.epoch_us('o.end_time')} - {d.epoch_us('o.start_time')})"
+            case "start_time":
+                return "o.start_time"
             case "unpriced":
                 return "CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END"
             case "traces":  # a trace is (project, id): an unscoped query counts the pairs
@@ -164,6 +170,9 @@ class _Builder:
             params.append(list(f.value))
             test = d.one_of(expr)
             return f"COALESCE({test}, false)" if op == "in" else f"NOT COALESCE({test}, false)"
+        if f.kind == "time":
+            params.append(f.value)
+            return f"{expr} {op} ?"
         if f.kind == "number":
             latency = f.field == "latency"  # compared in whole microseconds, everything else to 12 places
             bound = (f.value * 1_000_000 if latency else f.value).quantize(
@@ -238,6 +247,9 @@ class _Builder:
         # ordered outside the grouping so that the order can use the output names in expressions
         sql = (f"SELECT * FROM (SELECT {', '.join(select)} FROM {source}{lateral}{clause}{group}) r"
                f"{order_sql} LIMIT {self.q.limit + 1}")
+        if self.q.offset:
+            sql += " OFFSET ?"
+            params = [*params, self.q.offset]
         return Compiled(sql, params, tuple(outputs))
 
     def _outputs(self, exprs_for: Any, group_exprs: list[tuple[str, str, bool]]
@@ -287,7 +299,7 @@ class _Builder:
         select, outputs, order_exprs = self._outputs(lambda m: self.obs_measure(m.measure, m.key), groups)
         where = self.range_conditions(params)
         for f in q.filters:
-            if f.kind == "number":
+            if f.kind in ("number", "time"):
                 expr = self.obs_measure(f.field, f.key)
             else:
                 expr = self.obs_dimension(Dimension(f.field, f.key))
@@ -324,6 +336,8 @@ class _Builder:
             "release": ("COALESCE(max(t.release), max(o.release))", True),
             "version": ("COALESCE(max(t.version), max(o.version))", True),
             "start_time": ("min(o.start_time)", False),
+            # the trace's timestamp: the trace row's, else its first observation's start
+            "timestamp": ('COALESCE(max(t."timestamp"), min(o.start_time))', True),
             "cost": ("sum(o.total_cost)", False),
             "observations": ("count(*)", False),
             "unpriced": ("COALESCE(sum(CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END), 0)", False),
@@ -346,6 +360,8 @@ class _Builder:
             return f"tr.{name}"
 
         def per_trace(measure: str, key: str | None) -> str:
+            if measure == "start_time":
+                return column("timestamp")
             if measure in known and key is None:
                 return column(measure)
             return column(f"x_{measure}_{key or ''}".replace(":", "_").replace("-", "_"),
@@ -389,7 +405,7 @@ class _Builder:
         outer_params: list[Any] = []
         outer_where: list[str] = []
         for f in q.filters:
-            if f.kind == "number":
+            if f.kind in ("number", "time"):
                 expr = per_trace(f.field, f.key)
             elif f.kind == "tags":
                 expr = dimension(Dimension("tag"))
@@ -398,6 +414,10 @@ class _Builder:
             outer_where.append(self.condition(f, expr, outer_params))
         params: list[Any] = []
         inner_where = self.range_conditions(params)
+        for f in q.filters:
+            if f.kind == "time" and f.operator in (">", ">="):
+                inner_where.append("o.start_time >= ?")
+                params.append(f.value - TRACE_TIME_SLACK)
         join = " LEFT JOIN traces t ON t.project_id = o.project_id AND t.id = o.trace_id" if joins else ""
         inner = (f"(SELECT {', '.join(f'{expr} AS {name}' for name, expr in used.items())} FROM observations o"
                  f"{join}{' WHERE ' + ' AND '.join(inner_where) if inner_where else ''} "

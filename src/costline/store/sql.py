@@ -88,6 +88,16 @@ class SqlStore(ControlSql):
         )
         return [rows.observation_from_row(r) for r in found]
 
+    def traces_observations(self, project_id: str, trace_ids: Sequence[str]) -> list[Observation]:
+        if not trace_ids:
+            return []
+        found = self._fetch(
+            self._q(f"SELECT {self._columns(rows.OBSERVATION_COLUMNS)} FROM observations "
+                    f"WHERE project_id = ? AND {self.DIALECT.one_of('trace_id')} ORDER BY trace_id, start_time, id"),
+            [project_id, list(trace_ids)],
+        )
+        return [rows.observation_from_row(r) for r in found]
+
     def iter_observations(
         self,
         *,

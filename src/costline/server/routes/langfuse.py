@@ -15,6 +15,7 @@ from costline.ingest.langfuse import decode_ingestion, decode_scores
 from costline.ingest.langfuse_shapes import dumps_json, entry_to_model, model_body_to_entry, trace_to_langfuse
 from costline.server.app import costline_version, key_of, state_of
 from costline.server.body import parse_json, read_body
+from costline.server.langfuse_reads import Params, field_groups, with_groups
 from costline.store.base import StoredPrice
 
 router = APIRouter(prefix="/api/public")
@@ -98,10 +99,11 @@ async def scores(request: Request) -> JSONResponse:
 
 @router.get("/traces/{trace_id}", summary="A trace with its observations and costs")
 async def get_trace(request: Request, trace_id: str) -> JSONResponse:
+    groups = field_groups(Params(request.query_params.multi_items()))
     trace, observations = await load_trace(request, trace_id)
     if trace is None and not observations:
         return JSONResponse({"message": f"trace {trace_id!r} not found"}, status_code=404)
-    return ExactJSONResponse(trace_to_langfuse(trace, trace_id, observations))
+    return ExactJSONResponse(with_groups(trace_to_langfuse(trace, trace_id, observations), groups))
 
 
 # -- models API, mapped onto the project's prices ----------------------------------------------------
