@@ -24,8 +24,8 @@ def _walk(command: click.Command, name: str, parent: click.Context | None) -> li
     )
     found = [(ctx, command)]
     if isinstance(command, click.Group):
-        for sub in sorted(command.commands):
-            found.extend(_walk(command.commands[sub], sub, ctx))
+        for sub in command.list_commands(ctx):
+            found.extend(_walk(command.get_command(ctx, sub), sub, ctx))  # type: ignore[arg-type]
     return found
 
 

@@ -17,9 +17,16 @@ from costline.core.price import PriceRecord, Rate, TieredRate
 from costline.core.units import UNITS
 from costline.core.usage import Usage
 
+#: the width of output to a pipe or a file: tables get the width their values need, never cut to 80 columns
+PIPE_WIDTH = 100_000
+
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=True, markup=False)
+    """Standard output as rich prints it: the terminal's width, or unlimited when it is not a terminal."""
+    out = Console(highlight=False, soft_wrap=True, markup=False)
+    if not out.is_terminal:
+        out.width = PIPE_WIDTH
+    return out
 
 
 def emit_json(data: Any) -> None:

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: routes that answer without a key when the server listens on loopback only
 OPEN_ON_LOOPBACK = frozenset({"/api/public/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+#: routes about every project: the local admin token reaches them without naming a project (routes/admin.py)
+ALL_PROJECT_ROUTES = frozenset({"/v1/projects", "/v1/export", "/v1/reprice", "/v1/purge"})
 
 
 def is_loopback(host: str) -> bool:
@@ -63,6 +65,11 @@ def key_of(request: Request) -> ApiKey:
     return key
 
 
+def is_admin(request: Request) -> bool:
+    """True when the request carries the local admin token (server.json)."""
+    return bool(getattr(request.state, "admin", False))
+
+
 def costline_version() -> str:
     from importlib.metadata import version
 
@@ -91,7 +98,7 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
                admin_token: str | None = None) -> FastAPI:
     """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
     from costline.server import prometheus
-    from costline.server.routes import alerts, budgets, langfuse, langfuse_metrics, native, otlp, queries
+    from costline.server.routes import admin, alerts, budgets, langfuse, langfuse_metrics, native, otlp, queries
 
     app = FastAPI(title="costline", version=costline_version(), docs_url="/docs", redoc_url=None)
     pipeline = Pipeline(store, book, clock)
@@ -114,18 +121,19 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         path = request.url.path
         open_route = path in OPEN_ON_LOOPBACK and not state.require_auth_everywhere
         header = request.headers.get("authorization")
-        key: ApiKey | None
+        key: ApiKey | None = None
         scheme, _, token = (header or "").partition(" ")
-        if state.admin_token_hash and scheme.lower() == "bearer" and hmac.compare_digest(
-            hash_secret(token.strip()), state.admin_token_hash
-        ):
+        admin_token = bool(state.admin_token_hash) and scheme.lower() == "bearer" and hmac.compare_digest(
+            hash_secret(token.strip()), state.admin_token_hash or "")
+        request.state.admin = admin_token
+        if admin_token and not (path in ALL_PROJECT_ROUTES and PROJECT_HEADER not in request.headers):
             admin = await run_in_threadpool(_admin_key, state, request)
             if isinstance(admin, JSONResponse):
                 return admin
             key = admin
-        else:
+        elif not admin_token:
             key = state.auth.authenticate(header)
-        if key is None and not open_route:
+        if key is None and not admin_token and not open_route:
             return JSONResponse(
                 {"message": "missing or invalid credentials: send HTTP Basic public_key:secret_key or "
                             "Authorization: Bearer <secret_key>"},
@@ -153,5 +161,6 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(langfuse_metrics.router)
     app.include_router(budgets.router)
     app.include_router(alerts.router)
+    app.include_router(admin.router)
     prometheus.install(app)
     return app

@@ -1,0 +1,97 @@
+"""The output flags every data command shares: ``--format table|json|csv`` (``--json`` is ``--format json``).
+
+``table`` is for reading (a rich table; on a pipe or in a file it is as wide as its values, never cut to 80
+columns), ``json`` is the command's JSON document (money as exact decimal strings), ``csv`` is the table's rows
+with exact values (a header row; NULL as an empty field; lists and objects as JSON text).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import click
+
+from costline.core.money import decimal_str
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = ("table", "json", "csv")
+
+
+def format_options(f: F) -> F:
+    """``--format`` and its alias ``--json``; the command receives ``fmt`` (table, json or csv)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, fmt: str | None, as_json: bool, **kwargs: Any) -> Any:
+        if as_json and fmt not in (None, "json"):
+            raise click.UsageError(f"--json is --format json; it cannot be combined with --format {fmt}")
+        return f(*args, fmt="json" if as_json else fmt or "table", **kwargs)
+
+    wrapper = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(wrapper)
+    wrapper = click.option("--format", "fmt", type=click.Choice(FORMATS),
+                           help="table (default; for reading), json or csv (exact values).")(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return decimal_str(value)
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def emit_csv_rows(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([csv_value(row.get(c)) for c in columns])
+    click.echo(buffer.getvalue(), nl=False)
+
+
+def print_rows(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], *, title: str | None = None,
+               right: Sequence[str] = ()) -> None:
+    """A rich table of ``rows``; ``right``: the columns aligned right (numbers)."""
+    from rich.table import Table
+
+    from costline.cli.render import console
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    console().print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or "-"
+    return csv_value(value)
+
+
+def emit(fmt: str, *, data: Any, columns: Sequence[str], rows: Sequence[Mapping[str, Any]],
+         title: str | None = None, right: Sequence[str] = ()) -> None:
+    """Print ``data`` (json), or ``rows`` as csv or a table."""
+    from costline.cli.render import emit_json
+
+    if fmt == "json":
+        emit_json(data)
+    elif fmt == "csv":
+        emit_csv_rows(columns, rows)
+    else:
+        print_rows(columns, rows, title=title, right=right)
