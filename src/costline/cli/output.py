@@ -23,19 +23,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("table", "json", "csv")
 
 
-def format_options(f: F) -> F:
-    """``--format`` and its alias ``--json``; the command receives ``fmt`` (table, json or csv)."""
+def _output_options(flag: str, dest: str) -> Callable[[F], F]:
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> Any:
+            chosen = kwargs.pop(dest)
+            if as_json and chosen not in (None, "json"):
+                raise click.UsageError(f"--json is {flag} json; it cannot be combined with {flag} {chosen}")
+            return f(*args, **{dest: "json" if as_json else chosen or "table"}, **kwargs)
 
-    @functools.wraps(f)
-    def wrapper(*args: Any, fmt: str | None, as_json: bool, **kwargs: Any) -> Any:
-        if as_json and fmt not in (None, "json"):
-            raise click.UsageError(f"--json is --format json; it cannot be combined with --format {fmt}")
-        return f(*args, fmt="json" if as_json else fmt or "table", **kwargs)
+        wrapper = click.option("--json", "as_json", is_flag=True, help=f"Same as {flag} json.")(wrapper)
+        wrapper = click.option(flag, dest, type=click.Choice(FORMATS),
+                               help="table (default; for reading), json or csv (exact values).")(wrapper)
+        return wrapper  # type: ignore[return-value]
 
-    wrapper = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(wrapper)
-    wrapper = click.option("--format", "fmt", type=click.Choice(FORMATS),
-                           help="table (default; for reading), json or csv (exact values).")(wrapper)
-    return wrapper  # type: ignore[return-value]
+    return decorate
+
+
+#: ``--format`` and its alias ``--json``; the command receives ``fmt`` (table, json or csv)
+format_options = _output_options("--format", "fmt")
+#: the same as ``--output-format`` for commands whose ``--format`` names a file format (``prices import``)
+output_format_options = _output_options("--output-format", "output")
 
 
 def csv_value(value: Any) -> str:
@@ -95,3 +103,17 @@ def emit(fmt: str, *, data: Any, columns: Sequence[str], rows: Sequence[Mapping[
         emit_csv_rows(columns, rows)
     else:
         print_rows(columns, rows, title=title, right=right)
+
+
+def emit_data(fmt: str, data: Any, *, rows: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """``data`` as json, or as csv: ``rows`` when given, else a list's items or a single object as one row
+    (columns: the keys in first-seen order; nested values as JSON text)."""
+    from costline.cli.render import emit_json
+
+    if fmt == "json":
+        emit_json(data)
+        return
+    if rows is None:
+        rows = list(data) if isinstance(data, list) else [data]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    emit_csv_rows(columns, rows)
