@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from costline.cli.context import CliContext, pass_cli
+from costline.cli.output import format_options
 from costline.cli.query_render import double_counts, emit_csv, emit_result_json, print_table, total_from_rows
 from costline.cli.remote import remote_query
 from costline.cli.serve import _open, _settings
@@ -78,12 +79,10 @@ def range_options(f: F) -> F:
                      help="IANA time zone for ranges, dates and time buckets (default: $TZ, else UTC)."),
         click.option("--project", "project_id", metavar="ID", help="Only this project (default: all)."),
         click.option("--store", "store_url", metavar="URL", help="Store URL (default: as for serve)."),
-        click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table",
-                     show_default=True, help="table (rounded for reading), csv or json (exact decimal strings)."),
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return format_options(f)
 
 
 def range_fields(today: bool, week: bool, month: bool, from_text: str | None, to_text: str | None,
