@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from tests.export.sample import at, fill, generation
 
 from costline.cli import cli
