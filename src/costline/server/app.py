@@ -26,8 +26,10 @@ from costline.store.base import ApiKey, Store, StoreError
 
 log = logging.getLogger(__name__)
 
-#: routes that answer without a key when the server listens on loopback only
-OPEN_ON_LOOPBACK = frozenset({"/api/public/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+#: where the Swagger UI and ReDoc assets are served from (fastapi-offline's copies: no CDN, /docs works offline)
+DOCS_ASSETS = "/docs-assets"
+#: routes that answer without a key when the server listens on loopback only (and the assets under DOCS_ASSETS)
+OPEN_ON_LOOPBACK = frozenset({"/api/public/health", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
 #: routes about every project: the local admin token reaches them without naming a project (routes/admin.py)
 ALL_PROJECT_ROUTES = frozenset({"/v1/projects", "/v1/export", "/v1/reprice", "/v1/purge"})
 
@@ -100,7 +102,10 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     from costline.server import prometheus
     from costline.server.routes import admin, alerts, budgets, langfuse, langfuse_metrics, native, otlp, queries
 
-    app = FastAPI(title="costline", version=costline_version(), docs_url="/docs", redoc_url=None)
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(title="costline", version=costline_version(), docs_url="/docs", redoc_url="/redoc",
+                         static_url=DOCS_ASSETS)
     pipeline = Pipeline(store, book, clock)
     budget_service = BudgetService(store, pipeline, clock, ttl=timedelta(seconds=settings.reservation_ttl_s))
     app.state.costline = ServerState(
@@ -119,7 +124,8 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         state = state_of(request)
         path = request.url.path
-        open_route = path in OPEN_ON_LOOPBACK and not state.require_auth_everywhere
+        open_route = (path in OPEN_ON_LOOPBACK or path.startswith(DOCS_ASSETS + "/")) and \
+            not state.require_auth_everywhere
         header = request.headers.get("authorization")
         key: ApiKey | None = None
         scheme, _, token = (header or "").partition(" ")
