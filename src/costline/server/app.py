@@ -99,10 +99,10 @@ def _admin_key(state: ServerState, request: Request) -> ApiKey | JSONResponse:
 def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock = _utcnow,
                admin_token: str | None = None) -> FastAPI:
     """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
+    from fastapi_offline import FastAPIOffline
+
     from costline.server import prometheus
     from costline.server.routes import admin, alerts, budgets, langfuse, langfuse_metrics, native, otlp, queries
-
-    from fastapi_offline import FastAPIOffline
 
     app = FastAPIOffline(title="costline", version=costline_version(), docs_url="/docs", redoc_url="/redoc",
                          static_url=DOCS_ASSETS)
