@@ -18,7 +18,7 @@ from rich.table import Table
 
 from costline.cli.context import CliContext, pass_cli
 from costline.cli.control_client import ControlClient, DirectControl, HttpControl, Listed
-from costline.cli.output import emit_data, format_options
+from costline.cli.output import cell_text, emit_data, format_options
 from costline.cli.render import console
 from costline.cli.serve import _open, _settings
 from costline.errors import CostlineError
@@ -117,14 +117,7 @@ def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None and v != () and v != {}}
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
-    if isinstance(value, list | tuple):
-        return ", ".join(map(str, value)) or "-"
-    return str(value)
+_text = cell_text
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

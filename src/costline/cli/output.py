@@ -78,18 +78,19 @@ def print_rows(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], *, tit
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left")
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(cell_text(row.get(c)) for c in columns))
     console().print(table)
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A value in a table cell: ``-`` for none, ``k=v, ...`` for a mapping, ``a, b`` for a list."""
     if value is None:
         return "-"
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
     if isinstance(value, list | tuple):
         return ", ".join(map(str, value)) or "-"
-    return csv_value(value)
+    return str(value)
 
 
 def emit(fmt: str, *, data: Any, columns: Sequence[str], rows: Sequence[Mapping[str, Any]],
