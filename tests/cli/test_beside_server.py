@@ -160,7 +160,12 @@ def test_admin_routes_need_the_admin_token(tmp_path: Path) -> None:
                                        ("POST", "/v1/purge", {"older_than_days": 1})):
                 reply = client.request(method, path, json=body)
                 assert reply.status_code == 403 and "admin token" in reply.json()["message"], path
-            # the export with a project key: its own project's rows
+            # the export with a project key: its own project's rows, not another project's
+            other = httpx.post(f"{server.url}/v1/projects", json={"name": "other"}, headers=admin)
+            assert other.status_code == 201, other.text
+            theirs = {**EVENTS[0], "id": "theirs"}
+            assert httpx.post(f"{server.url}/v1/ingest", json={"events": [theirs]},
+                              auth=(other.json()["public_key"], other.json()["secret_key"])).status_code == 200
             reply = client.get("/v1/export", params={"from": "2026-11-01", "to": "2026-12-01", "format": "jsonl"})
             assert reply.status_code == 200 and reply.headers["content-type"] == "application/x-ndjson"
             assert [json.loads(line)["id"] for line in reply.text.splitlines()] == ["g1", "g2", "g3"]
@@ -187,6 +192,7 @@ def test_admin_routes_need_the_admin_token(tmp_path: Path) -> None:
                           params={"from": "2026-11-01", "to": "2026-12-01", "format": "focus"})
         assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/csv")
         summary = json.loads(reply.headers["x-costline-export-summary"])
+        assert summary["observations"] == 4  # g1, g2, g3 and the other project's one
         assert summary["unpriced_by_model"] == [{"model": "my-model", "count": 1},
                                                 {"model": "no-such-model", "count": 1}]
     finally:
