@@ -117,4 +117,5 @@ def emit_data(fmt: str, data: Any, *, rows: Sequence[Mapping[str, Any]] | None =
     if rows is None:
         rows = list(data) if isinstance(data, list) else [data]
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    emit_csv_rows(columns, rows)
+    if columns:  # no rows of unknown shape: no output at all
+        emit_csv_rows(columns, rows)
