@@ -19,12 +19,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
-with warnings.catch_warnings():
-    # bpe-openai 0.1.4 loads its data with importlib.resources.open_binary, deprecated since Python 3.11; the
-    # DeprecationWarning is about its code, not ours, and must not fail programs run with -W error.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import bpe_openai
-
 O200K: Final = "o200k_base"
 CL100K: Final = "cl100k_base"
 
@@ -81,8 +75,13 @@ def encoding_for_model(model: str) -> str | None:
 
 @cache
 def _encoding(name: str) -> Any:
+    # imported on first use: loading the encodings takes over a second, which `import costline` must not pay
     with warnings.catch_warnings():
+        # bpe-openai 0.1.4 loads its data with importlib.resources.open_binary, deprecated since Python 3.11;
+        # the DeprecationWarning is about its code, not ours, and must not fail programs run with -W error.
         warnings.simplefilter("ignore", DeprecationWarning)
+        import bpe_openai
+
         return bpe_openai.get_encoding(name)
 
 

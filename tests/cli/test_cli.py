@@ -54,18 +54,33 @@ def test_cost_from_token_counts_json(data_dir: Path) -> None:
 
 
 def test_cost_unknown_model_is_unpriced_not_zero(data_dir: Path) -> None:
-    code, out, _ = invoke("cost", "--model", "no-such-model-x", "--input-tokens", "10", "--output-tokens", "1",
-                          "--json")
-    assert code == 0
+    """The breakdown still says unpriced (never 0); the exit status says the model has no price."""
+    code, out, err = invoke("cost", "--model", "no-such-model-x", "--input-tokens", "10", "--output-tokens", "1",
+                            "--json")
+    assert code == 1
     data = json.loads(out)
     assert data["status"] == "unpriced"
     assert "no-such-model-x" in data["reason"]
     assert data["price_id"] is None
     assert data["total"] is None  # never "0"
+    assert err.startswith("error: no price for model 'no-such-model-x'")
     code, out, _ = invoke("cost", "--model", "no-such-model-x", "--input-tokens", "10")
-    assert code == 0
+    assert code == 1
     assert [line.split() for line in out.splitlines() if line.strip("│ ").startswith("total")] == [
         ["│", "total", "│", "│", "│", "unpriced", "│"]]
+
+
+@pytest.mark.parametrize("command", [
+    ("cost", "--model", "gpt-4p", "--input-tokens", "10"),
+    ("estimate", "--model", "gpt-4p", "--prompt", "hello"),
+    ("cost", "--model", "claude-sonet-4-5", "--input-tokens", "10", "--format", "csv"),
+])
+def test_a_mistyped_model_names_the_closest_catalog_names(data_dir: Path, command: tuple[str, ...]) -> None:
+    code, _, err = invoke(*command)
+    assert code == 1
+    wanted = "gpt-4o" if "gpt-4p" in command else "claude-sonnet-4-5"
+    assert err.startswith(f"error: no price for model {command[2]!r}; closest catalog names: ")
+    assert wanted in err.split("closest catalog names: ")[1].split(" (")[0].split(", ")
 
 
 def test_cost_table_output(data_dir: Path) -> None:

@@ -10,7 +10,6 @@ from typing import Literal
 
 from costline.catalog.genai import load_genai_catalog
 from costline.catalog.imported import ImportResult, read_price_json
-from costline.catalog.user_file import load_price_file
 from costline.core.price import PriceRecord, Source
 from costline.core.resolve import PriceBook, ProviderInfo
 from costline.errors import PriceDataError
@@ -26,6 +25,8 @@ _USER_SUFFIXES = (".yaml", ".yml", ".json")
 def import_price_file(path: Path, fmt: ImportFormat) -> ImportResult:
     """Read and validate ``path`` in ``fmt`` without storing it."""
     if fmt == "costline":
+        from costline.catalog.user_file import load_price_file
+
         records = load_price_file(path, source=Source.USER)
         return ImportResult(format=fmt, source_name=path.name, records=records, skipped=(), warnings=())
     data = read_price_json(path)
@@ -83,11 +84,13 @@ def load_price_book(settings: Settings | None = None, *, extra_files: Iterable[P
     settings = settings or Settings.from_env()
     records: list[PriceRecord] = []
     for path in user_price_files(settings, extra_files):
+        from costline.catalog.user_file import load_price_file
+
         records.extend(load_price_file(path, source=Source.USER))
     for path, fmt in _stored_imports(settings):
         records.extend(import_price_file(path, fmt).records)
     providers: tuple[ProviderInfo, ...] = ()
     if settings.bundled_prices:
-        bundled, providers = load_genai_catalog()
+        bundled, providers = load_genai_catalog(settings.data_dir / "cache")
         records.extend(bundled)
     return PriceBook(records, providers)

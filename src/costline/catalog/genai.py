@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from costline.core.price import Condition, Match, PriceRecord, Rate, Source, TieredRate, Variant
@@ -24,12 +24,21 @@ log = logging.getLogger(__name__)
 
 
 def genai_prices_version() -> str:
+    from importlib.metadata import version
+
     return version("genai-prices")
 
 
-@lru_cache(maxsize=1)
-def load_genai_catalog() -> tuple[tuple[PriceRecord, ...], tuple[ProviderInfo, ...]]:
-    """Compile the installed genai-prices data (imported lazily; it takes a few hundred ms)."""
+@lru_cache(maxsize=4)
+def load_genai_catalog(cache_dir: Path | None = None) -> tuple[tuple[PriceRecord, ...], tuple[ProviderInfo, ...]]:
+    """The installed genai-prices data compiled, from the copy in ``cache_dir`` when there is a current one
+    (``costline.catalog.cache``): importing and compiling it takes about a second."""
+    from costline.catalog.cache import cached
+
+    return cached(cache_dir, "genai-catalog", _compile_catalog)
+
+
+def _compile_catalog() -> tuple[tuple[PriceRecord, ...], tuple[ProviderInfo, ...]]:
     from genai_prices.data import providers
 
     source_name = f"genai-prices@{genai_prices_version()}"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from costline.catalog.book import load_price_book
-from costline.core.resolve import PriceBook
-from costline.settings import Settings
+if TYPE_CHECKING:  # the catalog and settings load when a command asks for them, not at start-up
+    from costline.core.resolve import PriceBook
+    from costline.settings import Settings
 
 
 @dataclass
@@ -21,11 +22,15 @@ class CliContext:
 
     @property
     def settings(self) -> Settings:
+        from costline.settings import Settings
+
         return Settings.from_env(data_dir=self.data_dir)
 
     @property
     def book(self) -> PriceBook:
         if self._book is None:
+            from costline.catalog.book import load_price_book
+
             self._book = load_price_book(self.settings, extra_files=self.price_files)
         return self._book
 

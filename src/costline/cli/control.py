@@ -18,7 +18,8 @@ from rich.table import Table
 
 from costline.cli.context import CliContext, pass_cli
 from costline.cli.control_client import ControlClient, DirectControl, HttpControl, Listed
-from costline.cli.render import console, emit_json
+from costline.cli.output import cell_text, emit_data, format_options
+from costline.cli.render import console
 from costline.cli.serve import _open, _settings
 from costline.errors import CostlineError
 from costline.server import local_admin
@@ -116,14 +117,7 @@ def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None and v != () and v != {}}
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
-    if isinstance(value, list | tuple):
-        return ", ".join(map(str, value)) or "-"
-    return str(value)
+_text = cell_text
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -161,13 +155,13 @@ def budgets_group() -> None:
 @click.option("--on-unknown-cost", metavar="POLICY",
               help="closed (default: deny a call whose cost cannot be estimated) or open.")
 @click.option("--count-zero-cost", is_flag=True, help="Count zero-cost calls against the limit (they are exempt).")
-@click.option("--json", "as_json", is_flag=True, help="Print the saved budget as JSON.")
+@format_options
 @target_options
 def budgets_create(client: ControlClient, name: str, window: str, limit: str | None, max_requests: int | None,
                    budget_id: str | None, timezone: str | None, currency: str | None, scope: tuple[str, ...],
                    per: str | None, tier: str | None, thresholds: str | None, action: str | None,
                    downgrade_to: str | None, notify: tuple[str, ...], on_unknown_cost: str | None,
-                   count_zero_cost: bool, as_json: bool) -> None:
+                   count_zero_cost: bool, fmt: str) -> None:
     """Create or replace a budget."""
     spec = _given(id=budget_id, name=name, window=window, timezone=timezone, limit=limit, currency=currency,
                   scope=_pairs(scope, "--scope"), per=per, tier=tier, max_requests=max_requests,
@@ -176,8 +170,8 @@ def budgets_create(client: ControlClient, name: str, window: str, limit: str | N
                   exempt_zero_cost=False if count_zero_cost else None, source="cli")
     with _input_errors("budget", BUDGET_FLAGS):
         saved = client.save("budget", spec)
-    if as_json:
-        emit_json(saved)
+    if fmt != "table":
+        emit_data(fmt, saved)
         return
     console().print(f"saved budget {saved['id']!r} in {client.where}: {_budget_line(saved)}")
 
@@ -207,13 +201,13 @@ def _budget_line(spec: Mapping[str, Any]) -> str:
 
 
 @budgets_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of budgets.")
+@format_options
 @target_options
-def budgets_list(client: ControlClient, as_json: bool) -> None:
+def budgets_list(client: ControlClient, fmt: str) -> None:
     """List the project's budgets."""
     found = client.list_objects("budget")
-    if as_json:
-        emit_json([dict(b.spec) for b in found])
+    if fmt != "table":
+        emit_data(fmt, [dict(b.spec) for b in found])
         return
     _table(("id", "window", "limit", "requests", "scope", "per / tier", "action", "source"),
            [(b.id, f"{b.spec['window']} {b.spec['timezone']}", _limit(b.spec), b.spec.get("max_requests"),
@@ -229,13 +223,13 @@ def _limit(spec: Mapping[str, Any]) -> str | None:
 @click.argument("budget_id", metavar="ID")
 @click.option("--user", "--subject", "subject", metavar="VALUE",
               help="For a per-user (per-attribute) budget: whose counter to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print the budget, its status and forecast as JSON.")
+@format_options
 @target_options
-def budgets_show(client: ControlClient, budget_id: str, subject: str | None, as_json: bool) -> None:
+def budgets_show(client: ControlClient, budget_id: str, subject: str | None, fmt: str) -> None:
     """A budget, where it stands now and, for month windows, its month-end forecast."""
     shown = client.show_budget(budget_id, subject or "")
-    if as_json:
-        emit_json(shown)
+    if fmt != "table":
+        emit_data(fmt, shown)
         return
     out = console()
     out.print(f"budget {shown['id']!r} ({shown['name']}): {_budget_line(shown)}")
@@ -289,13 +283,13 @@ def alerts_group() -> None:
 @click.option("--baseline-days", type=int, metavar="N", help="anomaly: windows in the trailing average (7).")
 @click.option("--min-cost", metavar="AMOUNT", help="anomaly: ignore a window costing less (0).")
 @click.option("--severity", metavar="LEVEL", help="info, warning (default) or critical.")
-@click.option("--json", "as_json", is_flag=True, help="Print the saved rule as JSON.")
+@format_options
 @target_options
 def alerts_create(client: ControlClient, name: str, kind: str, rule_id: str | None, window: str | None,
                   timezone: str | None, threshold: str | None, minutes: int | None, filters: tuple[str, ...],
                   group_by: str | None, channels: tuple[str, ...], budget: str | None, cooldown_minutes: int | None,
                   factor: str | None, baseline_days: int | None, min_cost: str | None, severity: str | None,
-                  as_json: bool) -> None:
+                  fmt: str) -> None:
     """Create or replace an alert rule."""
     spec = _given(id=rule_id, name=name, kind=kind, window=window, timezone=timezone, threshold=threshold,
                   minutes=minutes, filters=_pairs(filters, "--filter"), group_by=group_by, channels=list(channels),
@@ -303,8 +297,8 @@ def alerts_create(client: ControlClient, name: str, kind: str, rule_id: str | No
                   min_cost=min_cost, severity=severity, source="cli")
     with _input_errors("alert", ALERT_FLAGS):
         saved = client.save("alert", spec)
-    if as_json:
-        emit_json(saved)
+    if fmt != "table":
+        emit_data(fmt, saved)
         return
     console().print(f"saved alert rule {saved['id']!r} in {client.where}: {_rule_line(saved)}")
 
@@ -322,13 +316,13 @@ def _rule_line(spec: Mapping[str, Any]) -> str:
 
 
 @alerts_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of rules.")
+@format_options
 @target_options
-def alerts_list(client: ControlClient, as_json: bool) -> None:
+def alerts_list(client: ControlClient, fmt: str) -> None:
     """List the project's alert rules."""
     found = client.list_objects("alert")
-    if as_json:
-        emit_json([dict(r.spec) for r in found])
+    if fmt != "table":
+        emit_data(fmt, [dict(r.spec) for r in found])
         return
     _table(("id", "kind", "condition", "channels", "cooldown", "enabled", "source"),
            [(r.id, r.spec["kind"], _condition(r.spec), r.spec.get("channels"), f"{r.spec['cooldown_minutes']} min",
@@ -348,13 +342,13 @@ def alerts_delete(client: ControlClient, rule_id: str) -> None:
 @alerts_group.command("history")
 @click.option("--rule", "rule_id", metavar="ID", help="Only this rule's notifications (budget:<id> for a budget).")
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many, newest first (1-1000).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of deliveries.")
+@format_options
 @target_options
-def alerts_history(client: ControlClient, rule_id: str | None, limit: int, as_json: bool) -> None:
+def alerts_history(client: ControlClient, rule_id: str | None, limit: int, fmt: str) -> None:
     """Notifications sent (and failed), newest first."""
     found = client.history(rule_id, limit)
-    if as_json:
-        emit_json(found)
+    if fmt != "table":
+        emit_data(fmt, found)
         return
     _table(("at", "rule", "scope", "event", "channel", "status", "attempts", "error"),
            [(d.get("at"), d.get("rule_id"), d.get("scope") or "-", d.get("event"), d.get("channel"), d.get("status"),
@@ -363,13 +357,13 @@ def alerts_history(client: ControlClient, rule_id: str | None, limit: int, as_js
 
 @alerts_group.command("test")
 @click.argument("rule_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="Print the deliveries as JSON.")
+@format_options
 @target_options
-def alerts_test(client: ControlClient, rule_id: str, as_json: bool) -> None:
+def alerts_test(client: ControlClient, rule_id: str, fmt: str) -> None:
     """Send a test notification through the rule's channels now (exit 1 when one fails)."""
     deliveries = client.test_rule(rule_id)
-    if as_json:
-        emit_json(deliveries)
+    if fmt != "table":
+        emit_data(fmt, deliveries)
     else:
         if not deliveries:
             console().print(f"alert rule {rule_id!r} has no channels: nothing sent")
@@ -388,13 +382,13 @@ def channels_group() -> None:
 
 
 @channels_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (secrets shown as ***).")
+@format_options
 @target_options
-def channels_list(client: ControlClient, as_json: bool) -> None:
+def channels_list(client: ControlClient, fmt: str) -> None:
     """List notification channels; webhook secrets are never shown."""
     found = client.list_objects("channel")
-    if as_json:
-        emit_json([{"name": c.id, **c.spec} for c in found])
+    if fmt != "table":
+        emit_data(fmt, [{"name": c.id, **c.spec} for c in found])
         return
     _table(("name", "kind", "target", "source"),
            [(c.id, "webhook" if "webhook" in c.spec else "apprise", _target(c.spec), c.source) for c in found])
@@ -428,12 +422,12 @@ def channels_delete(client: ControlClient, name: str) -> None:
               help="Take this environment's values (default: COSTLINE_ENVIRONMENT; unset: one budget or rule per "
                    "environment).")
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan (and what was applied) as JSON.")
+@format_options
 @click.option("--store", "store_url", metavar="URL", help="Store URL (default: as for serve). While "
               "`costline serve` runs for it, the file is applied through the server.")
 @click.option("--project", "project_id", metavar="ID", help="The project (default: the only one).")
 @pass_cli
-def apply_command(obj: CliContext, file: Path, environment: str | None, dry_run: bool, as_json: bool,
+def apply_command(obj: CliContext, file: Path, environment: str | None, dry_run: bool, fmt: str,
                   store_url: str | None, project_id: str | None) -> None:
     """Apply a control file: channels, budgets, tiers and alert rules (docs/budgets.md).
 
@@ -456,9 +450,9 @@ def apply_command(obj: CliContext, file: Path, environment: str | None, dry_run:
                  if key not in keep and o.source == document.source]
         result = None if dry_run else client.apply(payload, environment, document.source)
         where = client.where
-    if as_json:
-        emit_json({"source": document.source, "environment": environment, "dry_run": dry_run, "plan": plan,
-                   "result": result})
+    if fmt != "table":
+        emit_data(fmt, {"source": document.source, "environment": environment, "dry_run": dry_run, "plan": plan,
+                        "result": result}, rows=plan)
         return
     out = console()
     _table(("kind", "id", "action"), [(p["kind"], p["id"], p["action"]) for p in plan])

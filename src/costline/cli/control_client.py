@@ -11,24 +11,21 @@ ValueError subclass of ``CostlineError`` for input the API refuses.
 
 from __future__ import annotations
 
-import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from costline.cli.remote import ServerError, call
 from costline.core.resolve import PriceBook
 from costline.errors import CostlineError
-from costline.server.local_admin import PROJECT_HEADER, RunningServer
+from costline.server.local_admin import RunningServer
 from costline.store.base import Store
 
 if TYPE_CHECKING:
     from costline.control.budgets import BudgetService
 
-TIMEOUT_SECONDS = 120
 #: the kind of a control object → its collection in the HTTP API
 ROUTES = {"budget": "/v1/budgets", "alert": "/v1/alerts", "channel": "/v1/channels"}
 WHAT = {"budget": "budget", "alert": "alert rule", "channel": "channel"}
@@ -86,35 +83,16 @@ class HttpControl:
 
     def _call(self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None,
               accept: tuple[int, ...] = ()) -> Any:
-        url = self.server.url + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
-        headers = {"Authorization": f"Bearer {self.server.token}", "Accept": "application/json"}
-        if self.project_id is not None:
-            headers[PROJECT_HEADER] = self.project_id
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as reply:
-                return json.loads(reply.read())
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                answer = json.loads(raw)
-            except ValueError:
-                answer = None
-            if exc.code in accept and answer is not None:
-                return answer
-            message = answer.get("message", str(exc)) if isinstance(answer, dict) else str(exc)
-            message = message.replace(f"in the {PROJECT_HEADER} header", "with --project")
-            if exc.code == 404:
-                raise NotFoundError(message) from None
-            if exc.code in (400, 413, 422):
-                raise RejectedError(message) from None
-            raise CostlineError(f"{self.where} answered {exc.code}: {message}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise CostlineError(f"cannot reach {self.where}: {exc}") from None
+            return call(self.server, method, path, body=body, params=params, project_id=self.project_id)
+        except ServerError as exc:
+            if exc.status in accept and exc.answer is not None:
+                return exc.answer
+            if exc.status == 404:
+                raise NotFoundError(str(exc)) from None
+            if exc.status in (400, 413, 422):
+                raise RejectedError(str(exc)) from None
+            raise CostlineError(f"{self.where} answered {exc.status}: {exc}") from None
 
     @staticmethod
     def _quote(object_id: str) -> str:

@@ -9,11 +9,11 @@ from typing import Any
 import click
 
 from costline.cli.context import CliContext, parse_when, pass_cli
-from costline.cli.render import breakdown_json, emit_json, print_breakdown
+from costline.cli.output import format_options
+from costline.cli.render import emit_breakdown, exit_if_unknown
 from costline.core.cost import calc_cost
 from costline.core.usage import Usage
 from costline.errors import CostlineError, ExtractionError
-from costline.extract import Extracted, extract_stream_usage, extract_usage
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
@@ -94,7 +94,7 @@ def _parse_attributes(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--at", "at_text", metavar="ISO8601", help="Price as of this time (default: now).")
 @click.option("--attribute", "attributes", multiple=True, metavar="KEY=VALUE",
               help="Request attribute that selects a price variant, e.g. service_tier=flex or processing=batch.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@format_options
 @pass_cli
 def cost_command(
     obj: CliContext,
@@ -108,9 +108,12 @@ def cost_command(
     reasoning_tokens: int | None,
     at_text: str | None,
     attributes: tuple[str, ...],
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Price one model call, from a raw provider response or from token counts.
+
+    A model without a price is `unpriced` (never $0): the command prints the closest catalog names on stderr
+    and exits with status 1. csv: one row per cost component and a total row.
 
     \b
     costline cost --provider openai --response response.json
@@ -125,6 +128,8 @@ def cost_command(
     attrs = _parse_attributes(attributes)
     provided = None
     if response is not None:
+        from costline.extract import Extracted, extract_stream_usage, extract_usage
+
         if given:
             raise click.UsageError(f"--response cannot be combined with {', '.join(given)}")
         if not provider:
@@ -160,7 +165,5 @@ def cost_command(
         usage, record, at=at, attributes=attrs, provided=provided,
         model=None if record else model, provider=None if record else provider_id,
     )
-    if as_json:
-        emit_json(breakdown_json(breakdown, requested_model=model, usage=usage, record=record))
-    else:
-        print_breakdown(breakdown, requested_model=model)
+    emit_breakdown(fmt, breakdown, requested_model=model, usage=usage, record=record)
+    exit_if_unknown(book, breakdown, model, provider_id, at)

@@ -13,7 +13,19 @@ HEADER = """# CLI reference
 
 Generated from `--help` by `python -m costline.cli.docgen > docs/cli.md`; a test keeps it current.
 Every command prints `error: <message>` on one line and exits non-zero on bad input (2 for usage errors,
-1 for everything else, including `prices explain` when no price matches).
+1 for everything else, including `prices explain`, `cost` and `estimate` when no price matches the model:
+`cost` and `estimate` still print the unpriced breakdown, and name the closest catalog names on stderr).
+
+Every command that prints data takes `--format table|json|csv`; `--json` is `--format json` (`prices import`,
+whose `--format` names the file's format, prints with `--output-format`). `table` is for reading, `json` is
+one document with money as exact decimal strings, `csv` is the rows with exact values (a header row, NULL as an
+empty field, lists and objects as JSON text; a single object is one row). When standard output is not a
+terminal, tables are as wide as their values: nothing is cut or folded at 80 columns.
+
+While `costline serve` runs for the store (its `server.json` in the data directory), the commands that read or
+change the store (`report`, `top`, `export`, `projects`, `reprice`, `purge`, `budgets`, `alerts`,
+`channels`, `apply`) go through the server with its local admin token (docs/api.md), so they work beside it
+and give what they give on the store itself.
 """
 
 
@@ -24,8 +36,8 @@ def _walk(command: click.Command, name: str, parent: click.Context | None) -> li
     )
     found = [(ctx, command)]
     if isinstance(command, click.Group):
-        for sub in sorted(command.commands):
-            found.extend(_walk(command.commands[sub], sub, ctx))
+        for sub in command.list_commands(ctx):
+            found.extend(_walk(command.get_command(ctx, sub), sub, ctx))  # type: ignore[arg-type]
     return found
 
 

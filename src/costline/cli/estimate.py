@@ -10,7 +10,8 @@ import click
 
 from costline.api import estimate
 from costline.cli.context import CliContext, parse_when, pass_cli
-from costline.cli.render import breakdown_json, console, emit_json, print_breakdown
+from costline.cli.output import emit_csv_rows, format_options
+from costline.cli.render import console, emit_breakdown, exit_if_unknown, print_breakdown
 from costline.core.choose import cheapest_models
 from costline.core.money import decimal_str, to_decimal
 from costline.core.usage import Usage
@@ -33,7 +34,7 @@ MAX_PROMPT_BYTES = 64 * 1024 * 1024
 @click.option("--max-cost", help="With --cheapest: only models whose estimated cost is at most this.")
 @click.option("--min-context", type=click.IntRange(min=1), help="With --cheapest: minimum context window.")
 @click.option("--allow-provider", "allowed", multiple=True, help="With --cheapest: providers to consider.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@format_options
 @pass_cli
 def estimate_command(
     obj: CliContext,
@@ -47,12 +48,13 @@ def estimate_command(
     max_cost: str | None,
     min_context: int | None,
     allowed: tuple[str, ...],
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Count a prompt's tokens and price it before calling the model.
 
     Counts are exact for OpenAI encodings (o200k_base, cl100k_base, shipped with costline); for other
-    models they are labelled estimates.
+    models they are labelled estimates. A model without a price prints the closest catalog names on stderr and
+    exits with status 1. csv: one row for the model, then one per --cheapest choice.
     """
     if (prompt is None) == (prompt_file is None):
         raise click.UsageError("give exactly one of --prompt and --prompt-file")
@@ -84,27 +86,37 @@ def estimate_command(
             min_context_window=min_context, max_cost=limit, providers=allowed or None, limit=cheapest,
         )
     usage = Usage.of(input_tokens=counted.tokens, output_tokens=max_output_tokens)
-    if as_json:
-        data = breakdown_json(breakdown, requested_model=model, usage=usage, record=record)
-        data["input_tokens"] = counted.tokens
-        data["output_tokens"] = max_output_tokens
-        data["exact"] = counted.exact
-        data["encoding"] = counted.encoding
-        data["count_method"] = counted.method
+    if fmt == "json":
+        extra: dict[str, object] = {"input_tokens": counted.tokens, "output_tokens": max_output_tokens,
+                                    "exact": counted.exact, "encoding": counted.encoding,
+                                    "count_method": counted.method}
         if cheapest is not None:
-            data["cheapest"] = [
+            extra["cheapest"] = [
                 {"model": c.record.model, "provider": c.record.provider, "price_id": c.record.id,
                  "total": decimal_str(c.cost.total), "context_window": c.record.context_window}
                 for c in choices
             ]
-        emit_json(data)
-        return
-    out = console()
-    out.print(f"prompt: {counted.tokens:,} tokens ({counted.method}); output budget: {max_output_tokens:,} tokens")
-    print_breakdown(breakdown, requested_model=model)
-    if cheapest is not None:
-        out.print("\ncheapest models that fit:")
-        for c in choices:
-            out.print(f"  {decimal_str(c.cost.total):>14} {c.cost.currency}  {c.record.provider}:{c.record.model}")
-        if not choices:
-            out.print("  (none)")
+        emit_breakdown(fmt, breakdown, requested_model=model, usage=usage, record=record, extra=extra)
+    elif fmt == "csv":
+        unpriced = breakdown.status.value == "unpriced"
+        rows = [{"choice": "requested", "model": model, "provider": breakdown.provider,
+                 "input_tokens": counted.tokens, "output_tokens": max_output_tokens, "exact": counted.exact,
+                 "total": None if unpriced else breakdown.total, "currency": breakdown.currency,
+                 "status": breakdown.status.value, "price_id": breakdown.price_id, "context_window": None}]
+        rows += [{"choice": "cheapest", "model": c.record.model, "provider": c.record.provider,
+                  "input_tokens": counted.tokens, "output_tokens": max_output_tokens, "exact": None,
+                  "total": c.cost.total, "currency": c.cost.currency, "status": c.cost.status.value,
+                  "price_id": c.record.id, "context_window": c.record.context_window} for c in choices]
+        emit_csv_rows(list(rows[0]), rows)
+    else:
+        out = console()
+        out.print(f"prompt: {counted.tokens:,} tokens ({counted.method}); output budget: {max_output_tokens:,} "
+                  "tokens")
+        print_breakdown(breakdown, requested_model=model)
+        if cheapest is not None:
+            out.print("\ncheapest models that fit:")
+            for c in choices:
+                out.print(f"  {decimal_str(c.cost.total):>14} {c.cost.currency}  {c.record.provider}:{c.record.model}")
+            if not choices:
+                out.print("  (none)")
+    exit_if_unknown(book, breakdown, model, book.normalize_provider(provider), at)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from costline.catalog.book import IMPORT_FORMATS, ImportFormat, import_price_file, store_price_file
 from costline.catalog.imported import find_conflicts
 from costline.cli.context import CliContext, parse_when, pass_cli
+from costline.cli.output import emit_csv_rows, emit_data, format_options, output_format_options
 from costline.cli.render import console, emit_json, per_label, rate_json, rate_text, record_rates_json
 from costline.core.price import PriceRecord
+from costline.core.resolve import Explanation
 from costline.core.units import UNITS
 
 
@@ -33,10 +37,10 @@ def _summary_rate(record: PriceRecord, unit: str) -> str:
 @click.option("--at", "at_text", metavar="ISO8601", help="Prices in force at this time (default: now).")
 @click.option("--all", "show_all", is_flag=True, help="Include prices not in force at --at (history).")
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most N prices.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@format_options
 @pass_cli
 def list_prices(obj: CliContext, provider: str | None, search: str | None, at_text: str | None, show_all: bool,
-                limit: int | None, as_json: bool) -> None:
+                limit: int | None, fmt: str) -> None:
     """List prices (USD per 1M tokens unless a record says otherwise)."""
     book = obj.book
     at = parse_when(at_text)
@@ -50,8 +54,11 @@ def list_prices(obj: CliContext, provider: str | None, search: str | None, at_te
     ]
     if limit:
         rows = rows[:limit]
-    if as_json:
+    if fmt == "json":
         emit_json([_record_json(r) for r in rows])
+        return
+    if fmt == "csv":
+        emit_csv_rows(PRICE_COLUMNS, [_record_row(r) for r in rows])
         return
     table = Table(show_lines=False)
     for name in ("provider", "model", "input /1M", "cache read /1M", "cache write /1M", "output /1M",
@@ -67,6 +74,18 @@ def list_prices(obj: CliContext, provider: str | None, search: str | None, at_te
     out = console()
     out.print(table)
     out.print(f"{len(rows)} price(s)")
+
+
+PRICE_COLUMNS = ("id", "provider", "model", "alias_of", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+                 "output_tokens", "currency", "valid_from", "valid_to", "source")
+
+
+def _record_row(r: PriceRecord) -> dict[str, Any]:
+    """A price as a csv row: the main rates per their unit (tiered rates as their JSON), dates in ISO 8601."""
+    return {"id": r.id, "provider": r.provider, "model": r.model, "alias_of": r.alias_of,
+            **{unit: rate_json(r.rates[unit]) if unit in r.rates else None for unit in PRICE_COLUMNS[4:8]},
+            "currency": r.currency, "valid_from": r.valid_from.isoformat() if r.valid_from else None,
+            "valid_to": r.valid_to.isoformat() if r.valid_to else None, "source": r.source_label}
 
 
 def _record_json(r: PriceRecord) -> dict[str, Any]:
@@ -98,14 +117,25 @@ def _record_json(r: PriceRecord) -> dict[str, Any]:
 @click.argument("model")
 @click.option("--provider", help="Provider the call went to (default: inferred from the model name).")
 @click.option("--at", "at_text", metavar="DATE", help="Explain the price in force at this date/time (default: now).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@format_options
 @pass_cli
-def explain(obj: CliContext, model: str, provider: str | None, at_text: str | None, as_json: bool) -> None:
+def explain(obj: CliContext, model: str, provider: str | None, at_text: str | None, fmt: str) -> None:
     """Show which price rule matches MODEL, its source, effective range and every rate."""
     book = obj.book
     at = parse_when(at_text)
     result = book.explain(model, provider, at=at)
-    if as_json:
+    if fmt == "csv":
+        record = result.record
+        if record is not None:
+            emit_csv_rows(("unit", "rate", "per", "record", "source"),
+                          [{"unit": u, "rate": rate_json(x), "per": UNITS[u].per, "record": record.id,
+                            "source": record.source_label} for u, x in record.rates.items()])
+        else:
+            _no_price(model, result, at, Console(stderr=True, highlight=False, soft_wrap=True, markup=False))
+        if record is None:
+            sys.exit(1)
+        return
+    if fmt == "json":
         emit_json({
             "model": model,
             "provider": result.provider,
@@ -124,16 +154,7 @@ def explain(obj: CliContext, model: str, provider: str | None, at_text: str | No
         return
     out = console()
     if result.record is None:
-        scope = f" (provider {result.provider})" if result.provider else ""
-        msg = f"no price matches {model!r}{scope} at {at.date().isoformat()}"
-        if result.candidates:
-            msg += "; rules that match the name are not in force then: " + ", ".join(
-                f"{c.record.id} ({_range(c.record)})" for c in result.candidates)
-        out.print(msg)
-        if result.nearest:
-            out.print("nearest: " + ", ".join(result.nearest))
-        out.print("costs for this model are recorded as `unpriced`; add a price with a user price file "
-                  "(docs/prices.md)")
+        _no_price(model, result, at, out)
         sys.exit(1)
     r = result.record
     out.print(f"{model} → {r.model} ({r.provider or 'any provider'})")
@@ -164,6 +185,19 @@ def explain(obj: CliContext, model: str, provider: str | None, at_text: str | No
             out.print(f"  {c.record.id} ({c.record.source_label}; {c.record.match.describe()}){note}")
 
 
+def _no_price(model: str, result: Explanation, at: datetime, out: Console) -> None:
+    scope = f" (provider {result.provider})" if result.provider else ""
+    msg = f"no price matches {model!r}{scope} at {at.date().isoformat()}"
+    if result.candidates:
+        msg += "; rules that match the name are not in force then: " + ", ".join(
+            f"{c.record.id} ({_range(c.record)})" for c in result.candidates)
+    out.print(msg)
+    if result.nearest:
+        out.print("nearest: " + ", ".join(result.nearest))
+    out.print("costs for this model are recorded as `unpriced`; add a price with a user price file "
+              "(docs/prices.md)")
+
+
 def _range(r: PriceRecord) -> str:
     start = r.valid_from.isoformat() if r.valid_from else "always"
     end = r.valid_to.isoformat() if r.valid_to else "open-ended"
@@ -174,9 +208,9 @@ def _range(r: PriceRecord) -> str:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS), required=True, help="Format of FILE.")
 @click.option("--dry-run", is_flag=True, help="Validate and report; do not store the file.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@output_format_options
 @pass_cli
-def import_prices(obj: CliContext, file: Path, fmt: ImportFormat, dry_run: bool, as_json: bool) -> None:
+def import_prices(obj: CliContext, file: Path, fmt: ImportFormat, dry_run: bool, output: str) -> None:
     """Validate a price file, report counts and conflicts, and add it to the catalog.
 
     LiteLLM and Langfuse files rank above the bundled catalog; costline files are user prices and rank above
@@ -186,8 +220,8 @@ def import_prices(obj: CliContext, file: Path, fmt: ImportFormat, dry_run: bool,
     at = parse_when(None)
     conflicts = find_conflicts(result.records, obj.book, at)
     stored = None if dry_run else store_price_file(file, fmt, obj.settings)
-    if as_json:
-        emit_json({
+    if output != "table":
+        emit_data(output, {
             "file": str(file),
             "format": fmt,
             "records": len(result.records),
@@ -216,11 +250,12 @@ def import_prices(obj: CliContext, file: Path, fmt: ImportFormat, dry_run: bool,
 
 
 @prices_group.command("units")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-def units(as_json: bool) -> None:
+@format_options
+def units(fmt: str) -> None:
     """List the usage units prices can be given in, and what a rate is quoted per."""
-    if as_json:
-        emit_json([{"unit": u.name, "per": u.per, "dimensions": dict(sorted(u.dimensions))} for u in UNITS.values()])
+    if fmt != "table":
+        emit_data(fmt, [{"unit": u.name, "per": u.per, "dimensions": dict(sorted(u.dimensions))}
+                        for u in UNITS.values()])
         return
     table = Table()
     table.add_column("unit")

@@ -16,8 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 
 from costline.cli.render import console, emit_json
@@ -143,9 +141,6 @@ def print_table(result: QueryResult, total: dict[str, Any] | None, *, title: str
         table.add_section()
         cells = ["total", *([""] * (len(dims) - 1))] if dims else []
         table.add_row(*cells, *(_metric_text(m, total, digits[m.label], unpriced_label) for m in query.metrics))
-    if not out.is_terminal:  # piped output is not cut to 80 columns: the table gets the width it needs
-        width = Measurement.get(out, out.options.update_width(10_000), table).maximum
-        out = Console(highlight=False, soft_wrap=True, markup=False, width=max(width, out.width))
     out.print(table)
     for note in notes:
         out.print(note)

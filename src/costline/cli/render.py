@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,12 +16,20 @@ from rich.table import Table
 from costline.core.cost import CostBreakdown, PricingStatus, ordered_components
 from costline.core.money import decimal_str
 from costline.core.price import PriceRecord, Rate, TieredRate
+from costline.core.resolve import PriceBook
 from costline.core.units import UNITS
 from costline.core.usage import Usage
 
+#: the width of output to a pipe or a file: tables get the width their values need, never cut to 80 columns
+PIPE_WIDTH = 100_000
+
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=True, markup=False)
+    """Standard output as rich prints it: the terminal's width, or unlimited when it is not a terminal."""
+    out = Console(highlight=False, soft_wrap=True, markup=False)
+    if not out.is_terminal:
+        out.width = PIPE_WIDTH
+    return out
 
 
 def emit_json(data: Any) -> None:
@@ -110,6 +120,47 @@ def print_breakdown(b: CostBreakdown, *, requested_model: str) -> None:
     if b.price_id:
         variants = f"; variants: {', '.join(b.variants)}" if b.variants else ""
         out.print(f"price: {b.price_id} from {b.price_source}{variants}")
+
+
+def breakdown_rows(b: CostBreakdown) -> list[dict[str, Any]]:
+    """A breakdown as csv rows: one per component, then a ``total`` row (empty amount when unpriced)."""
+    rows: list[dict[str, Any]] = [
+        {"unit": c.unit, "quantity": c.quantity, "rate": c.rate, "per": c.per, "amount": c.amount,
+         "currency": b.currency, "provided": c.provided, "status": b.status.value, "price_id": b.price_id}
+        for c in ordered_components(b)
+    ]
+    total = None if b.status is PricingStatus.UNPRICED else b.total
+    rows.append({"unit": "total", "amount": total, "currency": b.currency, "status": b.status.value,
+                 "price_id": b.price_id})
+    return rows
+
+
+BREAKDOWN_COLUMNS = ("unit", "quantity", "rate", "per", "amount", "currency", "provided", "status", "price_id")
+
+
+def emit_breakdown(fmt: str, b: CostBreakdown, *, requested_model: str, usage: Usage,
+                   record: PriceRecord | None, extra: Mapping[str, Any] | None = None) -> None:
+    """One breakdown as ``fmt``: the JSON object (with ``extra`` fields), csv rows, or the table."""
+    from costline.cli.output import emit_csv_rows
+
+    if fmt == "json":
+        emit_json({**breakdown_json(b, requested_model=requested_model, usage=usage, record=record),
+                   **(extra or {})})
+    elif fmt == "csv":
+        emit_csv_rows(BREAKDOWN_COLUMNS, breakdown_rows(b))
+    else:
+        print_breakdown(b, requested_model=requested_model)
+
+
+def exit_if_unknown(book: PriceBook, b: CostBreakdown, model: str, provider: str | None, at: datetime) -> None:
+    """A model no price matches: its closest catalog names on stderr (as ``prices explain`` shows them), exit 1."""
+    if b.status is not PricingStatus.UNPRICED:
+        return
+    nearest = book.explain(model, provider, at=at).nearest
+    hint = f"; closest catalog names: {', '.join(nearest)}" if nearest else ""
+    click.echo(f"error: no price for model {model!r}{hint} (`costline prices explain {model}` shows the rules "
+               "it tried)", err=True)
+    sys.exit(1)
 
 
 def record_rates_json(record: PriceRecord) -> Mapping[str, Any]:

@@ -10,16 +10,19 @@ to UTC when ``TZ`` is unset or not an IANA zone. Exports are always in UTC.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from costline.cli.context import CliContext, pass_cli
+from costline.cli.output import format_options
 from costline.cli.query_render import double_counts, emit_csv, emit_result_json, print_table, total_from_rows
 from costline.cli.remote import remote_query
 from costline.cli.serve import _open, _settings
@@ -29,7 +32,12 @@ from costline.core.money import decimal_str
 from costline.core.query import MAX_LIMIT, Query, QueryError, QueryResult, parse_query
 from costline.errors import CostlineError
 from costline.server import local_admin
+from costline.settings import Settings
 from costline.store.base import Store, StoreError
+
+if TYPE_CHECKING:
+    from costline.export import ExportSummary
+    from costline.server.local_admin import RunningServer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,12 +79,10 @@ def range_options(f: F) -> F:
                      help="IANA time zone for ranges, dates and time buckets (default: $TZ, else UTC)."),
         click.option("--project", "project_id", metavar="ID", help="Only this project (default: all)."),
         click.option("--store", "store_url", metavar="URL", help="Store URL (default: as for serve)."),
-        click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table",
-                     show_default=True, help="table (rounded for reading), csv or json (exact decimal strings)."),
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return format_options(f)
 
 
 def range_fields(today: bool, week: bool, month: bool, from_text: str | None, to_text: str | None,
@@ -341,31 +347,22 @@ def export_command(obj: CliContext, from_text: str, to_text: str, fmt: str, out:
     are left out of the cost rows (never charged as 0) and counted on stderr per model.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from costline.export import export_observations
+    from costline.cli.remote import running_server
 
     # the query model validates the range (and the same query counts what the progress bar will cover)
     query = build_query({"from": from_text, "to": to_text, "metrics": ["count"], "timezone": "UTC"}, project_id)
     assert query.start is not None and query.end is not None  # both flags are required
-    run = functools.partial(export_observations, start=query.start, end=query.end, project_id=project_id)
     if not out.parent.exists():
         raise click.BadParameter(f"directory {str(out.parent)!r} does not exist", param_hint="--out")
     err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
-    store = _open(_settings(obj, store_url=store_url))
-    try:
-        _check_project(store, project_id)
-        count = int(store.query(query).rows[0]["count"])
-        if not quiet and err.is_terminal and count >= PROGRESS_MIN_ROWS:
-            columns = (TextColumn(f"exporting to {out.name}"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn())
-            with Progress(*columns, console=err) as bar:
-                task = bar.add_task("export", total=count)
-                summary = run(store, out, fmt, progress=lambda n: bar.advance(task, n))
-        else:
-            summary = run(store, out, fmt)
-    finally:
-        store.close()
+    settings = _settings(obj, store_url=store_url)
+    server = running_server(settings)
+    if server is not None:
+        summary = _export_through(server, query, fmt, out, project_id)
+    else:
+        summary = _export_here(settings, query, fmt, out, project_id, progress=not quiet and err.is_terminal,
+                               err=err)
     for model, n in sorted(summary.unpriced_by_model.items(), key=lambda item: (item[0] is None, item[0] or "")):
         name = "without a model name" if model is None else f"of model {model!r}"
         err.print(f"left out {n} unpriced observation(s) {name}: no price, so no cost row (not counted as 0)")
@@ -379,3 +376,51 @@ def export_command(obj: CliContext, from_text: str, to_text: str, fmt: str, out:
                   f"observation(s) to {out}")
     else:
         err.print(f"wrote {summary.rows} observation(s) to {out}")
+
+
+def _export_here(settings: Settings, query: Query, fmt: str, out: Path, project_id: str | None, *,
+                 progress: bool, err: Any) -> ExportSummary:
+    """The export on the store itself, with a progress bar on a terminal for large ones."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from costline.export import export_observations
+
+    assert query.start is not None and query.end is not None
+    run = functools.partial(export_observations, start=query.start, end=query.end, project_id=project_id)
+    store = _open(settings)
+    try:
+        _check_project(store, project_id)
+        count = int(store.query(query).rows[0]["count"])
+        if progress and count >= PROGRESS_MIN_ROWS:
+            columns = (TextColumn(f"exporting to {out.name}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn())
+            with Progress(*columns, console=err) as bar:
+                task = bar.add_task("export", total=count)
+                return run(store, out, fmt, progress=lambda n: bar.advance(task, n))
+        return run(store, out, fmt)
+    finally:
+        store.close()
+
+
+def _export_through(server: RunningServer, query: Query, fmt: str, out: Path,
+                    project_id: str | None) -> ExportSummary:
+    """``GET /v1/export`` on the running server, streamed into ``out``; the summary from its header."""
+    from collections import Counter
+
+    from costline.cli.remote import download
+    from costline.export import ExportSummary, focus_container
+
+    assert query.start is not None and query.end is not None
+    params = {"from": query.start.isoformat(), "to": query.end.isoformat(), "format": fmt}
+    if fmt == "focus":
+        params["container"] = focus_container(out)
+    headers = download(server, "/v1/export", params, out, project_id=project_id)
+    told = json.loads(headers.get("x-costline-export-summary", "{}"))
+    summary = ExportSummary(observations=int(told.get("observations", 0)), rows=int(told.get("rows", 0)),
+                            container=str(told.get("container", "")))
+    summary.unpriced_by_model = Counter({i["model"]: int(i["count"]) for i in told.get("unpriced_by_model", [])})
+    summary.left_out = {i["reason"]: (int(i["count"]), Decimal(i["cost"])) for i in told.get("left_out", [])}
+    if told.get("more"):
+        click.echo(f"the server names the first 100 unpriced models and reasons only; {told['more']} more were "
+                   "left out of the FOCUS rows", err=True)
+    return summary

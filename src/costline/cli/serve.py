@@ -15,7 +15,9 @@ from typing import Any
 import click
 
 from costline.cli.context import CliContext, pass_cli
-from costline.cli.render import console, emit_json
+from costline.cli.output import emit, format_options
+from costline.cli.render import console
+from costline.server import local_admin
 from costline.settings import Settings
 from costline.store.base import Store
 
@@ -54,7 +56,6 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
     import uvicorn
 
     from costline.catalog.book import load_price_book
-    from costline.server import local_admin
     from costline.server.app import create_app
     from costline.server.auth import create_project
 
@@ -149,46 +150,65 @@ def projects_group() -> None:
     """Create and list projects and their keys."""
 
 
+def _projects_target(obj: CliContext, store_url: str | None, *, create_dir: bool = False) -> Any:
+    """The running server that owns the store, or the store opened (the caller closes it)."""
+    from costline.cli.remote import running_server
+
+    settings = _settings(obj, store_url=store_url)
+    server = running_server(settings)
+    if server is not None:
+        return server
+    if create_dir:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return _open(settings)
+
+
 @projects_group.command("create")
 @click.argument("name")
-@click.option("--store", "store_url", metavar="URL", help="Store URL (default: as for serve).")
-@click.option("--json", "as_json", is_flag=True, help="Print {project_id, public_key, secret_key}.")
+@click.option("--store", "store_url", metavar="URL", help="Store URL (default: as for serve). While "
+              "`costline serve` runs for it, the project is created through the server.")
+@format_options
 @pass_cli
-def create(obj: CliContext, name: str, store_url: str | None, as_json: bool) -> None:
+def create(obj: CliContext, name: str, store_url: str | None, fmt: str) -> None:
     """Create project NAME and print its public and secret key (the secret is shown only now)."""
+    from costline.cli.remote import call
     from costline.server.auth import create_project
 
     if not name.strip():
         raise click.BadParameter("must not be empty", param_hint="NAME")
-    settings = _settings(obj, store_url=store_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = _open(settings)
-    try:
-        new = create_project(store, name, _now())
-    finally:
-        store.close()
-    if as_json:
-        emit_json({"project_id": new.project.id, "public_key": new.public_key, "secret_key": new.secret_key})
+    target = _projects_target(obj, store_url, create_dir=True)
+    if isinstance(target, local_admin.RunningServer):
+        new: dict[str, Any] = call(target, "POST", "/v1/projects", body={"name": name})
+    else:
+        try:
+            new = create_project(target, name, _now()).to_json()
+        finally:
+            target.close()
+    if fmt != "table":
+        emit(fmt, data=new, columns=list(new), rows=[new])
         return
     out = console()
-    out.print(f"project {new.project.name!r} ({new.project.id})")
-    out.print(f"  public key: {new.public_key}")
-    out.print(f"  secret key: {new.secret_key}   (shown once; costline keeps only its hash)")
+    out.print(f"project {new['name']!r} ({new['project_id']})")
+    out.print(f"  public key: {new['public_key']}")
+    out.print(f"  secret key: {new['secret_key']}   (shown once; costline keeps only its hash)")
 
 
 @projects_group.command("list")
-@click.option("--store", "store_url", metavar="URL", help="Store URL (default: as for serve).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--store", "store_url", metavar="URL", help="Store URL (default: as for serve). While "
+              "`costline serve` runs for it, the command asks the server.")
+@format_options
 @pass_cli
-def list_projects(obj: CliContext, store_url: str | None, as_json: bool) -> None:
+def list_projects(obj: CliContext, store_url: str | None, fmt: str) -> None:
     """List projects."""
-    store = _open(_settings(obj, store_url=store_url))
-    try:
-        projects = store.list_projects()
-    finally:
-        store.close()
-    if as_json:
-        emit_json([{"id": p.id, "name": p.name, "created_at": p.created_at.isoformat()} for p in projects])
-        return
-    for p in projects:
-        console().print(f"{p.id}  {p.name}  (created {p.created_at.isoformat()})")
+    from costline.cli.remote import call
+    from costline.server.auth import project_json
+
+    target = _projects_target(obj, store_url)
+    if isinstance(target, local_admin.RunningServer):
+        projects: list[dict[str, Any]] = call(target, "GET", "/v1/projects")["data"]
+    else:
+        try:
+            projects = [project_json(p) for p in target.list_projects()]
+        finally:
+            target.close()
+    emit(fmt, data=projects, columns=["id", "name", "created_at"], rows=projects)

@@ -27,8 +27,12 @@ from costline.store.base import ApiKey, Store, StoreError
 
 log = logging.getLogger(__name__)
 
-#: routes that answer without a key when the server listens on loopback only
-OPEN_ON_LOOPBACK = frozenset({"/api/public/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+#: where the Swagger UI and ReDoc assets are served from (fastapi-offline's copies: no CDN, /docs works offline)
+DOCS_ASSETS = "/docs-assets"
+#: routes that answer without a key when the server listens on loopback only (and the assets under DOCS_ASSETS)
+OPEN_ON_LOOPBACK = frozenset({"/api/public/health", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
+#: routes about every project: the local admin token reaches them without naming a project (routes/admin.py)
+ALL_PROJECT_ROUTES = frozenset({"/v1/projects", "/v1/export", "/v1/reprice", "/v1/purge"})
 
 
 #: routes that authenticate themselves (AWS Signature V4: server/routes/cloud.py)
@@ -70,6 +74,11 @@ def key_of(request: Request) -> ApiKey:
     return key
 
 
+def is_admin(request: Request) -> bool:
+    """True when the request carries the local admin token (server.json)."""
+    return bool(getattr(request.state, "admin", False))
+
+
 def costline_version() -> str:
     from importlib.metadata import version
 
@@ -97,8 +106,11 @@ def _admin_key(state: ServerState, request: Request) -> ApiKey | JSONResponse:
 def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock = _utcnow,
                admin_token: str | None = None) -> FastAPI:
     """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
+    from fastapi_offline import FastAPIOffline
+
     from costline.server import prometheus
     from costline.server.routes import (
+        admin,
         alerts,
         budgets,
         cloud,
@@ -110,7 +122,8 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         queries,
     )
 
-    app = FastAPI(title="costline", version=costline_version(), docs_url="/docs", redoc_url=None)
+    app = FastAPIOffline(title="costline", version=costline_version(), docs_url="/docs", redoc_url="/redoc",
+                         static_url=DOCS_ASSETS)
     pipeline = Pipeline(store, book, clock)
     budget_service = BudgetService(store, pipeline, clock, ttl=timedelta(seconds=settings.reservation_ttl_s))
     seals = Seals(store, load_seal_key(settings.seal_key, settings.data_dir))
@@ -135,20 +148,22 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         path = request.url.path
         if path.startswith(AWS_PREFIX):  # AWS Signature V4, verified by the route over the body it signs
             return await call_next(request)
-        open_route = path in OPEN_ON_LOOPBACK and not state.require_auth_everywhere
+        open_route = (path in OPEN_ON_LOOPBACK or path.startswith(DOCS_ASSETS + "/")) and \
+            not state.require_auth_everywhere
         header = request.headers.get("authorization")
-        key: ApiKey | None
+        key: ApiKey | None = None
         scheme, _, token = (header or "").partition(" ")
-        if state.admin_token_hash and scheme.lower() == "bearer" and hmac.compare_digest(
-            hash_secret(token.strip()), state.admin_token_hash
-        ):
+        admin_token = bool(state.admin_token_hash) and scheme.lower() == "bearer" and hmac.compare_digest(
+            hash_secret(token.strip()), state.admin_token_hash or "")
+        request.state.admin = admin_token
+        if admin_token and not (path in ALL_PROJECT_ROUTES and PROJECT_HEADER not in request.headers):
             admin = await run_in_threadpool(_admin_key, state, request)
             if isinstance(admin, JSONResponse):
                 return admin
             key = admin
-        else:
+        elif not admin_token:
             key = state.auth.authenticate(header)
-        if key is None and not open_route:
+        if key is None and not admin_token and not open_route:
             return JSONResponse(
                 {"message": "missing or invalid credentials: send HTTP Basic public_key:secret_key or "
                             "Authorization: Bearer <secret_key>"},
@@ -178,5 +193,6 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(budgets.router)
     app.include_router(alerts.router)
     app.include_router(cloud.router)
+    app.include_router(admin.router)
     prometheus.install(app)
     return app

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from costline.store.base import ApiKey, Project, Store
 
@@ -28,11 +29,22 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def project_json(project: Project) -> dict[str, Any]:
+    """A project as ``GET /v1/projects`` and ``costline projects list --format json`` show it."""
+    return {"id": project.id, "name": project.name, "created_at": project.created_at.isoformat()}
+
+
 @dataclass(frozen=True, slots=True)
 class NewProject:
     project: Project
     public_key: str
     secret_key: str  # shown once, never stored
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``POST /v1/projects`` and ``costline projects create --format json`` answer."""
+        return {"project_id": self.project.id, "name": self.project.name,
+                "created_at": self.project.created_at.isoformat(), "public_key": self.public_key,
+                "secret_key": self.secret_key}
 
 
 def create_project(store: Store, name: str, now: datetime) -> NewProject:
