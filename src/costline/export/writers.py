@@ -28,6 +28,7 @@ import orjson
 
 from costline.core.money import decimal_str
 from costline.export.records import Field, iso_z, json_bytes, json_field, json_text, json_value
+from costline.store.sqltext import duckdb_literal
 
 PARQUET_TYPES = {
     "text": "VARCHAR", "time": "TIMESTAMPTZ", "money": "DECIMAL(38, 12)", "decimal": "DECIMAL(38, 12)",
@@ -164,9 +165,9 @@ class ParquetWriter:
         self._conn.execute(self._insert, [orjson.dumps(batch).decode()])
 
     def close(self) -> None:
-        path = str(self._file.partial).replace("'", "''")
+        path = duckdb_literal(str(self._file.partial))
         try:
-            self._conn.execute(f"COPY export TO '{path}' (FORMAT parquet, COMPRESSION zstd)")
+            self._conn.execute(f"COPY export TO {path} (FORMAT parquet, COMPRESSION zstd)")
         finally:
             self._conn.close()
             self._scratch.cleanup()
