@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from costline.core.query import (
+    EARLIEST,
+    LATEST,
     MAX_LIMIT,
     Dimension,
     Filter,
@@ -221,7 +223,9 @@ def _day_range(request: Request) -> dict[str, Any]:
         start = date.fromisoformat(day)
         following = start + timedelta(days=1)
     except (ValueError, OverflowError):
-        raise QueryError(f"date: {day!r} is not a date (YYYY-MM-DD) before 9999-12-31") from None
+        raise QueryError(f"date: {day!r} is not a date (YYYY-MM-DD)") from None
+    if not EARLIEST.date() <= start < LATEST.date():
+        raise QueryError(f"date: {day!r} is out of range; use a day from year {EARLIEST.year} to {LATEST.year}")
     return {**given, "from": start.isoformat(), "to": following.isoformat()}
 
 
