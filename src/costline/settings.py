@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from costline.core.query import metadata_key
 from costline.errors import CostlineError
 
 
@@ -48,8 +49,6 @@ def _bool(text: str) -> bool:
     raise CostlineError(f"expected true or false, got {text!r}")
 
 
-_METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-:.]{1,100}$")
-
 
 def metadata_label_name(key: str) -> str:
     """The Prometheus label for a metadata key: ``metadata_`` plus the key, other characters as ``_``."""
@@ -60,8 +59,7 @@ def _metadata_keys(text: str) -> tuple[str, ...]:
     keys = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
     labels: dict[str, str] = {}
     for key in keys:
-        if not _METADATA_KEY.match(key):
-            raise CostlineError(f"metadata key {key!r}: use letters, digits, '_', '-', ':' or '.' (at most 100)")
+        metadata_key(key, "COSTLINE_METRICS_METADATA_LABELS")
         label = metadata_label_name(key)
         if label in labels:
             raise CostlineError(f"metadata keys {labels[label]!r} and {key!r} both become label {label!r}")

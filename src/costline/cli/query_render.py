@@ -8,8 +8,6 @@ digits (at least 2 places, at most 12), half-even, and groups thousands. An unpr
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +19,7 @@ from rich.table import Table
 from costline.cli.render import console, emit_json
 from costline.core.money import decimal_str
 from costline.core.query import MONEY_MEASURES, Metric, Query, QueryResult
+from costline.export.records import CsvLines, csv_cell
 
 #: aggregations whose total over disjoint groups is computed from the groups' values
 _ADDITIVE = ("sum", "min", "max")
@@ -64,12 +63,16 @@ def plain(value: Any) -> Any:
 
 
 def emit_csv(result: QueryResult) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(result.columns)
-    for row in result.rows:
-        writer.writerow(["" if row[c] is None else plain(row[c]) for c in result.columns])
-    click.echo(buffer.getvalue(), nl=False)
+    lines = CsvLines()
+    out = [lines.line(csv_cell(c) for c in result.columns)]
+    out.extend(lines.line("" if row[c] is None else _cell(plain(row[c])) for c in result.columns)
+               for row in result.rows)
+    click.echo("".join(out), nl=False)
+
+
+def _cell(value: Any) -> Any:
+    """Text neutralised against spreadsheet formulas (``csv_cell``); numbers as they are."""
+    return csv_cell(value) if isinstance(value, str) else value
 
 
 def emit_result_json(result: QueryResult, total: dict[str, Any] | None, extra: dict[str, Any]) -> None:

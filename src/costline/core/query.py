@@ -75,7 +75,14 @@ TEXT_OPERATORS: Final = ("=", "!=", "in", "not in", "contains", "not contains", 
 TAG_OPERATORS: Final = ("any of", "all of", "none of", "contains", "=")
 NUMBER_OPERATORS: Final = ("=", "!=", ">", ">=", "<", "<=", "is null", "is not null")
 
-METADATA_KEY: Final = re.compile(r"^[A-Za-z0-9_\-:]{1,100}$")
+#: a metadata key: letters, digits, ``_ - :``, in dot-separated parts (``team``, ``fallback.attempt``); the stores
+#: take any key literally (store/sqltext.py), this rule keeps names readable and the same in every shell
+METADATA_KEY: Final = re.compile(r"[A-Za-z0-9_\-:]+(?:\.[A-Za-z0-9_\-:]+)*")
+MAX_METADATA_KEY: Final = 100
+#: the times a query range may name (UTC): far from the ends of ``datetime`` so that zone offsets, bucket
+#: steps and default ranges never overflow
+EARLIEST: Final = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 COMPONENT_NAMES: Final = frozenset({*UNITS, "total", "other"})
 
 #: numeric filter values stay below the stores' DECIMAL(38, 12) range
@@ -205,17 +212,22 @@ def parse_dimension(view: str, raw: object, path: str) -> Dimension:
         raise _fail(path, "expected a dimension name")
     name = ALIASES[view].get(raw, raw)
     if name.startswith("metadata."):
-        return Dimension("metadata", _metadata_key(name.removeprefix("metadata."), path))
+        return Dimension("metadata", metadata_key(name.removeprefix("metadata."), path))
     if name not in DIMENSIONS[view]:
         raise _fail(path, f"unknown dimension {raw!r} for the {view} view; use one of "
                           f"{_names(DIMENSIONS[view])} or metadata.<key>")
     return Dimension(name)
 
 
-def _metadata_key(key: str, path: str) -> str:
-    if not METADATA_KEY.match(key):
-        raise _fail(path, f"metadata key {key!r} must be 1-100 letters, digits, '_', '-' or ':'")
+def metadata_key(key: object, path: str) -> str:
+    """``key`` when it is a valid metadata key (``METADATA_KEY``, at most 100 characters), else a ``QueryError``
+    naming ``path``. The one rule for every shell: queries, budget and alert scopes, forecasts, reports,
+    Prometheus labels."""
+    if not isinstance(key, str) or len(key) > MAX_METADATA_KEY or not METADATA_KEY.fullmatch(key):
+        raise _fail(path, f"metadata key {key!r} must be 1-{MAX_METADATA_KEY} letters, digits, '_', '-' or ':', "
+                          "in parts joined by '.'")
     return key
+
 
 
 def _split_measure(view: str, text: str, path: str) -> tuple[str, str | None]:
@@ -283,7 +295,7 @@ def parse_filter(view: str, raw: object, path: str) -> Filter:
     if name == "tag":
         return _tag_filter(operator, value, path)
     if name.startswith("metadata."):
-        return _text_filter("metadata", _metadata_key(name.removeprefix("metadata."), f"{path}.field"), operator,
+        return _text_filter("metadata", metadata_key(name.removeprefix("metadata."), f"{path}.field"), operator,
                             value, path)
     if name in DIMENSIONS[view]:
         return _text_filter(name, None, operator, value, path)
@@ -363,7 +375,14 @@ def parse_time(raw: object, path: str, tz: tzinfo) -> datetime:
         raise _fail(path, "expected an ISO 8601 date or time")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)
+    out_of_range = _fail(path, f"{raw!r} is out of range; use a time from year {EARLIEST.year} to {LATEST.year}")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # the zone's offset took it past year 1 or 9999
+        raise out_of_range from None
+    if not EARLIEST <= moment <= LATEST:
+        raise out_of_range
+    return moment
 
 
 def parse_query(raw: object, *, now: datetime, project_id: str | None = None) -> Query:

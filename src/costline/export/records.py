@@ -11,6 +11,9 @@ that tells a writer how to spell it (exact decimal strings for money, UTC ``...Z
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +34,34 @@ Kind = Literal["text", "time", "money", "decimal", "int", "json", "tags"]
 class Field:
     name: str
     kind: Kind = "text"
+
+
+#: first characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+class CsvLines:
+    """CSV rows ending in ``\n`` whose fields holding a ``\r`` or ``\n`` are quoted (Python's writer quotes only
+    the characters of its line terminator, so a lone CR would otherwise end the row for a reader)."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+
+    def line(self, values: Iterable[Any]) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow(values)
+        return self._buffer.getvalue()[:-2] + "\n"
+
+
+def csv_cell(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet shows as text: a cell starting with ``= + - @``, a tab or a carriage
+    return gets a leading ``'``, unless it is a plain number (``-1.50`` stays a number)."""
+    if text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 OBSERVATION_FIELDS: tuple[Field, ...] = (

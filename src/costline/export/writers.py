@@ -5,7 +5,9 @@ so an interrupted export never leaves a truncated file under the requested name;
 
 - CSV: a header row; money and decimals as exact plain decimal strings (``0.0045``, never ``4.5E-3``), times
   as UTC ``YYYY-MM-DDTHH:MM:SSZ``, JSON fields and tags as JSON text. A NULL is an empty unquoted field;
-  costline never writes an empty string for a value, so an empty field always means NULL.
+  costline never writes an empty string for a value, so an empty field always means NULL. A text cell a
+  spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) starts with ``'``; plain
+  numbers such as ``-1.50`` are left as they are (``records.csv_cell``).
 - JSON Lines: one object per line; money and decimals as exact decimal strings, NULL as ``null``, tags as an
   array, JSON fields nested.
 - Parquet: written through DuckDB (already a dependency; no pyarrow): batches go into a scratch DuckDB
@@ -16,7 +18,6 @@ so an interrupted export never leaves a truncated file under the requested name;
 
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 from collections.abc import Sequence
@@ -27,7 +28,8 @@ from typing import IO, Any, Protocol
 import orjson
 
 from costline.core.money import decimal_str
-from costline.export.records import Field, iso_z, json_bytes, json_field, json_text, json_value
+from costline.export.records import CsvLines, Field, csv_cell, iso_z, json_bytes, json_field, json_text, json_value
+from costline.store.sqltext import duckdb_literal
 
 PARQUET_TYPES = {
     "text": "VARCHAR", "time": "TIMESTAMPTZ", "money": "DECIMAL(38, 12)", "decimal": "DECIMAL(38, 12)",
@@ -100,11 +102,16 @@ class CsvWriter(_HandleWriter):
         self.fields = tuple(fields)
         self._file = _Partial(target)
         self._handle: IO[str] = self._file.partial.open("w", encoding="utf-8", newline="")
-        self._csv = csv.writer(self._handle, lineterminator="\n")
-        self._csv.writerow([f.name for f in self.fields])
+        self._csv = CsvLines()
+        self._handle.write(self._csv.line(csv_cell(f.name) for f in self.fields))
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
-        self._csv.writerows([text_value(f, r.get(f.name)) for f in self.fields] for r in records)
+        self._handle.writelines(self._csv.line(_cell(text_value(f, r.get(f.name))) for f in self.fields)
+                                for r in records)
+
+
+def _cell(text: str | None) -> str | None:
+    return None if text is None else csv_cell(text)
 
 
 
@@ -164,9 +171,9 @@ class ParquetWriter:
         self._conn.execute(self._insert, [orjson.dumps(batch).decode()])
 
     def close(self) -> None:
-        path = str(self._file.partial).replace("'", "''")
+        path = duckdb_literal(str(self._file.partial))
         try:
-            self._conn.execute(f"COPY export TO '{path}' (FORMAT parquet, COMPRESSION zstd)")
+            self._conn.execute(f"COPY export TO {path} (FORMAT parquet, COMPRESSION zstd)")
         finally:
             self._conn.close()
             self._scratch.cleanup()

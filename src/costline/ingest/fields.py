@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from costline.core.money import to_decimal
+from costline.core.query import EARLIEST, LATEST
 from costline.errors import CostlineError
 
 MAX_ID_LENGTH = 256
@@ -46,9 +47,13 @@ def opt_time(data: Mapping[str, Any], key: str, path: str) -> datetime | None:
             text = text[:-1] + "+00:00"
         try:
             parsed = datetime.fromisoformat(text)
-        except ValueError:
+            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except (ValueError, OverflowError):  # OverflowError: the offset takes it past year 1 or 9999
             raise FieldError(f"{path}.{key}: {value!r} is not an ISO 8601 date-time") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if not EARLIEST <= moment <= LATEST:
+            raise FieldError(f"{path}.{key}: {value!r} is out of range; use a time from year {EARLIEST.year} to "
+                             f"{LATEST.year}")
+        return moment
     raise FieldError(f"{path}.{key}: expected an ISO 8601 string, got {type(value).__name__}")
 
 

@@ -54,6 +54,7 @@ from typing import Any, Final
 from costline.catalog.langfuse import USAGE_KEYS
 from costline.core.events import LEVELS, PRICED_TYPES, ObservationEvent, ScoreEvent, TraceEvent
 from costline.core.money import to_decimal
+from costline.core.query import EARLIEST, LATEST
 from costline.core.units import UNITS
 from costline.core.usage import Usage
 from costline.errors import CostlineError, ExtractionError, UsageError
@@ -430,9 +431,13 @@ def _time(obj: Mapping[str, Any], key: str, path: str) -> datetime | None:
         raise _BadItemError(f"{where}: expected an ISO 8601 date-time string, got {_describe(value)}")
     try:
         when = datetime.fromisoformat(value.strip())
-    except ValueError:
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: the offset takes it past year 1 or 9999
         raise _BadItemError(f"{where}: expected an ISO 8601 date-time, got {value!r}") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if not EARLIEST <= when <= LATEST:
+        raise _BadItemError(f"{where}: {value!r} is out of range; use a time from year {EARLIEST.year} to "
+                            f"{LATEST.year}")
+    return when
 
 
 def _tags(obj: Mapping[str, Any], path: str) -> tuple[str, ...] | None:

@@ -431,9 +431,9 @@ def iso_time(value: object) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(parsed.strip())
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: the offset takes it past year 1 or 9999
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def environment(attrs: Attrs, resource: Attrs) -> str | None:

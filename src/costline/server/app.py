@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,6 +90,23 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def failure(request: Request, exc: BaseException) -> JSONResponse:
+    """The answer to a request the server could not complete: the exception is logged with a new error id, and
+    the body says only what happened in general and that id (``{"error", "error_id", "message"}``), never the
+    database's or the exception's text, SQL or file paths. A store failure is a 503 (retry), anything else 500."""
+    error_id = uuid.uuid4().hex
+    unavailable = isinstance(exc, StoreError)
+    log.error("%s %s failed (error id %s)", request.method, request.url.path, error_id, exc_info=exc)
+    error = "the store is unavailable; try again" if unavailable else "internal error"
+    return JSONResponse({"error": error, "error_id": error_id, "message": f"{error} (error id {error_id})"},
+                        status_code=503 if unavailable else 500, headers={"Retry-After": "1"} if unavailable else None)
+
+
+def _nul_in_url(request: Request) -> bool:
+    """A NUL character in the path or query (no store can hold one in text)."""
+    return "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b"")
+
+
 def _admin_key(state: ServerState, request: Request) -> ApiKey | JSONResponse:
     """The project an admin-token request is about: the ``X-Costline-Project`` header, or the only one."""
     wanted = request.headers.get(PROJECT_HEADER)
@@ -148,6 +166,9 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         path = request.url.path
         if path.startswith(AWS_PREFIX):  # AWS Signature V4, verified by the route over the body it signs
             return await call_next(request)
+        if _nul_in_url(request):
+            return JSONResponse({"message": "url: contains a NUL character (%00), which text in costline cannot "
+                                            "hold"}, status_code=400)
         open_route = (path in OPEN_ON_LOOPBACK or path.startswith(DOCS_ASSETS + "/")) and \
             not state.require_auth_everywhere
         header = request.headers.get("authorization")
@@ -179,10 +200,12 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     @app.exception_handler(CostlineError)
     async def costline_error(request: Request, exc: CostlineError) -> JSONResponse:
         if isinstance(exc, StoreError):  # the store failed, not the request: the client may retry
-            log.error("store error on %s %s: %s", request.method, request.url.path, exc)
-            return JSONResponse({"message": f"the store is unavailable: {exc}"}, status_code=503,
-                                headers={"Retry-After": "1"})
+            return failure(request, exc)
         return JSONResponse({"message": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        return failure(request, exc)
 
     app.include_router(native.router)
     app.include_router(otlp.router)

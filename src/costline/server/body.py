@@ -47,6 +47,30 @@ def parse_json(body: bytes) -> Any:
     """JSON via orjson. Floats stay floats here; money and quantities are converted once, through ``repr``,
     where they are read (``costline.core.money.to_decimal``), so ``0.001`` becomes ``Decimal('0.001')``."""
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise IngestError(f"body is not valid JSON: {exc}") from None
+    if b"\\u0000" in body:  # JSON carries NUL only as this escape; look for it only then
+        where = nul_path(data, "body")
+        if where is not None:
+            raise IngestError(f"{where}: contains a NUL character (\\u0000), which text in costline cannot hold")
+    return data
+
+
+def nul_path(value: Any, path: str) -> str | None:
+    """The path of the first string (or object key) in ``value`` holding a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{path}.{key!r}"
+            found = nul_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = nul_path(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None

@@ -148,4 +148,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise bad from None
     if not isinstance(obs_id, str) or start.tzinfo is None:
         raise bad
+    try:
+        start = start.astimezone(UTC)
+    except OverflowError:
+        raise bad from None
     return start, obs_id

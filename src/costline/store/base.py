@@ -41,6 +41,14 @@ class StoreError(CostlineError):
     """The store could not be opened or a write failed; the message says what to do."""
 
 
+class UnstorableTextError(CostlineError, ValueError):
+    """A value the request sent holds text the store cannot keep (a NUL character): the request's fault."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: a text value contains a NUL character (\\u0000), which the store cannot hold; "
+                         "nothing was stored")
+
+
 @dataclass(frozen=True, slots=True)
 class Project:
     id: str

@@ -23,7 +23,7 @@ from psycopg.types.json import set_json_loads
 
 from costline.core.events import Observation, Score, Trace
 from costline.store import rows
-from costline.store.base import StoreError
+from costline.store.base import StoreError, UnstorableTextError
 from costline.store.dialects import PostgresDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations
 from costline.store.rows import Column
@@ -155,6 +155,8 @@ class PostgresStore(SqlStore):
                 with conn.transaction(), conn.cursor() as cur:
                     yield cur
             except psycopg.Error as exc:
+                if _is_nul(exc):
+                    raise UnstorableTextError(what) from exc
                 raise StoreError(f"{what} failed, nothing was stored: {exc}") from exc
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -163,6 +165,8 @@ class PostgresStore(SqlStore):
                 with conn.cursor() as cur:
                     return cur.execute(sql, params).fetchall()
             except psycopg.Error as exc:
+                if _is_nul(exc):
+                    raise UnstorableTextError("query") from exc
                 raise StoreError(f"query failed on {redact(self.url)}: {exc}") from exc
 
     def _columns(self, columns: Sequence[Column]) -> str:
@@ -274,3 +278,8 @@ class PostgresStore(SqlStore):
                 cur.execute(_UPSERTS["observations"])
         return removed
 
+
+def _is_nul(exc: psycopg.Error) -> bool:
+    """A NUL character in text or JSON sent to PostgreSQL (which keeps neither): client-side in psycopg, or
+    the server's untranslatable character (22P05) for ``\\u0000`` in JSON."""
+    return exc.sqlstate == "22P05" or "NUL (0x00)" in str(exc)

@@ -8,8 +8,10 @@ exact sum and count, text is ordered bytewise, NULLs last. DuckDB buckets time w
 the zone's offset table (``core.timebuckets``) instead of its slow per-row time-zone conversion; PostgreSQL
 converts natively (``AT TIME ZONE``), with the same wall-clock semantics.
 
-Only validated names reach the SQL text (dimension names, costline units, metadata keys matching
-``core.query.METADATA_KEY``); every user value is a bound parameter.
+No text from outside is pasted into the statement: every user value is a bound parameter; a metadata key,
+cost component or unit reaches the text only as a literal the dialect writes (``Dialect.literal``,
+``store/sqltext.py``), and the column aliases are the compiler's own (``g0``, ``m1``, ``x2`` ...), so even a key
+that ``core.query`` would refuse could not change the statement.
 """
 
 from __future__ import annotations
@@ -359,13 +361,15 @@ class _Builder:
                 joins = joins or needs_trace
             return f"tr.{name}"
 
+        measures: dict[tuple[str, str | None], str] = {}
+
         def per_trace(measure: str, key: str | None) -> str:
             if measure == "start_time":
                 return column("timestamp")
             if measure in known and key is None:
                 return column(measure)
-            return column(f"x_{measure}_{key or ''}".replace(":", "_").replace("-", "_"),
-                          f"sum({self.obs_measure(measure, key)})")
+            name = measures.setdefault((measure, key), f"x{len(measures)}")
+            return column(name, f"sum({self.obs_measure(measure, key)})")
 
         def dimension(dim: Dimension) -> str:
             match dim.name:

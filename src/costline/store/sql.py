@@ -15,13 +15,15 @@ from typing import Any, ClassVar
 
 from costline.core import timebuckets
 from costline.core.events import Observation
-from costline.core.query import Query, QueryResult
+from costline.core.query import EARLIEST, LATEST, Query, QueryResult
 from costline.store import rows
 from costline.store.base import OBSERVATION_FILTERS, ApiKey, AuditEntry, Project, StoredPrice, StoreError
 from costline.store.control_sql import ControlSql
 from costline.store.dialects import Dialect
 from costline.store.query_sql import compile_query, finish
 from costline.store.rows import Column
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SqlStore(ControlSql):
@@ -204,8 +206,10 @@ class SqlStore(ControlSql):
         low, high = found[0]
         if low is None:
             return [timebuckets.Offset(None, 0)]
-        start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(low))
-        end = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(high) + 1)
+        # within the range queries may name (rows beyond it, which ingestion refuses, keep the edge offsets)
+        first, last = (int((t - EPOCH) / timedelta(microseconds=1)) for t in (EARLIEST, LATEST))
+        start = EPOCH + timedelta(microseconds=min(max(int(low), first), last - 1))
+        end = EPOCH + timedelta(microseconds=min(max(int(high) + 1, first + 1), last))
         return timebuckets.offsets(query.tz, start, end)
 
     def count_observations(self, project_id: str | None = None) -> int:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from costline.control.budgets import BudgetNotFoundError, BudgetService, budget_object, usage_summary
 from costline.control.check import CheckError, parse_check
 from costline.control.forecasts import month_forecast
-from costline.core.budgets import SCOPE_KEYS, parse_budget
+from costline.core.budgets import SCOPE_KEYS, parse_budget, scope_key
 from costline.core.money import to_decimal
 from costline.server.app import key_of, state_of
 from costline.server.body import parse_json, read_body
@@ -161,7 +161,7 @@ async def forecast(request: Request) -> JSONResponse:
         if key not in SCOPE_KEYS and not key.startswith("metadata."):
             raise CheckError(f"{key}: unknown parameter; use timezone, limit, {', '.join(SCOPE_KEYS)} or "
                              "metadata.<key>")
-        scope[key] = value
+        scope[scope_key(key, key)] = value  # the one metadata key rule (core.query.metadata_key)
     budget_limit = None if limit is None else to_decimal(limit, field="limit")
     body = await run_in_threadpool(month_forecast, state.store, key_of(request).project_id, scope, None, "", tz_name,
                                    state.clock(), budget_limit)

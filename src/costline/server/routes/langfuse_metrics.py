@@ -77,6 +77,8 @@ def _daily_range(request: Request) -> dict[str, Any]:
         start = end - DAILY_LOOKBACK
     if end is not None and start >= end:
         raise QueryError("fromTimestamp: must be before toTimestamp")
+    if end is None and start >= state_of(request).clock():
+        raise QueryError("fromTimestamp: is in the future; give toTimestamp too")
     return {"from": start.isoformat(), **({"to": end.isoformat()} if end is not None else {})}
 
 

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from costline.ingest.batch import IngestError
 from costline.ingest.otlp import decode_otlp, encode_response
 from costline.server.app import key_of, state_of
-from costline.server.body import read_body
+from costline.server.body import parse_json, read_body
 
 router = APIRouter()
 
@@ -20,6 +20,8 @@ async def _export(request: Request) -> Response:
     reply_type = "application/json" if "json" in content_type else "application/x-protobuf"
     try:
         body = await read_body(request, state.settings.max_body_bytes)
+        if "json" in reply_type and b"\\u0000" in body:
+            parse_json(body)  # refuses a NUL character naming its place (protobuf text reaches the store's check)
         decoded = decode_otlp(body, content_type)
     except IngestError as exc:
         return Response(encode_response(0, str(exc), reply_type), status_code=exc.status, media_type=reply_type)

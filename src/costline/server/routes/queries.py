@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from costline.core.query import (
+    EARLIEST,
+    LATEST,
     MAX_LIMIT,
     Dimension,
     Filter,
@@ -30,6 +32,7 @@ from costline.core.query import (
     parse_time,
 )
 from costline.server.app import key_of, state_of
+from costline.server.body import nul_path
 from costline.server.native_views import (
     decimal_text,
     decode_cursor,
@@ -77,9 +80,13 @@ def json_param(request: Request, name: str = "query") -> Any:
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(f"{name}: {len(text)} characters is over the {MAX_QUERY_CHARS} character limit")
     try:
-        return orjson.loads(text)
+        data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise QueryError(f"{name}: not valid JSON: {exc}") from None
+    where = nul_path(data, name) if "\\u0000" in text else None
+    if where is not None:
+        raise QueryError(f"{where}: contains a NUL character (\\u0000), which text in costline cannot hold")
+    return data
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -214,9 +221,12 @@ def _day_range(request: Request) -> dict[str, Any]:
         raise QueryError("date: give either date or from/to, not both")
     try:
         start = date.fromisoformat(day)
-    except ValueError:
+        following = start + timedelta(days=1)
+    except (ValueError, OverflowError):
         raise QueryError(f"date: {day!r} is not a date (YYYY-MM-DD)") from None
-    return {**given, "from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat()}
+    if not EARLIEST.date() <= start < LATEST.date():
+        raise QueryError(f"date: {day!r} is out of range; use a day from year {EARLIEST.year} to {LATEST.year}")
+    return {**given, "from": start.isoformat(), "to": following.isoformat()}
 
 
 @router.get("/v1/users/{user_id:path}/costs", summary="A user's costs: total, by model and by operation")
