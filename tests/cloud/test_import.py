@@ -161,3 +161,27 @@ def test_cli_import_report_and_lint(tmp_path: Path) -> None:
     assert lint.returncode == 1
     assert "'Langfuse*' is a literal" in lint.stdout
     assert "'Amazon ECS' is not a SERVICE value" in lint.stdout
+
+
+def test_cloud_lines_answer_the_query_model_beside_llm_calls(store: Store, project: str) -> None:
+    from costline.core.events import Observation
+    from costline.core.query import parse_query
+
+    import_billing(store, project, [SAMPLE], now=NOW)
+    # one LLM call in the same month: gpt-4o-mini 1,000,000 input tokens at $0.15 per million = $0.15
+    store.write([Observation(project_id=project, id="llm-1", trace_id="t1", type="generation",
+                             start_time=datetime(2024, 9, 10, tzinfo=UTC), model="gpt-4o-mini", provider="openai",
+                             cost={"input_tokens": Decimal("0.15")}, total_cost=Decimal("0.15"),
+                             pricing_status="priced")])
+    period = {"from": "2024-09-01T00:00:00Z", "to": "2024-10-01T00:00:00Z"}
+    result = store.query(parse_query({"dimensions": ["source"], "metrics": ["sum:cost"], **period}, now=NOW,
+                                     project_id=project))
+    by_source = {row["source"]: row["sum_cost"] for row in result.rows}
+    assert by_source == {"cloud": Decimal("20.52022672899"), "llm": Decimal("0.15")}
+    services = store.query(parse_query({"dimensions": ["metadata.service"], "metrics": ["sum:cost"],
+                                        "filters": [{"field": "provider", "operator": "=", "value": "aws"}],
+                                        "order_by": [{"field": "sum_cost", "direction": "desc"}], "limit": 1,
+                                        **period}, now=NOW, project_id=project))
+    # the EC2 usage lines minus the one AWS credit, as the sample's published per-service figure
+    assert services.rows[0]["metadata.service"] == "Amazon Elastic Compute Cloud"
+    assert services.rows[0]["sum_cost"] == Decimal("16.04169305050")

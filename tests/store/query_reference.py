@@ -116,6 +116,7 @@ def observation_items(observations: Sequence[Observation], traces: Sequence[Trac
             "session": _pick(t.session_id if t else None, o.session_id),
             "release": _pick(t.release if t else None, o.release),
             "trace_name": t.name if t else None,
+            "source": "cloud" if o.type == "cloud" else "llm",
         }
         meta = {k: _text(v) for k, v in (t.metadata if t else {}).items()}
         meta.update({k: _text(v) for k, v in o.metadata.items()})

@@ -39,7 +39,7 @@ DIMENSIONS: Final[Mapping[str, tuple[str, ...]]] = {
     "observations": (
         "model", "resolved_model", "provider", "user", "session", "trace_name", "name", "type", "tag",
         "environment", "release", "version", "level", "project", "pricing_status", "price_id", "currency",
-        "trace_id", "id", "parent_id",
+        "trace_id", "id", "parent_id", "source",
     ),
     "traces": ("id", "name", "user", "session", "tag", "environment", "release", "version", "project"),
 }

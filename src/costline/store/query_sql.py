@@ -76,6 +76,8 @@ class _Builder:
                 return "t.name"
             case "project":
                 return "o.project_id"
+            case "source":  # imported billing lines (docs/cloud.md) or application calls
+                return "CASE WHEN o.type = 'cloud' THEN 'cloud' ELSE 'llm' END"
             case "tag":
                 return d.tags_union("o.tags", "t.tags")
             case "metadata":
