@@ -40,6 +40,7 @@ from costline.control.channels import (
     redact,
     url_secrets,
 )
+from costline.control.destinations import ALLOW_SETTING, PUBLIC_ONLY, DestinationPolicy, channel_hosts, guarded
 from costline.control.webhook import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 __all__ = ["Channel", "ChannelError", "Delivery", "Dispatcher", "Notice", "Notifier", "parse_channel"]
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 TITLE_MAX = 250  # characters; apprise's default title limit, and what email subjects and chat headers bear
 BODY_MAX = 32_000  # characters; under apprise's default body limit (32,768)
 RETRY_AFTER_MAX_S = 60.0
+REPLY_MAX = 200  # bytes of a failed webhook's reply kept for the server log (never shown to the project)
 _NOTIFY_TYPES = {"info": "info", "warning": "warning", "critical": "failure"}
 
 
@@ -82,8 +84,11 @@ class Delivery:
     at: datetime
     status: str  # "sent" | "failed"
     attempts: int
-    error: str | None
+    error: str | None  # for the operator (the server log): what the receiver or the library said
     response_code: int | None
+    #: what the project may see (delivery log, test sends): the kind of failure only, never the receiver's reply
+    #: or an error text that tells a closed port from a silent one
+    public_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,7 @@ class _Outcome:
     error: str | None = None
     code: int | None = None
     wait_s: float | None = None  # what the receiver asked for (Retry-After), if anything
+    public: str | None = None  # ``Delivery.public_error``; None: the same as ``error``
 
 
 # rendering --------------------------------------------------------------------------------------------------------
@@ -189,7 +195,8 @@ class Notifier:
 
     def __init__(self, channels: Mapping[str, Channel], record: Callable[[Delivery], None], *,
                  attempts: int = 4, backoff_s: float = 1.0, timeout_s: float = 10.0,
-                 clock: Callable[[], datetime] = _utc_now, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], datetime] = _utc_now, sleep: Callable[[float], None] = time.sleep,
+                 policy: DestinationPolicy = PUBLIC_ONLY) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self._channels = dict(channels)
@@ -199,6 +206,8 @@ class Notifier:
         self.timeout_s = timeout_s
         self._clock = clock
         self._sleep = sleep
+        #: where deliveries may connect (control/destinations.py); checked at every connect
+        self.policy = policy
         self._lock = threading.Lock()
 
     def replace_channels(self, channels: Mapping[str, Channel]) -> None:
@@ -224,8 +233,10 @@ class Notifier:
         return deliveries
 
     def _delivery(self, notice: Notice, name: str, delivery_id: str, attempts: int, outcome: _Outcome) -> Delivery:
+        public = outcome.public if outcome.public is not None else outcome.error
         return Delivery(delivery_id, notice.project_id, name, notice.rule_id, notice.rule, notice.scope, notice.event,
-                        self._clock(), "sent" if outcome.ok else "failed", attempts, outcome.error, outcome.code)
+                        self._clock(), "sent" if outcome.ok else "failed", attempts, outcome.error, outcome.code,
+                        None if outcome.ok else public)
 
     def _deliver(self, notice: Notice, name: str) -> Delivery:
         delivery_id = uuid.uuid4().hex
@@ -251,9 +262,16 @@ class Notifier:
         else:
             outcome = _Outcome(False, error=f"channel {name!r}: unknown kind {channel.kind!r}")
             return self._delivery(notice, name, delivery_id, 0, outcome)
+        hosts = channel_hosts(channel) if self.policy.names else []
         tries, outcome = 0, _Outcome(False)
         for tries in range(1, self.attempts + 1):
-            outcome = attempt()
+            with guarded(self.policy, hosts) as guard:
+                outcome = attempt()
+            if guard.refused:
+                why = guard.refused[0]
+                outcome = _Outcome(False, error=f"channel {name!r}: refused to connect: {why} ({ALLOW_SETTING})",
+                                   public=f"channel {name!r}: the destination is not allowed: {why}; channels "
+                                          f"deliver to public addresses only, unless the operator allows the host")
             if outcome.ok or not outcome.retry or tries == self.attempts:
                 break
             delay = outcome.wait_s if outcome.wait_s is not None else self.backoff_s * 2 ** (tries - 1)
@@ -274,23 +292,39 @@ class Notifier:
                    SIGNATURE_HEADER: sign(secret, timestamp, body)}
         where = f"channel {channel.name!r}"
         try:
-            with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
-                response = client.post(channel.url, content=body, headers=headers)
+            with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client, \
+                    client.stream("POST", channel.url, content=body, headers=headers) as response:
+                reply = b""
+                if not 200 <= response.status_code < 300:  # the start of the reply, for the server log
+                    for chunk in response.iter_bytes():
+                        reply += chunk
+                        if len(reply) >= REPLY_MAX:
+                            break
+                reply = reply[:REPLY_MAX]
         except httpx.TimeoutException:
-            return _Outcome(False, retry=True, error=f"{where}: no answer within {self.timeout_s:g} s")
+            return _Outcome(False, retry=True, error=f"{where}: no answer within {self.timeout_s:g} s",
+                            public=self._unreachable(where))
         except httpx.TransportError as exc:
-            return _Outcome(False, retry=True, error=redact(f"{where}: could not connect ({exc})", secrets))
+            return _Outcome(False, retry=True, error=redact(f"{where}: could not connect ({exc})", secrets),
+                            public=self._unreachable(where))
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-            return _Outcome(False, error=redact(f"{where}: could not send ({type(exc).__name__}: {exc})", secrets))
+            return _Outcome(False, error=redact(f"{where}: could not send ({type(exc).__name__}: {exc})", secrets),
+                            public=f"{where}: could not send to the webhook's URL")
         code = response.status_code
         if 200 <= code < 300:
             return _Outcome(True, code=code)
-        said = " ".join(response.text[:200].split())
+        said = " ".join(reply.decode("utf-8", "replace").split())
         error = redact(f"{where}: the receiver answered HTTP {code}" + (f": {said}" if said else ""), secrets)
+        public = f"{where}: the receiver answered HTTP {code}"
         if code in (408, 429) or code >= 500:
-            return _Outcome(False, retry=True, error=error, code=code,
+            return _Outcome(False, retry=True, error=error, code=code, public=public,
                             wait_s=_retry_after(response.headers.get("Retry-After"), now))
-        return _Outcome(False, error=error, code=code)
+        return _Outcome(False, error=error, code=code, public=public)
+
+    def _unreachable(self, where: str) -> str:
+        """One message for a refused connection, a reset and a timeout alike: which it was would tell an open
+        port from a closed or filtered one."""
+        return f"{where}: no connection to the receiver, or no answer within {self.timeout_s:g} s"
 
     def _notify(self, channel: Channel, title: str, text: str, kind: str) -> _Outcome:
         module = apprise_module()
@@ -315,7 +349,9 @@ class Notifier:
         if ok:
             return _Outcome(True)
         said = "; ".join(dict.fromkeys(capture)) or "apprise reported a failure"
-        return _Outcome(False, retry=True, error=redact(f"{where}: {said}", url_secrets(channel.url, shown)))
+        return _Outcome(False, retry=True, error=redact(f"{where}: {said}", url_secrets(channel.url, shown)),
+                        public=f"{where}: the service did not take the notification (the reason is in the server's "
+                               f"log)")
 
 
 class Dispatcher:
