@@ -48,6 +48,12 @@ def _bool(text: str) -> bool:
     raise CostlineError(f"expected true or false, got {text!r}")
 
 
+def _allow_hosts(text: str) -> tuple[str, ...]:
+    from costline.control.destinations import parse_allow_hosts
+
+    return parse_allow_hosts(text)
+
+
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-:.]{1,100}$")
 
 
@@ -141,6 +147,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "Which environment's values a control file's per-environment settings take (dev, prod, ...). Empty: "
         "a per-environment value becomes one budget or rule per environment, scoped to it.",
     ),
+    Setting(
+        "channel_allow_hosts", "COSTLINE_CHANNEL_ALLOW_HOSTS", _allow_hosts, tuple,
+        "Hosts that notification channels may reach although they are not public (loopback, private, link-local "
+        "addresses): addresses, networks (10.0.0.0/8) or host names, comma or space separated. Default: none; "
+        "channels deliver to public addresses only (docs/alerts-delivery.md).",
+    ),
 )
 
 
@@ -159,6 +171,7 @@ class Settings:
     reservation_ttl_s: int = 900
     control_file: Path | None = None
     environment: str = ""
+    channel_allow_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -29,13 +29,13 @@ import functools
 import ipaddress
 import socket
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from costline.control.channels import Channel, ChannelError, apprise_module
+from costline.control.channels import Channel, ChannelError, apprise_module, parse_channel
 from costline.errors import CostlineError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -149,6 +149,11 @@ class DestinationPolicy:
         contact a refused address."""
         for host, port in channel_hosts(channel):
             self.check_host(host, port, f"{path}.{channel.kind}")
+
+    def check_specs(self, channels: Mapping[str, Mapping[str, Any]]) -> None:
+        """``check_channel`` for each channel definition of a control document (``channels.<name>``)."""
+        for name, spec in channels.items():
+            self.check_channel(parse_channel(name, spec, f"channels.{name}"), f"channels.{name}")
 
 
 #: the policy when the operator allows nothing: public addresses only

@@ -17,10 +17,10 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -355,20 +355,37 @@ class Notifier:
 
 
 class Dispatcher:
-    """Runs a Notifier on background daemon threads, one per channel, from bounded queues, so that callers (the
-    ingest path, the evaluator) never wait for the network and a slow or failing channel (an SMTP server that
-    times out through its retries) does not hold up the others; each channel keeps the order of its notices.
-    submit() returns at once; a full queue drops the notice and logs + counts it (attribute `dropped`)."""
+    """Runs a Notifier on a few background daemon threads, so that callers (the ingest path, the evaluator) never
+    wait for the network. Each channel has a bounded queue of its own and keeps the order of its notices; a
+    worker takes one notice from the channel that has waited longest, so a slow or failing channel (an SMTP
+    server that times out through its retries) holds at most one worker, and a group of channels (a project's)
+    at most ``per_group`` workers at once: the other channels and projects go on. The threads are ``workers``
+    at most, started when first needed, whatever the number of channels; an emptied queue is forgotten, so a
+    deleted channel leaves nothing behind. submit() returns at once; a full queue drops the notice and logs +
+    counts it (attribute `dropped`)."""
 
-    def __init__(self, notifier: Notifier, *, max_queue: int = 1000) -> None:
+    def __init__(self, notifier: Notifier, *, max_queue: int = 1000, workers: int = 8, per_group: int = 2,
+                 group: Callable[[str], str] = lambda name: name) -> None:
         self.notifier = notifier
         self.dropped = 0
+        self.workers = max(1, workers)
         self._max_queue = max_queue
-        self._queues: dict[str, queue.Queue[Notice | None]] = {}
-        self._threads: dict[str, threading.Thread] = {}
+        self._per_group = max(1, per_group)
+        self._group = group
+        self._lanes: dict[str, deque[Notice]] = {}
+        self._ready: deque[str] = deque()  # channels with notices and no worker, longest waiting first
+        self._busy: dict[str, int] = {}  # workers per group
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
         self._pending = 0
         self._done = threading.Condition()
         self._closed = False
+
+    @property
+    def threads(self) -> int:
+        """Worker threads alive (at most ``workers``)."""
+        with self._done:
+            return sum(t.is_alive() for t in self._threads)
 
     def submit(self, notice: Notice, channel_names: Sequence[str]) -> None:
         with self._done:
@@ -376,19 +393,21 @@ class Dispatcher:
                 self._drop(notice, "the dispatcher is closed")
                 return
             for name in dict.fromkeys(channel_names):
-                lane = self._queues.get(name)
+                lane = self._lanes.get(name)
                 if lane is None:
-                    lane = self._queues[name] = queue.Queue(self._max_queue)
-                    thread = threading.Thread(target=self._run, args=(name, lane), name=f"costline-notify-{name}",
-                                              daemon=True)
-                    self._threads[name] = thread
-                    thread.start()
-                try:
-                    lane.put_nowait(notice)
-                except queue.Full:
+                    lane = self._lanes[name] = deque()
+                    self._ready.append(name)
+                elif len(lane) >= self._max_queue:
                     self._drop(notice, f"the delivery queue of {name} is full ({self._max_queue} notices)")
                     continue
+                lane.append(notice)
                 self._pending += 1
+            if self._idle == 0 and len(self._threads) < self.workers and self._ready:
+                thread = threading.Thread(target=self._run, name=f"costline-notify-{len(self._threads) + 1}",
+                                          daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._done.notify_all()
 
     def _drop(self, notice: Notice, why: str) -> None:
         self.dropped += 1
@@ -396,11 +415,29 @@ class Dispatcher:
             log.warning("dropped the %s notice of rule %s (%s): %s; %d dropped so far", notice.event,
                         notice.rule_id, notice.scope or "project", why, self.dropped)
 
-    def _run(self, name: str, lane: queue.Queue[Notice | None]) -> None:
+    def _next(self) -> str | None:
+        """The longest-waiting channel whose group has a worker to spare (called holding the lock)."""
+        for index, name in enumerate(self._ready):
+            if self._busy.get(self._group(name), 0) < self._per_group:
+                del self._ready[index]
+                return name
+        return None
+
+    def _run(self) -> None:
         while True:
-            notice = lane.get()
-            if notice is None:
-                return
+            with self._done:
+                self._idle += 1
+                name = self._next()
+                while name is None:
+                    if self._closed and not self._ready:
+                        self._idle -= 1
+                        return
+                    self._done.wait()
+                    name = self._next()
+                self._idle -= 1
+                group = self._group(name)
+                self._busy[group] = self._busy.get(group, 0) + 1
+                notice = self._lanes[name].popleft()
             try:
                 self.notifier.send(notice, (name,))
             except Exception:
@@ -408,6 +445,15 @@ class Dispatcher:
             finally:
                 with self._done:
                     self._pending -= 1
+                    left = self._busy[group] - 1
+                    if left:
+                        self._busy[group] = left
+                    else:
+                        del self._busy[group]
+                    if self._lanes[name]:
+                        self._ready.append(name)
+                    else:
+                        del self._lanes[name]
                     self._done.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -419,17 +465,9 @@ class Dispatcher:
         """Deliver what is queued (within ``timeout_s``), then stop the threads; later submissions are dropped."""
         with self._done:
             self._closed = True
-            lanes = list(self._queues.values())
-            threads = list(self._threads.values())
+            threads = list(self._threads)
+            self._done.notify_all()
         deadline = time.monotonic() + timeout_s
-        for lane in lanes:
-            while True:
-                try:
-                    lane.put(None, timeout=max(0.0, min(0.1, deadline - time.monotonic())))
-                    break
-                except queue.Full:
-                    if time.monotonic() >= deadline:
-                        break
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in threads):
