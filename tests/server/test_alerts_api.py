@@ -63,7 +63,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                                                                                                       Receiver]]:
     receiver = Receiver()
     srv, schema = make_server(request.param, tmp_path_factory.mktemp(f"alerts-{request.param}"),
-                              {"COSTLINE_ALERT_INTERVAL": "1"})
+                              {"COSTLINE_ALERT_INTERVAL": "1", "COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"})
     srv.start()
     with srv.client() as client:
         assert client.put("/v1/channels/hook", json={"webhook": receiver.url, "secret": SECRET}).status_code == 200
