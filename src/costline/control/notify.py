@@ -387,6 +387,12 @@ class Dispatcher:
         with self._done:
             return sum(t.is_alive() for t in self._threads)
 
+    @property
+    def queued_channels(self) -> int:
+        """Channels with notices waiting or being delivered (an emptied queue is forgotten)."""
+        with self._done:
+            return len(self._lanes)
+
     def submit(self, notice: Notice, channel_names: Sequence[str]) -> None:
         with self._done:
             if self._closed:
