@@ -211,29 +211,32 @@ def channel_hosts(channel: Channel) -> list[tuple[str, int | None]]:
 @dataclass
 class Guard:
     """One delivery's connection check: the policy, the addresses its allowed names had when the send began,
-    and the refusals (for the delivery's error)."""
+    and the refusals (for the delivery's error): ``refused`` names the address (for the operator's log),
+    ``kinds`` only says what sort of address it was (what the project may see)."""
 
     policy: DestinationPolicy
     allowed: frozenset[Address] = frozenset()
     refused: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
 
     def check(self, family: int, address: Any) -> None:
         if family == getattr(socket, "AF_UNIX", None) or not isinstance(address, tuple) or not address:
-            self._refuse("a local socket")
+            self._refuse("a local socket", "a local socket")
         host = str(address[0])
         literal = ip_literal(host)
         addresses = [literal] if literal is not None else resolve(host, None)
         if not addresses:
-            self._refuse(f"{host} does not resolve")
+            self._refuse(f"{host} does not resolve", "a name that does not resolve")
         for found in addresses:
             if found in self.allowed:
                 continue
             why = self.policy.refusal(found)
             if why is not None:
-                self._refuse(f"{found} is {why}" if literal is not None else f"{host} resolves to {why}")
+                self._refuse(f"{found} is {why}" if literal is not None else f"{host} resolves to {why}", why)
 
-    def _refuse(self, why: str) -> None:
+    def _refuse(self, why: str, kind: str) -> None:
         self.refused.append(why)
+        self.kinds.append(kind)
         raise DestinationRefusedError(13, f"costline refused to connect: {why}")
 
 

@@ -269,11 +269,12 @@ class Notifier:
         for tries in range(1, self.attempts + 1):
             with guarded(self.policy, hosts) as guard:
                 outcome = attempt()
-            if guard.refused:
-                why = guard.refused[0]
-                outcome = _Outcome(False, error=f"channel {name!r}: refused to connect: {why} ({ALLOW_SETTING})",
-                                   public=f"channel {name!r}: the destination is not allowed: {why}; channels "
-                                          f"deliver to public addresses only, unless the operator allows the host")
+            if guard.refused:  # the project is told what sort of address, not which (a name's address is private)
+                outcome = _Outcome(False, error=f"channel {name!r}: refused to connect: {guard.refused[0]} "
+                                                f"({ALLOW_SETTING})",
+                                   public=f"channel {name!r}: the destination is not allowed ({guard.kinds[0]}); "
+                                          f"channels deliver to public addresses only, unless the operator allows "
+                                          f"the host")
             if outcome.ok or not outcome.retry or tries == self.attempts:
                 break
             delay = outcome.wait_s if outcome.wait_s is not None else self.backoff_s * 2 ** (tries - 1)
