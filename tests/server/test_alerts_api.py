@@ -154,8 +154,11 @@ def test_test_sends_and_bad_rules(setup: tuple[Server, Receiver]) -> None:
         assert client.post("/v1/alerts", json={"name": "t-down", "kind": "unpriced", "channels": ["down"]}
                            ).status_code == 201
         down = client.post("/v1/alerts/t-down/test", timeout=120)
-        assert down.status_code == 502 and down.json()["deliveries"][0]["status"] == "failed"
+        assert down.status_code == 502 and down.json() == {"deliveries": [{"channel": "down", "status": "failed"}]}
         assert SECRET not in down.text
+        [logged] = client.get("/v1/alerts/history", params={"rule": "t-down"}).json()["data"]
+        # refused, reset or timed out: one message (which one would tell a closed port from a filtered one)
+        assert logged["error"] == "channel 'down': no connection to the receiver, or no answer within 10 s"
         assert client.post("/v1/alerts/nope/test").status_code == 404
         for body, field in [
             ({"kind": "spike"}, "alert.name"),
