@@ -269,7 +269,8 @@ class Notifier:
         for tries in range(1, self.attempts + 1):
             with guarded(self.policy, hosts) as guard:
                 outcome = attempt()
-            if guard.refused:  # the project is told what sort of address, not which (a name's address is private)
+            if guard.refused and not outcome.ok and outcome.code is None:  # (another address may have answered)
+                # the project is told what sort of address, not which (the address a name resolves to is private)
                 outcome = _Outcome(False, error=f"channel {name!r}: refused to connect: {guard.refused[0]} "
                                                 f"({ALLOW_SETTING})",
                                    public=f"channel {name!r}: the destination is not allowed ({guard.kinds[0]}); "
