@@ -49,6 +49,12 @@ def _bool(text: str) -> bool:
     raise CostlineError(f"expected true or false, got {text!r}")
 
 
+def _allow_hosts(text: str) -> tuple[str, ...]:
+    from costline.control.destinations import parse_allow_hosts
+
+    return parse_allow_hosts(text)
+
+
 
 def metadata_label_name(key: str) -> str:
     """The Prometheus label for a metadata key: ``metadata_`` plus the key, other characters as ``_``."""
@@ -145,6 +151,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "needs to verify AWS Signature V4 (docs/cloud.md). Give every server sharing a store the same key. "
         "Empty: <data_dir>/seal.key, created with mode 0600 on first start.",
     ),
+    Setting(
+        "channel_allow_hosts", "COSTLINE_CHANNEL_ALLOW_HOSTS", _allow_hosts, tuple,
+        "Hosts that notification channels may reach although they are not public (loopback, private, link-local "
+        "addresses): addresses, networks (10.0.0.0/8) or host names, comma or space separated. Default: none; "
+        "channels deliver to public addresses only (docs/alerts-delivery.md).",
+    ),
 )
 
 
@@ -164,6 +176,7 @@ class Settings:
     control_file: Path | None = None
     environment: str = ""
     seal_key: str = ""
+    channel_allow_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -106,7 +106,7 @@ def test_user_prices_take_precedence_over_bundled(tmp_path: Path) -> None:
         ("prices:\n  - model: x\n    match: {regex: 'gpt'}\n    rates: {input_tokens: 1}\n",
          r"prices\[0\]\.match: 'case_sensitive' is a dependency of 'regex'"),
         ("prices:\n  - model: x\n    match: {regex: 'gpt(', case_sensitive: true}\n    rates: {input_tokens: 1}\n",
-         r"prices\[0\]: invalid regex"),
+         r"prices\[0\]: match.regex: 'gpt\(' is not a pattern costline can use \(missing \)"),
         ("prices:\n  - model: x\n    valid_from: yesterday\n    rates: {input_tokens: 1}\n", r"valid_from"),
         ("prices:\n  - model: x\n    rates: {input_tokens: 1}\n    colour: red\n",
          r"prices\[0\]: Additional properties"),

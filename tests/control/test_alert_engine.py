@@ -21,6 +21,7 @@ import pytest
 
 from costline.control.alerts import AlertEngine
 from costline.control.budgets import BudgetService
+from costline.control.destinations import DestinationPolicy
 from costline.core.alerts import parse_rule
 from costline.core.budgets import parse_budget
 from costline.core.events import ObservationEvent
@@ -30,6 +31,8 @@ from costline.ingest.batch import Decoded
 from costline.ingest.pipeline import Pipeline
 from costline.store import open_store
 from costline.store.base import ApiKey, ControlObject, Project, Store
+
+LOOPBACK = DestinationPolicy(("127.0.0.1",))  # the receivers here listen on loopback
 
 SECRET = "engine-test-secret-0123456789"
 START = datetime(2026, 11, 11, 12, 0, tzinfo=UTC)
@@ -92,7 +95,8 @@ def env(tmp_path: Path, bundled_book: PriceBook) -> Iterator[Engine]:
     clock = Clock()
     pipeline = Pipeline(store, bundled_book, clock)
     budgets = BudgetService(store, pipeline, clock)
-    engine = AlertEngine(store, budgets, clock, notifier_options={"attempts": 1})
+    engine = AlertEngine(store, budgets, clock, notifier_options={"attempts": 1},
+                         destinations=LOOPBACK)
     hook = Receiver()
     store.put_control(ControlObject("p", "channel", "hook", {"webhook": hook.url, "secret": SECRET}, "api", START,
                                     START))
@@ -161,7 +165,8 @@ def test_budget_thresholds_in_the_periodic_pass(env: Engine) -> None:
 def test_one_server_of_several_runs_the_periodic_pass(env: Engine) -> None:
     env.put("alert", {"name": "spike", "kind": "spike", "minutes": 15, "threshold": "2", "channels": ["hook"]})
     env.spend(START - timedelta(minutes=10), "gpt-4o", 1_000_000)  # $2.50
-    other = AlertEngine(env.store, env.engine.budgets, env.clock, notifier_options={"attempts": 1})
+    other = AlertEngine(env.store, env.engine.budgets, env.clock, notifier_options={"attempts": 1},
+                        destinations=LOOPBACK)
     try:
         assert env.engine.tick() and not other.tick()  # the second server waits for the lease
         assert env.engine.dispatcher.flush(30) and other.dispatcher.flush(30)

@@ -88,6 +88,7 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Serv
     control.write_text(CONTROL.format(smtp=smtp.port, hook=hooks.port), "utf-8")
     srv, schema = make_server(request.param, tmp_path, {
         "COSTLINE_CONTROL_FILE": str(control), "COSTLINE_ALERT_INTERVAL": "1", "E2E_HOOK_SECRET": SECRET,
+        "COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1",  # the SMTP server and the webhook listen on loopback
     })
     srv.start()
     try:

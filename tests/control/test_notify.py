@@ -29,6 +29,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from costline.control.channels import redact_url
+from costline.control.destinations import DestinationPolicy
 from costline.control.notify import (
     BODY_MAX,
     TITLE_MAX,
@@ -46,6 +47,8 @@ AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 UNIX_AT = 1_793_534_400
 SECRET = "hook-secret-0123456789abcdef"
 PASSWORD = "Sup3rS3cretPW"
+#: the receivers here listen on loopback, which channels reach only when the operator allows it
+LOOPBACK = DestinationPolicy(("127.0.0.1",))
 
 
 def free_port() -> int:
@@ -162,6 +165,7 @@ class Harness:
         self.sleeps: list[float] = []
         self.recorded: list[Delivery] = []
         options.setdefault("timeout_s", 5.0)
+        options.setdefault("policy", LOOPBACK)
         self.notifier = Notifier(channels, self.recorded.append, clock=lambda: AT, sleep=self.sleeps.append,
                                  **options)
 
@@ -356,7 +360,7 @@ def test_a_failing_delivery_log_does_not_reach_the_caller(receiver: Callable[...
     def broken(delivery: Delivery) -> None:
         raise RuntimeError("disk full")
 
-    notifier = Notifier({"ops-hook": hook(r.url)}, broken, clock=lambda: AT, sleep=lambda s: None)
+    notifier = Notifier({"ops-hook": hook(r.url)}, broken, clock=lambda: AT, sleep=lambda s: None, policy=LOOPBACK)
     with caplog.at_level(logging.ERROR, logger="costline.control.notify"):
         [delivery] = notifier.send(notice(), ["ops-hook"])
     assert delivery.status == "sent" and "could not record delivery" in caplog.text

@@ -63,7 +63,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                                                                                                       Receiver]]:
     receiver = Receiver()
     srv, schema = make_server(request.param, tmp_path_factory.mktemp(f"alerts-{request.param}"),
-                              {"COSTLINE_ALERT_INTERVAL": "1"})
+                              {"COSTLINE_ALERT_INTERVAL": "1", "COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"})
     srv.start()
     with srv.client() as client:
         assert client.put("/v1/channels/hook", json={"webhook": receiver.url, "secret": SECRET}).status_code == 200
@@ -154,8 +154,11 @@ def test_test_sends_and_bad_rules(setup: tuple[Server, Receiver]) -> None:
         assert client.post("/v1/alerts", json={"name": "t-down", "kind": "unpriced", "channels": ["down"]}
                            ).status_code == 201
         down = client.post("/v1/alerts/t-down/test", timeout=120)
-        assert down.status_code == 502 and down.json()["deliveries"][0]["status"] == "failed"
+        assert down.status_code == 502 and down.json() == {"deliveries": [{"channel": "down", "status": "failed"}]}
         assert SECRET not in down.text
+        [logged] = client.get("/v1/alerts/history", params={"rule": "t-down"}).json()["data"]
+        # refused, reset or timed out: one message (which one would tell a closed port from a filtered one)
+        assert logged["error"] == "channel 'down': no connection to the receiver, or no answer within 10 s"
         assert client.post("/v1/alerts/nope/test").status_code == 404
         for body, field in [
             ({"kind": "spike"}, "alert.name"),

@@ -251,3 +251,25 @@ def test_series_per_project_are_capped() -> None:
     other = [s for s in cost if s.labels["model"] == prometheus.OTHER]
     assert [(s.labels["provider"], s.value) for s in other] == [(prometheus.OTHER, 0.5)]  # 50 × 0.01
     assert sum(D(repr(s.value)) for s in cost) == D("0.01") * (cap + 50)
+
+
+def test_label_values_are_cut() -> None:
+    """A 10,000-character model name (or provider, type, metadata value) is a 200-character label value: each
+    series' labels stay in memory and go out on every scrape."""
+    from costline.core.events import Observation
+    from costline.ingest.batch import Decoded
+    from costline.ingest.pipeline import IngestResult
+    from costline.server import prometheus
+
+    metrics = prometheus.IngestMetrics(["feature"])
+    long = "m" * 10_000
+    obs = Observation(project_id="p", id="o", trace_id="t", start_time=datetime(2026, 11, 1, tzinfo=UTC),
+                      type="g" * 5_000, model=long, provider="p" * 5_000, usage={"input_tokens": 3},
+                      total_cost=D("0.1"), pricing_status="unpriced", metadata={"feature": "f" * 5_000})
+    metrics.observe("p", "native", Decoded(), IngestResult((obs,), (), ()))
+    samples = [s for f in metrics.registry.collect() for s in f.samples]
+    assert samples
+    values = [v for s in samples for k, v in s.labels.items() if k != "project"]
+    assert values and max(len(v) for v in values) == 200
+    assert {s.labels["model"] for s in samples if "model" in s.labels} == {"m" * 200}
+    assert {s.labels["metadata_feature"] for s in samples if "metadata_feature" in s.labels} == {"f" * 200}

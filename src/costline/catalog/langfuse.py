@@ -19,8 +19,6 @@ Langfuse's "first matching tier wins".
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from costline.catalog.imported import ImportResult, Notes, per_unit_to_rate, price_value
+from costline.catalog.patterns import PatternError, compile_pattern, regex_match
 from costline.core.price import Condition, Match, PriceRecord, Rate, Source, Variant
 from costline.core.units import ANCESTORS
 from costline.errors import PriceDataError
@@ -165,15 +164,10 @@ def _match(pattern: str) -> Match:
     case_sensitive = True
     if pattern.startswith("(?i)"):
         pattern, case_sensitive = pattern[4:], False
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
-        except (re.error, Warning) as exc:
-            raise _SkipError(
-                f"matchPattern {pattern!r} is not a regular expression costline can use: {exc}"
-            ) from None
-    return Match("regex", pattern, case_sensitive=case_sensitive)
+    try:
+        return regex_match(pattern, case_sensitive=case_sensitive, field="matchPattern")
+    except PatternError as exc:
+        raise _SkipError(str(exc)) from None
 
 
 def _start_date(value: object) -> datetime | None:
@@ -337,11 +331,7 @@ def usage_condition_units(
     subset of those units is matched too (``(input|cached)`` → ``input_tokens``: uncached + cached input is
     all input). Anything else cannot be represented and raises ``PriceDataError``.
     """
-    try:
-        regex = re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
-    except re.error as exc:
-        message = f"usage condition pattern {pattern!r} is not a regular expression: {exc}"
-        raise PriceDataError(message) from None
+    regex = compile_pattern(pattern, case_sensitive=case_sensitive, field="usageDetailPattern")
     matched: dict[str, list[str]] = {}
     unmatched: dict[str, list[str]] = {}
     for key in usage_keys:

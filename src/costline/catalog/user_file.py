@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from costline.catalog.patterns import regex_match
 from costline.core.price import Condition, Match, PriceRecord, Rate, Source, Variant
 from costline.core.units import UNITS
 from costline.errors import CostlineError, PriceDataError
@@ -171,7 +172,7 @@ def _match(entry: Mapping[str, Any]) -> Match:
         return Match("exact", raw["exact"], case_sensitive=case)
     if "prefix" in raw:
         return Match("prefix", raw["prefix"], case_sensitive=case)
-    return Match("regex", raw["regex"], case_sensitive=case)
+    return regex_match(raw["regex"], case_sensitive=case, field="match.regex")
 
 
 def _compile_entry(

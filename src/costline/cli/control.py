@@ -91,7 +91,7 @@ def _client(obj: CliContext, store_url: str | None, project_id: str | None) -> I
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = _open(settings)
         try:
-            client = DirectControl(store, project_id, lambda: obj.book)
+            client = DirectControl(store, project_id, lambda: obj.book, obj.settings.channel_allow_hosts)
         except BaseException:
             store.close()
             raise
@@ -368,8 +368,7 @@ def alerts_test(client: ControlClient, rule_id: str, fmt: str) -> None:
         if not deliveries:
             console().print(f"alert rule {rule_id!r} has no channels: nothing sent")
         for d in deliveries:
-            line = f"{d['channel']}: {d['status']} after {d['attempts']} attempt(s)"
-            console().print(line + (f" ({d['error']})" if d.get("error") else ""))
+            console().print(f"{d['channel']}: {d['status']}")
     failed = [d["channel"] for d in deliveries if d["status"] != "sent"]
     if failed:
         raise click.ClickException(f"the test did not reach {', '.join(failed)} (see `costline alerts history`)")

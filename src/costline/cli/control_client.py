@@ -143,10 +143,12 @@ class HttpControl:
 class DirectControl:
     """The same operations on an open store (no server runs for it): what the routes do, without HTTP."""
 
-    def __init__(self, store: Store, project_id: str | None, book: Callable[[], PriceBook]) -> None:
+    def __init__(self, store: Store, project_id: str | None, book: Callable[[], PriceBook],
+                 allow_hosts: tuple[str, ...] = ()) -> None:
         self.store = store
         self.where = store.url
         self._book = book
+        self.allow_hosts = allow_hosts  # COSTLINE_CHANNEL_ALLOW_HOSTS, as the server reads it
         self.project_id = self._project(project_id)
 
     def _project(self, wanted: str | None) -> str:
@@ -228,22 +230,24 @@ class DirectControl:
 
     def test_rule(self, rule_id: str) -> list[dict[str, Any]]:
         from costline.control.alerts import AlertEngine
+        from costline.control.destinations import DestinationPolicy
 
-        engine = AlertEngine(self.store, self._budgets(), self._now)
+        engine = AlertEngine(self.store, self._budgets(), self._now, destinations=DestinationPolicy(self.allow_hosts))
         try:
             deliveries = engine.test(self.project_id, rule_id)
         except LookupError as exc:
             raise NotFoundError(str(exc)) from None
         finally:
             engine.stop()
-        return [{"channel": d.channel.split("/", 1)[-1], "status": d.status, "attempts": d.attempts,
-                 "error": d.error, "response_code": d.response_code} for d in deliveries]
+        return [{"channel": d.channel.split("/", 1)[-1], "status": d.status} for d in deliveries]
 
     def apply(self, document: Any, environment: str | None, source: str) -> dict[str, Any]:
         """What ``POST /v1/control/apply`` does (server/routes/alerts.py ``apply``)."""
         from costline.control.config_file import control_objects, load_control
+        from costline.control.destinations import DestinationPolicy
 
         loaded = load_control(document, environment=environment, source=source)
+        DestinationPolicy(self.allow_hosts).check_specs(loaded.channels)
         objects = control_objects(loaded, self.project_id, self._now())
         removed = self.store.replace_control(self.project_id, source, objects)
         counts: dict[str, int] = {}

@@ -121,6 +121,7 @@ def _apply_control_file(store: Store, settings: Settings, alerts: Any) -> None:
 
     assert settings.control_file is not None
     document = read_control_file(settings.control_file, environment=settings.environment or None)
+    alerts.destinations.check_specs(document.channels)  # the operator's file is held to the same policy
     project = store.list_projects()[0]
     objects = control_objects(document, project.id, _now())
     store.replace_control(project.id, document.source, objects)

@@ -5,7 +5,9 @@ every budget check that moves a counter; window rules (``window_cost``, ``spike`
 and budget thresholds of spend recorded without checks run every ``interval_s`` seconds on a background
 thread of ``costline serve`` (``start``/``stop``). Every condition goes through ``core.alerts.step`` per rule
 and subject, whose state is kept in the store, so cooldown, de-duplication and recovery survive restarts.
-Deliveries go through a ``Dispatcher`` (a queue and a thread) and are logged in the store.
+Deliveries go through a ``Dispatcher`` (per-channel queues, a few shared threads) and are logged in the store.
+Test sends (``submit_test``) run on a small pool of their own, at most ``TEST_SENDS_PER_PROJECT`` per project at
+once, so a slow receiver holds neither the server's request threads nor another project's tests.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from costline.control.budgets import BudgetService
+from costline.control.destinations import PUBLIC_ONLY, DestinationPolicy
 from costline.control.forecasts import month_forecast
 from costline.control.notify import Channel, Delivery, Dispatcher, Notice, Notifier, parse_channel
 from costline.core.alerts import AlertRule, Condition, parse_rule, pulse, step
@@ -38,6 +42,17 @@ from costline.store.base import AlertState, DeliveryEntry, Store
 log = logging.getLogger(__name__)
 LEASE = "alert-evaluation"
 SEP = "/"  # channel keys in the shared notifier: "<project>/<channel name>"
+#: test sends of one project in progress at once; more are answered 429
+TEST_SENDS_PER_PROJECT = 2
+#: threads delivering test sends (shared by all projects) and test sends waiting or running in all
+TEST_SEND_WORKERS = 4
+TEST_SENDS_MAX = 32
+
+
+class BusyError(CostlineError):
+    """Too many test sends in progress (of the project, or in all): try again in ``retry_after_s`` seconds."""
+
+    retry_after_s = 5
 
 
 def _money(value: Decimal | None) -> str:
@@ -46,15 +61,22 @@ def _money(value: Decimal | None) -> str:
 
 class AlertEngine:
     def __init__(self, store: Store, budgets: BudgetService, clock: Callable[[], datetime], *,
-                 interval_s: float = 30.0, notifier_options: Mapping[str, Any] | None = None) -> None:
+                 interval_s: float = 30.0, notifier_options: Mapping[str, Any] | None = None,
+                 destinations: DestinationPolicy = PUBLIC_ONLY) -> None:
         self.store = store
         self.budgets = budgets
         self.clock = clock
         self.interval_s = interval_s
         #: this engine's name for the alert lease
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.notifier = Notifier({}, self._record, clock=clock, **dict(notifier_options or {}))
-        self.dispatcher = Dispatcher(self.notifier)
+        options = {"policy": destinations, **dict(notifier_options or {})}
+        self.notifier = Notifier({}, self._record, clock=clock, **options)
+        #: where channels may deliver (control/destinations.py): checked when a channel is saved and at send time
+        self.destinations: DestinationPolicy = self.notifier.policy
+        self.dispatcher = Dispatcher(self.notifier, group=lambda key: key.split(SEP, 1)[0])
+        self._test_pool: ThreadPoolExecutor | None = None
+        self._testing: dict[str, int] = {}
+        self._test_lock = threading.Lock()  # never held around I/O: the event loop takes it
         self._rules: dict[str, list[AlertRule]] = {}
         self._channels_loaded = False
         self._lock = threading.Lock()
@@ -108,8 +130,9 @@ class AlertEngine:
             delivery = replace(delivery, error=delivery.error.replace(f"{delivery.project_id}{SEP}", ""))
         entry = {"id": delivery.id, "channel": channel, "rule": delivery.rule, "rule_id": delivery.rule_id,
                  "scope": delivery.scope, "event": delivery.event, "at": delivery.at.isoformat(),
-                 "status": delivery.status, "attempts": delivery.attempts, "error": delivery.error,
-                 "response_code": delivery.response_code}
+                 "status": delivery.status, "attempts": delivery.attempts,
+                 "error": delivery.public_error.replace(f"{delivery.project_id}{SEP}", "")
+                 if delivery.public_error else None, "response_code": delivery.response_code}
         try:
             self.store.add_delivery(DeliveryEntry(delivery.project_id, f"{delivery.id}-{channel}", delivery.at,
                                                   delivery.rule_id, channel, delivery.status, entry))
@@ -137,6 +160,34 @@ class AlertEngine:
                         f"This is a test notification of the costline alert rule {rule.name!r} ({rule.kind}).",
                         self.clock(), {"kind": rule.kind})
         return self.send(notice, rule.channels, wait=True)
+
+    def submit_test(self, project_id: str, rule_id: str) -> Future[list[Delivery]]:
+        """``test`` on the test-send pool; its future. Raises ``BusyError`` when the project has
+        ``TEST_SENDS_PER_PROJECT`` test sends in progress, or all projects ``TEST_SENDS_MAX``."""
+        with self._test_lock:
+            if self._testing.get(project_id, 0) >= TEST_SENDS_PER_PROJECT:
+                raise BusyError(f"this project has {TEST_SENDS_PER_PROJECT} test sends in progress; try again when "
+                                f"they finish")
+            if sum(self._testing.values()) >= TEST_SENDS_MAX:
+                raise BusyError(f"{TEST_SENDS_MAX} test sends are in progress on this server; try again shortly")
+            if self._test_pool is None:
+                self._test_pool = ThreadPoolExecutor(TEST_SEND_WORKERS, thread_name_prefix="costline-test-send")
+            self._testing[project_id] = self._testing.get(project_id, 0) + 1
+            try:
+                future = self._test_pool.submit(self.test, project_id, rule_id)
+            except RuntimeError:  # the pool was shut down (the server is stopping)
+                self._testing[project_id] -= 1
+                raise BusyError("the server is stopping") from None
+        future.add_done_callback(lambda _: self._release_test(project_id))
+        return future
+
+    def _release_test(self, project_id: str) -> None:
+        with self._test_lock:
+            left = self._testing.get(project_id, 0) - 1
+            if left > 0:
+                self._testing[project_id] = left
+            else:
+                self._testing.pop(project_id, None)
 
     # transitions ------------------------------------------------------------------------------------------
     def _transition(self, project_id: str, rule_id: str, name: str, subject: str, condition: Condition,
@@ -397,4 +448,6 @@ class AlertEngine:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        if self._test_pool is not None:
+            self._test_pool.shutdown(wait=False, cancel_futures=True)
         self.dispatcher.close(timeout_s)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
-import queue
+import ssl
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from costline.control.channels import (
     redact,
     url_secrets,
 )
+from costline.control.destinations import ALLOW_SETTING, PUBLIC_ONLY, DestinationPolicy, channel_hosts, guarded
 from costline.control.webhook import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 __all__ = ["Channel", "ChannelError", "Delivery", "Dispatcher", "Notice", "Notifier", "parse_channel"]
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 TITLE_MAX = 250  # characters; apprise's default title limit, and what email subjects and chat headers bear
 BODY_MAX = 32_000  # characters; under apprise's default body limit (32,768)
 RETRY_AFTER_MAX_S = 60.0
+REPLY_MAX = 200  # bytes of a failed webhook's reply kept for the server log (never shown to the project)
 _NOTIFY_TYPES = {"info": "info", "warning": "warning", "critical": "failure"}
 
 
@@ -82,8 +85,11 @@ class Delivery:
     at: datetime
     status: str  # "sent" | "failed"
     attempts: int
-    error: str | None
+    error: str | None  # for the operator (the server log): what the receiver or the library said
     response_code: int | None
+    #: what the project may see (delivery log, test sends): the kind of failure only, never the receiver's reply
+    #: or an error text that tells a closed port from a silent one
+    public_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,7 @@ class _Outcome:
     error: str | None = None
     code: int | None = None
     wait_s: float | None = None  # what the receiver asked for (Retry-After), if anything
+    public: str | None = None  # ``Delivery.public_error``; None: the same as ``error``
 
 
 # rendering --------------------------------------------------------------------------------------------------------
@@ -189,7 +196,8 @@ class Notifier:
 
     def __init__(self, channels: Mapping[str, Channel], record: Callable[[Delivery], None], *,
                  attempts: int = 4, backoff_s: float = 1.0, timeout_s: float = 10.0,
-                 clock: Callable[[], datetime] = _utc_now, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], datetime] = _utc_now, sleep: Callable[[float], None] = time.sleep,
+                 policy: DestinationPolicy = PUBLIC_ONLY) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self._channels = dict(channels)
@@ -199,7 +207,10 @@ class Notifier:
         self.timeout_s = timeout_s
         self._clock = clock
         self._sleep = sleep
+        #: where deliveries may connect (control/destinations.py); checked at every connect
+        self.policy = policy
         self._lock = threading.Lock()
+        self._tls_context: ssl.SSLContext | None = None
 
     def replace_channels(self, channels: Mapping[str, Channel]) -> None:
         with self._lock:
@@ -224,8 +235,10 @@ class Notifier:
         return deliveries
 
     def _delivery(self, notice: Notice, name: str, delivery_id: str, attempts: int, outcome: _Outcome) -> Delivery:
+        public = outcome.public if outcome.public is not None else outcome.error
         return Delivery(delivery_id, notice.project_id, name, notice.rule_id, notice.rule, notice.scope, notice.event,
-                        self._clock(), "sent" if outcome.ok else "failed", attempts, outcome.error, outcome.code)
+                        self._clock(), "sent" if outcome.ok else "failed", attempts, outcome.error, outcome.code,
+                        None if outcome.ok else public)
 
     def _deliver(self, notice: Notice, name: str) -> Delivery:
         delivery_id = uuid.uuid4().hex
@@ -251,9 +264,18 @@ class Notifier:
         else:
             outcome = _Outcome(False, error=f"channel {name!r}: unknown kind {channel.kind!r}")
             return self._delivery(notice, name, delivery_id, 0, outcome)
+        hosts = channel_hosts(channel) if self.policy.names else []
         tries, outcome = 0, _Outcome(False)
         for tries in range(1, self.attempts + 1):
-            outcome = attempt()
+            with guarded(self.policy, hosts) as guard:
+                outcome = attempt()
+            if guard.refused and not outcome.ok and outcome.code is None:  # (another address may have answered)
+                # the project is told what sort of address, not which (the address a name resolves to is private)
+                outcome = _Outcome(False, error=f"channel {name!r}: refused to connect: {guard.refused[0]} "
+                                                f"({ALLOW_SETTING})",
+                                   public=f"channel {name!r}: the destination is not allowed ({guard.kinds[0]}); "
+                                          f"channels deliver to public addresses only, unless the operator allows "
+                                          f"the host")
             if outcome.ok or not outcome.retry or tries == self.attempts:
                 break
             delay = outcome.wait_s if outcome.wait_s is not None else self.backoff_s * 2 ** (tries - 1)
@@ -274,23 +296,46 @@ class Notifier:
                    SIGNATURE_HEADER: sign(secret, timestamp, body)}
         where = f"channel {channel.name!r}"
         try:
-            with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
-                response = client.post(channel.url, content=body, headers=headers)
+            with httpx.Client(timeout=self.timeout_s, follow_redirects=False, verify=self._tls()) as client, \
+                    client.stream("POST", channel.url, content=body, headers=headers) as response:
+                reply = b""
+                if not 200 <= response.status_code < 300:  # the start of the reply, for the server log
+                    for chunk in response.iter_bytes():
+                        reply += chunk
+                        if len(reply) >= REPLY_MAX:
+                            break
+                reply = reply[:REPLY_MAX]
         except httpx.TimeoutException:
-            return _Outcome(False, retry=True, error=f"{where}: no answer within {self.timeout_s:g} s")
+            return _Outcome(False, retry=True, error=f"{where}: no answer within {self.timeout_s:g} s",
+                            public=self._unreachable(where))
         except httpx.TransportError as exc:
-            return _Outcome(False, retry=True, error=redact(f"{where}: could not connect ({exc})", secrets))
+            return _Outcome(False, retry=True, error=redact(f"{where}: could not connect ({exc})", secrets),
+                            public=self._unreachable(where))
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-            return _Outcome(False, error=redact(f"{where}: could not send ({type(exc).__name__}: {exc})", secrets))
+            return _Outcome(False, error=redact(f"{where}: could not send ({type(exc).__name__}: {exc})", secrets),
+                            public=f"{where}: could not send to the webhook's URL")
         code = response.status_code
         if 200 <= code < 300:
             return _Outcome(True, code=code)
-        said = " ".join(response.text[:200].split())
+        said = " ".join(reply.decode("utf-8", "replace").split())
         error = redact(f"{where}: the receiver answered HTTP {code}" + (f": {said}" if said else ""), secrets)
+        public = f"{where}: the receiver answered HTTP {code}"
         if code in (408, 429) or code >= 500:
-            return _Outcome(False, retry=True, error=error, code=code,
+            return _Outcome(False, retry=True, error=error, code=code, public=public,
                             wait_s=_retry_after(response.headers.get("Retry-After"), now))
-        return _Outcome(False, error=error, code=code)
+        return _Outcome(False, error=error, code=code, public=public)
+
+    def _tls(self) -> ssl.SSLContext:
+        """One TLS context for every webhook client (building one costs ~0.1 s: certifi's bundle is parsed)."""
+        with self._lock:
+            if self._tls_context is None:
+                self._tls_context = httpx.create_ssl_context()
+            return self._tls_context
+
+    def _unreachable(self, where: str) -> str:
+        """One message for a refused connection, a reset and a timeout alike: which it was would tell an open
+        port from a closed or filtered one."""
+        return f"{where}: no connection to the receiver, or no answer within {self.timeout_s:g} s"
 
     def _notify(self, channel: Channel, title: str, text: str, kind: str) -> _Outcome:
         module = apprise_module()
@@ -315,24 +360,49 @@ class Notifier:
         if ok:
             return _Outcome(True)
         said = "; ".join(dict.fromkeys(capture)) or "apprise reported a failure"
-        return _Outcome(False, retry=True, error=redact(f"{where}: {said}", url_secrets(channel.url, shown)))
+        return _Outcome(False, retry=True, error=redact(f"{where}: {said}", url_secrets(channel.url, shown)),
+                        public=f"{where}: the service did not take the notification (the reason is in the server's "
+                               f"log)")
 
 
 class Dispatcher:
-    """Runs a Notifier on background daemon threads, one per channel, from bounded queues, so that callers (the
-    ingest path, the evaluator) never wait for the network and a slow or failing channel (an SMTP server that
-    times out through its retries) does not hold up the others; each channel keeps the order of its notices.
-    submit() returns at once; a full queue drops the notice and logs + counts it (attribute `dropped`)."""
+    """Runs a Notifier on a few background daemon threads, so that callers (the ingest path, the evaluator) never
+    wait for the network. Each channel has a bounded queue of its own and keeps the order of its notices; a
+    worker takes one notice from the channel that has waited longest, so a slow or failing channel (an SMTP
+    server that times out through its retries) holds at most one worker, and a group of channels (a project's)
+    at most ``per_group`` workers at once: the other channels and projects go on. The threads are ``workers``
+    at most, started when first needed, whatever the number of channels; an emptied queue is forgotten, so a
+    deleted channel leaves nothing behind. submit() returns at once; a full queue drops the notice and logs +
+    counts it (attribute `dropped`)."""
 
-    def __init__(self, notifier: Notifier, *, max_queue: int = 1000) -> None:
+    def __init__(self, notifier: Notifier, *, max_queue: int = 1000, workers: int = 8, per_group: int = 2,
+                 group: Callable[[str], str] = lambda name: name) -> None:
         self.notifier = notifier
         self.dropped = 0
+        self.workers = max(1, workers)
         self._max_queue = max_queue
-        self._queues: dict[str, queue.Queue[Notice | None]] = {}
-        self._threads: dict[str, threading.Thread] = {}
+        self._per_group = max(1, per_group)
+        self._group = group
+        self._lanes: dict[str, deque[Notice]] = {}
+        self._ready: deque[str] = deque()  # channels with notices and no worker, longest waiting first
+        self._busy: dict[str, int] = {}  # workers per group
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
         self._pending = 0
         self._done = threading.Condition()
         self._closed = False
+
+    @property
+    def threads(self) -> int:
+        """Worker threads alive (at most ``workers``)."""
+        with self._done:
+            return sum(t.is_alive() for t in self._threads)
+
+    @property
+    def queued_channels(self) -> int:
+        """Channels with notices waiting or being delivered (an emptied queue is forgotten)."""
+        with self._done:
+            return len(self._lanes)
 
     def submit(self, notice: Notice, channel_names: Sequence[str]) -> None:
         with self._done:
@@ -340,19 +410,21 @@ class Dispatcher:
                 self._drop(notice, "the dispatcher is closed")
                 return
             for name in dict.fromkeys(channel_names):
-                lane = self._queues.get(name)
+                lane = self._lanes.get(name)
                 if lane is None:
-                    lane = self._queues[name] = queue.Queue(self._max_queue)
-                    thread = threading.Thread(target=self._run, args=(name, lane), name=f"costline-notify-{name}",
-                                              daemon=True)
-                    self._threads[name] = thread
-                    thread.start()
-                try:
-                    lane.put_nowait(notice)
-                except queue.Full:
+                    lane = self._lanes[name] = deque()
+                    self._ready.append(name)
+                elif len(lane) >= self._max_queue:
                     self._drop(notice, f"the delivery queue of {name} is full ({self._max_queue} notices)")
                     continue
+                lane.append(notice)
                 self._pending += 1
+            if self._idle == 0 and len(self._threads) < self.workers and self._ready:
+                thread = threading.Thread(target=self._run, name=f"costline-notify-{len(self._threads) + 1}",
+                                          daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._done.notify_all()
 
     def _drop(self, notice: Notice, why: str) -> None:
         self.dropped += 1
@@ -360,11 +432,29 @@ class Dispatcher:
             log.warning("dropped the %s notice of rule %s (%s): %s; %d dropped so far", notice.event,
                         notice.rule_id, notice.scope or "project", why, self.dropped)
 
-    def _run(self, name: str, lane: queue.Queue[Notice | None]) -> None:
+    def _next(self) -> str | None:
+        """The longest-waiting channel whose group has a worker to spare (called holding the lock)."""
+        for index, name in enumerate(self._ready):
+            if self._busy.get(self._group(name), 0) < self._per_group:
+                del self._ready[index]
+                return name
+        return None
+
+    def _run(self) -> None:
         while True:
-            notice = lane.get()
-            if notice is None:
-                return
+            with self._done:
+                self._idle += 1
+                name = self._next()
+                while name is None:
+                    if self._closed and not self._ready:
+                        self._idle -= 1
+                        return
+                    self._done.wait()
+                    name = self._next()
+                self._idle -= 1
+                group = self._group(name)
+                self._busy[group] = self._busy.get(group, 0) + 1
+                notice = self._lanes[name].popleft()
             try:
                 self.notifier.send(notice, (name,))
             except Exception:
@@ -372,6 +462,15 @@ class Dispatcher:
             finally:
                 with self._done:
                     self._pending -= 1
+                    left = self._busy[group] - 1
+                    if left:
+                        self._busy[group] = left
+                    else:
+                        del self._busy[group]
+                    if self._lanes[name]:
+                        self._ready.append(name)
+                    else:
+                        del self._lanes[name]
                     self._done.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -383,17 +482,9 @@ class Dispatcher:
         """Deliver what is queued (within ``timeout_s``), then stop the threads; later submissions are dropped."""
         with self._done:
             self._closed = True
-            lanes = list(self._queues.values())
-            threads = list(self._threads.values())
+            threads = list(self._threads)
+            self._done.notify_all()
         deadline = time.monotonic() + timeout_s
-        for lane in lanes:
-            while True:
-                try:
-                    lane.put(None, timeout=max(0.0, min(0.1, deadline - time.monotonic())))
-                    break
-                except queue.Full:
-                    if time.monotonic() >= deadline:
-                        break
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in threads):

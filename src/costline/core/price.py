@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, Protocol
 
 from costline.core.money import DEFAULT_CURRENCY
 from costline.core.units import ANCESTORS, UNITS
@@ -39,28 +39,38 @@ _SOURCE_RANK = {Source.OVERRIDE: 0, Source.PROJECT: 1, Source.USER: 2, Source.IM
 MatchKind = Literal["exact", "prefix", "suffix", "contains", "regex", "any", "all"]
 
 
+class Searcher(Protocol):
+    """A compiled pattern: ``search`` finds it anywhere in the text (``re.Pattern`` is one)."""
+
+    def search(self, text: str, /) -> object | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A rule matching model names.
 
     ``exact``, ``prefix``, ``suffix`` and ``contains`` compare text (case-insensitively unless
-    ``case_sensitive``); ``regex`` searches with Python's ``re`` (case-sensitive unless ``case_sensitive`` is
-    False: the flag is explicit, never hidden in the pattern); ``any``/``all`` combine ``clauses``.
+    ``case_sensitive``); ``regex`` searches the name (case-sensitive unless ``case_sensitive`` is False: the
+    flag is explicit, never hidden in the pattern) with ``searcher``, the pattern compiled by the caller; without
+    one, Python's ``re`` compiles it, which backtracks: that is for trusted patterns only (the bundled catalog,
+    a program's own rules). Patterns from users go through ``costline.catalog.patterns`` (RE2, linear time).
+    ``any``/``all`` combine ``clauses``.
     """
 
     kind: MatchKind
     value: str = ""
     case_sensitive: bool = False
     clauses: tuple[Match, ...] = ()
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    searcher: Searcher | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind == "regex":
-            try:
-                pattern = re.compile(self.value, 0 if self.case_sensitive else re.IGNORECASE)
-            except re.error as exc:
-                raise PriceDataError(f"invalid regex {self.value!r}: {exc}") from None
-            object.__setattr__(self, "_regex", pattern)
+            if self.searcher is None:
+                try:
+                    pattern = re.compile(self.value, 0 if self.case_sensitive else re.IGNORECASE)
+                except re.error as exc:
+                    raise PriceDataError(f"invalid regex {self.value!r}: {exc}") from None
+                object.__setattr__(self, "searcher", pattern)
         elif self.kind in ("any", "all"):
             if not self.clauses:
                 raise PriceDataError(f"match rule {self.kind!r} needs at least one clause")
@@ -71,8 +81,8 @@ class Match:
         """``lowered`` is ``name.lower()``, passed in so a lookup lowers once."""
         kind = self.kind
         if kind == "regex":
-            assert self._regex is not None
-            return self._regex.search(name) is not None
+            assert self.searcher is not None
+            return self.searcher.search(name) is not None
         if kind == "any":
             return any(c.matches(name, lowered) for c in self.clauses)
         if kind == "all":

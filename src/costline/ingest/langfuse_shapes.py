@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -38,6 +37,7 @@ from typing import Any, Final
 
 from costline.catalog.imported import per_unit_to_rate
 from costline.catalog.langfuse import USAGE_KEYS, usage_condition_units
+from costline.catalog.patterns import PatternError, compile_pattern
 from costline.catalog.user_file import compile_price_data
 from costline.core.events import Observation, Score, Trace
 from costline.core.money import MONEY_CONTEXT, decimal_str, to_decimal
@@ -248,12 +248,11 @@ def _required_text(obj: Mapping[str, Any], key: str, where: str = "") -> str:
 
 
 def _regex(pattern: str, field: str, *, case_sensitive: bool) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
-        except (re.error, Warning) as exc:
-            raise IngestError(f"{field}: {pattern!r} is not a valid regular expression: {exc}") from None
+    """Refuses a pattern RE2 cannot compile (``catalog/patterns.py``), naming the field."""
+    try:
+        compile_pattern(pattern, case_sensitive=case_sensitive, field=field)
+    except PatternError as exc:
+        raise IngestError(str(exc)) from None
 
 
 def _amount(value: Any, field: str) -> Decimal:

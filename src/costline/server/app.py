@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from costline.control.alerts import AlertEngine
 from costline.control.budgets import BudgetService
+from costline.control.destinations import DestinationPolicy
 from costline.core.resolve import PriceBook
 from costline.errors import CostlineError
 from costline.ingest.batch import IngestError
@@ -155,7 +156,8 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         clock=clock,
         require_auth_everywhere=not is_loopback(settings.bind_host),
         budgets=budget_service,
-        alerts=AlertEngine(store, budget_service, clock, interval_s=settings.alert_interval_s),
+        alerts=AlertEngine(store, budget_service, clock, interval_s=settings.alert_interval_s,
+                           destinations=DestinationPolicy(settings.channel_allow_hosts)),
         admin_token_hash=hash_secret(admin_token) if admin_token else None,
         seals=seals,
     )
@@ -182,8 +184,10 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
             if isinstance(admin, JSONResponse):
                 return admin
             key = admin
-        elif not admin_token:
-            key = state.auth.authenticate(header)
+        elif not admin_token:  # the store is read on the thread pool, never on the event loop
+            key = state.auth.cached(header)
+            if key is None and header:
+                key = await run_in_threadpool(state.auth.authenticate, header)
         if key is None and not admin_token and not open_route:
             return JSONResponse(
                 {"message": "missing or invalid credentials: send HTTP Basic public_key:secret_key or "

@@ -3,6 +3,10 @@
 Requests authenticate with HTTP Basic ``public:secret`` (what the Langfuse SDK sends) or
 ``Authorization: Bearer <secret>``. Secrets are 32 random bytes, so a fast hash is enough (no password
 stretching is needed against guessing), and lookups by digest make Bearer auth one index probe.
+
+A key found in the store is remembered for ``CACHE_TTL_S`` seconds (5), so a change to a key in the store (a
+revocation) takes effect on every server within that time. The server looks keys up on its thread pool
+(``authenticate``), never on the event loop; only the in-memory ``cached`` runs there.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +26,8 @@ from typing import Any
 
 from costline.store.base import ApiKey, Project, Store
 
+#: seconds a key found in the store is used without asking the store again
+CACHE_TTL_S = 5.0
 PUBLIC_PREFIX = "pk-cl-"
 SECRET_PREFIX = "sk-cl-"
 
@@ -58,19 +65,31 @@ def create_project(store: Store, name: str, now: datetime) -> NewProject:
 
 
 class Authenticator:
-    """Resolves an Authorization header to an API key; successful lookups are cached in memory."""
+    """Resolves an Authorization header to an API key; successful lookups are cached in memory for
+    ``ttl_s`` seconds."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, ttl_s: float = CACHE_TTL_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         #: called with a key and its secret after a lookup that saw the secret (seals it for SigV4)
         self.on_secret: Callable[[ApiKey, str], None] | None = None
-        self._cache: dict[str, ApiKey] = {}
+        self.ttl_s = ttl_s
+        self._monotonic = monotonic
+        self._cache: dict[str, tuple[ApiKey, float]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, header: str | None) -> ApiKey | None:
+        """The key remembered for ``header`` if it is still fresh; no I/O (safe on the event loop)."""
+        hit = self._cache.get(header) if header else None
+        if hit is None or hit[1] <= self._monotonic():
+            return None
+        return hit[0]
+
     def authenticate(self, header: str | None) -> ApiKey | None:
+        """The key for ``header``: from the cache, else from the store (blocking: call it off the event loop)."""
         if not header:
             return None
-        hit = self._cache.get(header)
+        hit = self.cached(header)
         if hit is not None:
             return hit
         key = self._lookup(header)
@@ -78,7 +97,7 @@ class Authenticator:
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
-                self._cache[header] = key
+                self._cache[header] = (key, self._monotonic() + self.ttl_s)
         return key
 
     def _lookup(self, header: str) -> ApiKey | None:

@@ -8,8 +8,9 @@ updates add only what they change to an observation already stored. They start f
 starts, like every Prometheus counter; the exact ledger is the store (the metrics and query APIs).
 
 Labels are bounded by what clients send (project, model, provider, type, protocol); user ids, session ids
-and trace ids are never labels. ``COSTLINE_METRICS_METADATA_LABELS`` adds chosen metadata keys as labels of
-the cost and token counters.
+and trace ids are never labels. Every label value a client sends (model, provider, type, metadata values) is
+cut to ``MAX_LABEL_VALUE`` characters, and a project has at most ``MAX_SERIES_PER_PROJECT`` series per counter.
+``COSTLINE_METRICS_METADATA_LABELS`` adds chosen metadata keys as labels of the cost and token counters.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ PROTOCOLS: Final[Mapping[str, str]] = {
 }
 #: token directions counted, from the inclusive units (cached tokens are part of ``input_tokens``)
 DIRECTIONS: Final = (("input", "input_tokens"), ("output", "output_tokens"))
-#: metadata values longer than this are cut (a label value is not a place for text)
-MAX_LABEL_VALUE: Final = 100
+#: label values sent by clients (model, provider, type, metadata values) longer than this are cut (a label value
+#: is not a place for text; each series' values are kept in memory and written out on every scrape)
+MAX_LABEL_VALUE: Final = 200
 #: series per project and counter; later label combinations are folded into one ``__other__`` series, so a
 #: client sending endless distinct model names cannot grow the server's memory without bound
 MAX_SERIES_PER_PROJECT: Final = 2_000
@@ -141,10 +143,10 @@ class IngestMetrics:
                 self._observation(project_id, obs, result.previous.get(obs.id))
 
     def _observation(self, project_id: str, obs: Observation, previous: Observation | None) -> None:
-        model = obs.model or ""
-        provider = obs.provider or ""
+        model = (obs.model or "")[:MAX_LABEL_VALUE]
+        provider = (obs.provider or "")[:MAX_LABEL_VALUE]
         if previous is None:
-            self.observations.add(project_id, (obs.type,), 1)
+            self.observations.add(project_id, (obs.type[:MAX_LABEL_VALUE],), 1)
         if obs.pricing_status == "unpriced" and (previous is None or previous.pricing_status != "unpriced"):
             self.unpriced.add(project_id, (model,), 1)
         meta = self._metadata_values(obs.metadata)

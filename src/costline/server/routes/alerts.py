@@ -1,17 +1,22 @@
 """Alert routes (docs/api.md, "Alerts"): rules, channels, the delivery history, test sends, and applying a
 control document (the YAML file's content: channels, budgets, tiers, rules) in one transaction.
 
-Channel secrets are write-only: reads show ``"secret": "***"``.
+Channel secrets are write-only: reads show ``"secret": "***"``. A channel is saved only if it delivers to public
+addresses or hosts the operator allows (control/destinations.py). A test send answers sent/failed per channel and
+nothing more (the reason, without the receiver's words, is in the delivery history); it runs on the alert engine's
+test-send pool, never on the server's request threads, and a project has at most two at once (429 beyond).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from costline.control.alerts import BusyError
 from costline.control.channels import redact_channel
 from costline.control.check import CheckError
 from costline.control.config_file import control_objects, load_control
@@ -82,11 +87,13 @@ async def delete_rule(request: Request, rule_id: str) -> JSONResponse:
 async def test_rule(request: Request, rule_id: str) -> JSONResponse:
     state = state_of(request)
     try:
-        deliveries = await run_in_threadpool(state.alerts.test, key_of(request).project_id, rule_id)
+        deliveries = await asyncio.wrap_future(state.alerts.submit_test(key_of(request).project_id, rule_id))
+    except BusyError as exc:
+        return JSONResponse({"message": str(exc)}, status_code=429,
+                            headers={"Retry-After": str(exc.retry_after_s)})
     except LookupError as exc:
         return JSONResponse({"message": str(exc)}, status_code=404)
-    body = [{"channel": d.channel.split("/", 1)[-1], "status": d.status, "attempts": d.attempts, "error": d.error,
-             "response_code": d.response_code} for d in deliveries]
+    body = [{"channel": d.channel.split("/", 1)[-1], "status": d.status} for d in deliveries]
     return JSONResponse({"deliveries": body}, status_code=200 if all(d.status == "sent" for d in deliveries) else 502)
 
 
@@ -101,7 +108,8 @@ async def put_channel(request: Request, name: str) -> JSONResponse:
     state = state_of(request)
     project = key_of(request).project_id
     raw = await control_json(request)
-    parse_channel(name, raw, f"channels.{name}")
+    parsed = parse_channel(name, raw, f"channels.{name}")
+    await run_in_threadpool(state.alerts.destinations.check_channel, parsed, f"channels.{name}")
     now = state.clock()
     channel = ControlObject(project, "channel", name, dict(raw), "api", now, now)
     await run_in_threadpool(state.store.put_control, channel)
@@ -133,6 +141,7 @@ async def apply(request: Request) -> JSONResponse:
     if not isinstance(source, str) or not source or (environment is not None and not isinstance(environment, str)):
         raise CheckError("source/environment: expected strings")
     document = load_control(raw["document"], environment=environment, source=source)
+    await run_in_threadpool(state.alerts.destinations.check_specs, document.channels)
     objects = control_objects(document, project, state.clock())
     removed = await run_in_threadpool(state.store.replace_control, project, source, objects)
     state.alerts.changed(project)
