@@ -58,6 +58,7 @@ def _register() -> None:
     from costline.cli.control import alerts_group, apply_command, budgets_group, channels_group
     from costline.cli.cost import cost_command
     from costline.cli.estimate import estimate_command
+    from costline.cli.keys import keys_group
     from costline.cli.maintenance import purge_command, reprice_command
     from costline.cli.prices import prices_group
     from costline.cli.report import export_command, report_command, top_command
@@ -66,6 +67,7 @@ def _register() -> None:
     cli.add_command(prices_group)
     cli.add_command(serve_command)
     cli.add_command(projects_group)
+    cli.add_command(keys_group)
     cli.add_command(reprice_command)
     cli.add_command(purge_command)
     cli.add_command(cost_command)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from costline.core.resolve import PriceBook
 from costline.errors import CostlineError
 from costline.server.local_admin import PROJECT_HEADER, RunningServer
-from costline.store.base import Store
+from costline.store.base import Store, redact_url
 
 if TYPE_CHECKING:
     from costline.control.budgets import BudgetService
@@ -167,7 +167,7 @@ class DirectControl:
 
     def __init__(self, store: Store, project_id: str | None, book: Callable[[], PriceBook]) -> None:
         self.store = store
-        self.where = store.url
+        self.where = redact_url(store.url)
         self._book = book
         self.project_id = self._project(project_id)
 

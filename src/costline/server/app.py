@@ -73,8 +73,16 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: the public key an admin-token request carries (``request.state.api_key``); only it reaches /v1/admin/
+ADMIN_PUBLIC_KEY = "local-admin"
+ADMIN_PREFIX = "/v1/admin/"
+
+
 def _admin_key(state: ServerState, request: Request) -> ApiKey | JSONResponse:
-    """The project an admin-token request is about: the ``X-Costline-Project`` header, or the only one."""
+    """The project an admin-token request is about: the ``X-Costline-Project`` header, or the only one
+    (``/v1/admin/`` routes name their project in the path)."""
+    if request.url.path.startswith(ADMIN_PREFIX):
+        return ApiKey("", ADMIN_PUBLIC_KEY, "", datetime.fromtimestamp(0, UTC))
     wanted = request.headers.get(PROJECT_HEADER)
     projects = state.store.list_projects()
     if wanted is None and len(projects) == 1:
@@ -84,14 +92,14 @@ def _admin_key(state: ServerState, request: Request) -> ApiKey | JSONResponse:
         names = ", ".join(p.id for p in projects) or "none"
         return JSONResponse({"message": f"name the project in the {PROJECT_HEADER} header (projects: {names})"},
                             status_code=400)
-    return ApiKey(project.id, "local-admin", "", project.created_at)
+    return ApiKey(project.id, ADMIN_PUBLIC_KEY, "", project.created_at)
 
 
 def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock = _utcnow,
                admin_token: str | None = None) -> FastAPI:
     """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
     from costline.server import prometheus
-    from costline.server.routes import alerts, budgets, langfuse, langfuse_metrics, native, otlp, queries
+    from costline.server.routes import admin, alerts, budgets, langfuse, langfuse_metrics, native, otlp, queries
 
     app = FastAPI(title="costline", version=costline_version(), docs_url="/docs", redoc_url=None)
     pipeline = Pipeline(store, book, clock)
@@ -100,11 +108,12 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         settings=settings,
         store=store,
         pipeline=pipeline,
-        auth=Authenticator(store),
+        auth=Authenticator(store, clock, ttl_s=settings.key_cache_ttl_s),
         clock=clock,
         require_auth_everywhere=not is_loopback(settings.bind_host),
         budgets=budget_service,
-        alerts=AlertEngine(store, budget_service, clock, interval_s=settings.alert_interval_s),
+        alerts=AlertEngine(store, budget_service, clock, interval_s=settings.alert_interval_s,
+                           reservation_keep=timedelta(seconds=settings.reservation_keep_s)),
         admin_token_hash=hash_secret(admin_token) if admin_token else None,
     )
 
@@ -123,8 +132,13 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
             if isinstance(admin, JSONResponse):
                 return admin
             key = admin
-        else:
+        elif state.auth.fast(header):
             key = state.auth.authenticate(header)
+        else:  # a store lookup or a last-use write: off the event loop
+            key = await run_in_threadpool(state.auth.authenticate, header)
+        if path.startswith(ADMIN_PREFIX) and key is not None and key.public_key != ADMIN_PUBLIC_KEY:
+            return JSONResponse({"message": "the /v1/admin/ routes need the server's admin token (server.json)"},
+                                status_code=403)
         if key is None and not open_route:
             return JSONResponse(
                 {"message": "missing or invalid credentials: send HTTP Basic public_key:secret_key or "
@@ -153,5 +167,6 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(langfuse_metrics.router)
     app.include_router(budgets.router)
     app.include_router(alerts.router)
+    app.include_router(admin.router)
     prometheus.install(app)
     return app
