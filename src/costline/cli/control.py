@@ -20,9 +20,9 @@ from costline.cli.context import CliContext, pass_cli
 from costline.cli.control_client import ControlClient, DirectControl, HttpControl, Listed
 from costline.cli.render import console, emit_json
 from costline.cli.serve import _open, _settings
-from costline.store.base import ensure_private_dir
 from costline.errors import CostlineError
 from costline.server import local_admin
+from costline.store.base import ensure_private_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 

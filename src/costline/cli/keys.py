@@ -19,9 +19,8 @@ from costline.cli.context import CliContext, pass_cli
 from costline.cli.control_client import HttpControl, NotFoundError
 from costline.cli.render import console, emit_json
 from costline.cli.serve import _open, _settings
-from costline.store.base import ensure_private_dir
 from costline.server import keys, local_admin
-from costline.store.base import Store
+from costline.store.base import Store, ensure_private_dir
 
 
 class KeysClient(Protocol):

@@ -12,8 +12,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-import secrets
 import logging
+import secrets
 import threading
 import time
 import uuid

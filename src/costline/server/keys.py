@@ -91,7 +91,8 @@ def revoke_key(store: Store, public_key: str, now: datetime) -> ApiKey:
     return found
 
 
-def rotate_key(store: Store, public_key: str, now: datetime, grace: timedelta = timedelta(0)) -> tuple[ApiKey, IssuedKey]:
+def rotate_key(store: Store, public_key: str, now: datetime,
+               grace: timedelta = timedelta(0)) -> tuple[ApiKey, IssuedKey]:
     """A new pair for the key's project; the old key stops working at ``now + grace``. The old key as stored
     and the new pair."""
     old = store.find_key_by_public(public_key)

@@ -19,8 +19,8 @@ from costline.core.query import Query, QueryResult
 from costline.store import rows
 from costline.store.base import OBSERVATION_FILTERS, ApiKey, AuditEntry, Project, StoredPrice, StoreError
 from costline.store.control_sql import ControlSql
-from costline.store.keys_sql import KeySql
 from costline.store.dialects import Dialect
+from costline.store.keys_sql import KeySql
 from costline.store.query_sql import compile_query, finish
 from costline.store.rows import Column
 

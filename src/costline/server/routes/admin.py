@@ -23,7 +23,7 @@ MAX_ADMIN_BODY = 64 * 1024
 T = TypeVar("T")
 
 
-async def _call(request: Request, action: Callable[[], T]) -> T | JSONResponse:
+async def _call(action: Callable[[], T]) -> T | JSONResponse:
     try:
         result = await run_in_threadpool(action)
     except keys.KeyNotFoundError as exc:
@@ -45,7 +45,7 @@ async def _body(request: Request) -> Mapping[str, Any]:
 async def list_all_keys(request: Request) -> JSONResponse:
     state = state_of(request)
     project = request.query_params.get("project") or None
-    found = await _call(request, lambda: keys.list_keys(state.store, project))
+    found = await _call(lambda: keys.list_keys(state.store, project))
     if isinstance(found, JSONResponse):
         return found
     now = state.clock()
@@ -55,7 +55,7 @@ async def list_all_keys(request: Request) -> JSONResponse:
 @router.get("/v1/admin/projects/{project_id}/keys", summary="List a project's API keys")
 async def list_project_keys(request: Request, project_id: str) -> JSONResponse:
     state = state_of(request)
-    found = await _call(request, lambda: keys.list_keys(state.store, project_id))
+    found = await _call(lambda: keys.list_keys(state.store, project_id))
     if isinstance(found, JSONResponse):
         return found
     now = state.clock()
@@ -67,7 +67,7 @@ async def create_key(request: Request, project_id: str) -> JSONResponse:
     state = state_of(request)
     await _body(request)
     now = state.clock()
-    issued = await _call(request, lambda: keys.create_key(state.store, project_id, now))
+    issued = await _call(lambda: keys.create_key(state.store, project_id, now))
     if isinstance(issued, JSONResponse):
         return issued
     return JSONResponse(keys.issued_json(issued, now), status_code=201)
@@ -78,7 +78,7 @@ async def revoke_key(request: Request, public_key: str) -> JSONResponse:
     state = state_of(request)
     await _body(request)
     now = state.clock()
-    revoked = await _call(request, lambda: keys.revoke_key(state.store, public_key, now))
+    revoked = await _call(lambda: keys.revoke_key(state.store, public_key, now))
     if isinstance(revoked, JSONResponse):
         return revoked
     state.auth.forget()
@@ -92,7 +92,7 @@ async def rotate_key(request: Request, public_key: str) -> JSONResponse:
     body = await _body(request)
     grace = keys.parse_grace(body.get("grace_seconds", 0), "grace_seconds")
     now = state.clock()
-    rotated = await _call(request, lambda: keys.rotate_key(state.store, public_key, now, grace))
+    rotated = await _call(lambda: keys.rotate_key(state.store, public_key, now, grace))
     if isinstance(rotated, JSONResponse):
         return rotated
     old, issued = rotated
