@@ -20,9 +20,9 @@ from tests.server.harness import (
     Server,
     create_project,
     drop_postgres_schema,
-    free_port,
     make_server,
     postgres_url,
+    second_server,
 )
 
 #: how long the test waits for a revocation to reach the other server (the setting under test is 1 s)
@@ -73,11 +73,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Ser
     tmp_path = tmp_path_factory.mktemp("keys")
     env = {"COSTLINE_KEY_CACHE_TTL": "1"}
     first, schema = make_server("postgres", tmp_path / "a", env)
-    second_dir = tmp_path / "b"
-    second = Server(url=f"http://127.0.0.1:{free_port()}", store_url=first.store_url, data_dir=second_dir,
-                    public_key=first.public_key, secret_key=first.secret_key, project_id=first.project_id,
-                    env={**first.env, "COSTLINE_DATA_DIR": str(second_dir)})
-    second_dir.mkdir()
+    second = second_server(first, tmp_path / "b")
     first.start()
     second.start()
     try:
