@@ -61,6 +61,7 @@ def _register() -> None:
     from costline.cli.keys import keys_group
     from costline.cli.maintenance import purge_command, reprice_command
     from costline.cli.prices import prices_group
+    from costline.cli.replay import replay_command
     from costline.cli.report import export_command, report_command, top_command
     from costline.cli.serve import projects_group, serve_command
 
@@ -79,6 +80,7 @@ def _register() -> None:
     cli.add_command(alerts_group)
     cli.add_command(channels_group)
     cli.add_command(apply_command)
+    cli.add_command(replay_command)
 
 
 _register()
