@@ -186,20 +186,22 @@ class EmbeddedTransport:
         self._pipeline = Pipeline(store, default_price_book(), lambda: datetime.now(UTC))
 
     def _project(self, store: Any) -> str:
+        from costline.store.base import redact_url
+
         if self.public_key:
             key = store.find_key_by_public(self.public_key)
             if key is None:
-                raise LookupError(f"no project has the public key {self.public_key!r} in {self.url}")
+                raise LookupError(f"no project has the public key {self.public_key!r} in {redact_url(self.url)}")
             return str(key.project_id)
         projects = store.list_projects()
         if len(projects) == 1:
             return str(projects[0].id)
         if projects:
-            raise LookupError(f"{self.url} has {len(projects)} projects; set public_key to choose one")
+            raise LookupError(f"{redact_url(self.url)} has {len(projects)} projects; set public_key to choose one")
         from costline.server.auth import create_project
 
         new = create_project(store, "default", datetime.now(UTC))
-        log.warning("costline: created project 'default' (%s) in %s", new.project.id, self.url)
+        log.warning("costline: created project 'default' (%s) in %s", new.project.id, redact_url(self.url))
         return new.project.id
 
     def send(self, events: list[Event]) -> SendResult:
