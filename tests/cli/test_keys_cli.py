@@ -107,3 +107,13 @@ def test_serve_errors_redact_the_password(tmp_path: Path, url: str) -> None:
     proc = run("--data-dir", str(tmp_path), "serve", "--port", str(free_port()), "--store", url)
     assert proc.returncode == 1
     assert "s3cret-pw" not in proc.stderr + proc.stdout and "***" in proc.stderr
+
+
+def test_server_json_left_readable_by_an_old_server_is_narrowed(tmp_path: Path) -> None:
+    from costline.server import local_admin
+
+    old = tmp_path / local_admin.FILE_NAME
+    old.write_text("{}")
+    old.chmod(0o644)
+    written = local_admin.write_runtime_file(tmp_path, local_admin.RunningServer("http://127.0.0.1:1", 1, "x", "t"))
+    assert written == old and mode(old) == 0o600
