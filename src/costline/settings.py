@@ -36,6 +36,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _cache_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise CostlineError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value <= 60:
+        raise CostlineError(f"expected 0 to 60 seconds, got {text}")
+    return value
+
+
 def _optional_days(text: str) -> int | None:
     return None if text.strip().lower() in ("", "0", "forever", "none") else _positive_int(text)
 
@@ -135,6 +145,17 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "arrives (a check may ask for its own ttl_seconds).",
     ),
     Setting(
+        "reservation_keep_s", "COSTLINE_RESERVATION_KEEP", _positive_int, lambda: 7 * 86400,
+        "Seconds an expired budget reservation is kept so that a late settle still records its call with the "
+        "reservation's attributes (it then counts against the budget; docs/budgets.md). Default: 7 days.",
+    ),
+    Setting(
+        "key_cache_ttl_s", "COSTLINE_KEY_CACHE_TTL", _cache_seconds, lambda: 5.0,
+        "Seconds a server trusts an API key lookup before asking the store again (0 to 60; 0: ask on every "
+        "request). A key revoked through any server sharing the store stops working everywhere within this "
+        "time. Default 5.",
+    ),
+    Setting(
         "control_file", "COSTLINE_CONTROL_FILE", lambda s: Path(s).expanduser() if s.strip() else None,
         lambda: None,
         "A YAML file of channels, budgets, tiers and alert rules (docs/budgets.md) that `costline serve` applies "
@@ -173,6 +194,8 @@ class Settings:
     metrics_metadata_labels: tuple[str, ...] = ()
     alert_interval_s: int = 30
     reservation_ttl_s: int = 900
+    reservation_keep_s: int = 7 * 86400
+    key_cache_ttl_s: float = 5.0
     control_file: Path | None = None
     environment: str = ""
     seal_key: str = ""

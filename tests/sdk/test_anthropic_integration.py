@@ -150,7 +150,8 @@ def test_an_error_is_recorded_and_raised_unchanged(client: anthropic.Anthropic, 
         pass
     gens = generations(tracker)
     assert len(gens) == 2 and {g["level"] for g in gens} == {"ERROR"}
-    assert all(g["status_message"].startswith(f"{error.__name__}: Error code: {mode}") for g in gens)
+    # the exception's type is recorded (its text is the client library's and changes between versions)
+    assert all(g["status_message"].startswith(f"{error.__name__}: ") for g in gens)
     assert last_cost() is None
 
 

@@ -93,7 +93,8 @@ def test_a_refused_batch_is_dropped_and_counted(server: Server, bundled_book: Pr
 
 def test_kill_9_and_restart_every_event_stored_once(own_server: Server, bundled_book: PriceBook) -> None:
     server = own_server
-    tracker = tracker_for(server, bundled_book, batch_size=50)
+    # the outage lasts as long as a restart takes here: retry within caps that outlast it
+    tracker = tracker_for(server, bundled_book, batch_size=50, max_retries=10_000, max_retry_time=120)
     for i in range(300):
         tracker.record_generation(model="gpt-4o", usage={"input_tokens": 100 + i, "output_tokens": 10})
     assert tracker.flush(timeout=60)

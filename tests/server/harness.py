@@ -139,3 +139,11 @@ def make_server(backend: str, tmp: Path, extra_env: dict[str, str] | None = None
     return server, schema
 
 
+
+
+def second_server(first: Server, data_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """Another ``costline serve`` on ``first``'s store (PostgreSQL), with its own data directory and port."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Server(url=f"http://127.0.0.1:{free_port()}", store_url=first.store_url, data_dir=data_dir,
+                  public_key=first.public_key, secret_key=first.secret_key, project_id=first.project_id,
+                  env={**first.env, "COSTLINE_DATA_DIR": str(data_dir), **(extra_env or {})})

@@ -23,6 +23,7 @@ from costline.cli.render import console
 from costline.cli.serve import _open, _settings
 from costline.errors import CostlineError
 from costline.server import local_admin
+from costline.store.base import ensure_private_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,7 +89,7 @@ def _client(obj: CliContext, store_url: str | None, project_id: str | None) -> I
     if server is not None and server.store_url == settings.resolved_store_url:
         client = HttpControl(server, project_id)
     else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(settings.data_dir)
         store = _open(settings)
         try:
             client = DirectControl(store, project_id, lambda: obj.book, obj.settings.channel_allow_hosts)

@@ -21,7 +21,7 @@ from costline.cli.remote import ServerError, call
 from costline.core.resolve import PriceBook
 from costline.errors import CostlineError
 from costline.server.local_admin import RunningServer
-from costline.store.base import Store
+from costline.store.base import Store, redact_url
 
 if TYPE_CHECKING:
     from costline.control.budgets import BudgetService
@@ -146,7 +146,7 @@ class DirectControl:
     def __init__(self, store: Store, project_id: str | None, book: Callable[[], PriceBook],
                  allow_hosts: tuple[str, ...] = ()) -> None:
         self.store = store
-        self.where = store.url
+        self.where = redact_url(store.url)
         self._book = book
         self.allow_hosts = allow_hosts  # COSTLINE_CHANNEL_ALLOW_HOSTS, as the server reads it
         self.project_id = self._project(project_id)

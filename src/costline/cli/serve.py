@@ -19,7 +19,7 @@ from costline.cli.output import emit, format_options
 from costline.cli.render import console
 from costline.server import local_admin
 from costline.settings import Settings
-from costline.store.base import Store
+from costline.store.base import Store, ensure_private_dir, redact_url
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 3600
@@ -62,7 +62,7 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
     if serve_data_dir is not None:
         obj.data_dir = serve_data_dir
     settings = _settings(obj, bind_host=host, port=port, store_url=store_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(settings.data_dir)
     store = _open(settings)
     out = console()
     if not store.list_projects():
@@ -82,7 +82,8 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
     if settings.control_file is not None:
         _apply_control_file(store, settings, app.state.costline.alerts)
     app.state.costline.alerts.start()
-    out.print(f"costline serving {settings.resolved_store_url} on http://{settings.bind_host}:{settings.port}")
+    out.print(f"costline serving {redact_url(settings.resolved_store_url)} on "
+              f"http://{settings.bind_host}:{settings.port}")
     # `costline report` / `top` on this machine reach the server through this file while it owns the store
     local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.bind_host, settings.bind_host)
     running = local_admin.RunningServer(f"http://{local}:{settings.port}", os.getpid(),
@@ -160,7 +161,7 @@ def _projects_target(obj: CliContext, store_url: str | None, *, create_dir: bool
     if server is not None:
         return server
     if create_dir:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(settings.data_dir)
     return _open(settings)
 
 

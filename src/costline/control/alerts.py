@@ -62,8 +62,11 @@ def _money(value: Decimal | None) -> str:
 class AlertEngine:
     def __init__(self, store: Store, budgets: BudgetService, clock: Callable[[], datetime], *,
                  interval_s: float = 30.0, notifier_options: Mapping[str, Any] | None = None,
-                 destinations: DestinationPolicy = PUBLIC_ONLY) -> None:
+                 destinations: DestinationPolicy = PUBLIC_ONLY,
+                 reservation_keep: timedelta = timedelta(days=7)) -> None:
         self.store = store
+        #: how long expired reservations are kept for late settles before the periodic pass purges them
+        self.reservation_keep = reservation_keep
         self.budgets = budgets
         self.clock = clock
         self.interval_s = interval_s
@@ -432,7 +435,7 @@ class AlertEngine:
         ttl = timedelta(seconds=max(3 * self.interval_s, 10))
         if not self.store.acquire_lease(LEASE, self.holder, self.clock(), ttl):
             return False
-        self.store.purge_reservations(self.clock() - timedelta(hours=1))
+        self.store.purge_reservations(self.clock() - self.reservation_keep)
         self.evaluate()
         return True
 

@@ -70,6 +70,15 @@ class CheckResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a settle recorded, and whether the hold had already expired (the cost is recorded either way)."""
+
+    result: IngestResult
+    hold_expired: bool
+    expires_at: datetime
+
+
 def budget_object(project_id: str, budget: Budget, source: str, now: datetime,
                   created: datetime | None = None) -> ControlObject:
     """The store's record of a budget (its spec, with where it came from)."""
@@ -219,11 +228,18 @@ class BudgetService:
     # settle -----------------------------------------------------------------------------------------------------
     def settle(self, project_id: str, reservation_id: str, *, cost: Decimal | None = None,
                usage: Mapping[str, Any] | None = None, model: str | None = None,
-               end_time: datetime | None = None) -> IngestResult:
-        """Record the call a reservation held (with its actual cost or usage) and release the hold."""
+               end_time: datetime | None = None) -> Settled:
+        """Record the call a reservation held (with its actual cost or usage) and release the hold.
+
+        A hold that expired before its settle is settled all the same: the call happened, so its cost is
+        recorded and counts against the budgets (the spend may then pass a limit; the next checks are denied).
+        ``Settled.hold_expired`` says so. Only a reservation already settled, cancelled, or purged
+        (``COSTLINE_RESERVATION_KEEP`` after its expiry) is unknown."""
         reservation = self.store.get_reservation(project_id, reservation_id)
         if reservation is None:
-            raise BudgetNotFoundError(f"no live reservation {reservation_id!r} (settled, cancelled or expired)")
+            raise BudgetNotFoundError(f"no reservation {reservation_id!r} (already settled or cancelled, or "
+                                      "expired longer ago than COSTLINE_RESERVATION_KEEP); record the call by "
+                                      "ingesting its observation")
         if cost is None and usage is None:
             raise CostlineError("settle needs the call's actual cost or its usage")
         attrs = reservation.details.get("attributes", {})
@@ -237,7 +253,13 @@ class BudgetService:
             metadata={**(attrs.get("metadata") or {}), RESERVATION_KEY: reservation_id},
             environment=attrs.get("environment"), release=attrs.get("release"),
         )
-        return self.pipeline.ingest(project_id, Decoded(observations=[event], merge=False), "budget-settle")
+        now = self.clock()
+        result = self.pipeline.ingest(project_id, Decoded(observations=[event], merge=False), "budget-settle")
+        expired = reservation.expires_at <= now
+        if expired:
+            log.info("reservation %s of project %s settled after its hold expired at %s; its cost is recorded",
+                     reservation_id, project_id, reservation.expires_at.isoformat())
+        return Settled(result, expired, reservation.expires_at)
 
     def cancel(self, project_id: str, reservation_id: str) -> bool:
         return self.store.release_reservations(project_id, [reservation_id]) > 0

@@ -34,7 +34,7 @@ from costline.core.usage import Usage
 from costline.errors import CostlineError
 from costline.sdk import context as _context
 from costline.sdk.context import CURRENT_OBSERVATION, CURRENT_TRACE, TraceHandle
-from costline.sdk.sinks import dumps
+from costline.sdk.spill import dumps
 from costline.sdk.tracker import Tracker, get_tracker
 
 log = logging.getLogger("costline.sdk")

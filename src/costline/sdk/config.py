@@ -28,6 +28,8 @@ ENV_VARS: Mapping[str, str] = {
     "batch_size": "COSTLINE_BATCH_SIZE",
     "max_buffer": "COSTLINE_MAX_BUFFER",
     "timeout": "COSTLINE_TIMEOUT",
+    "max_retries": "COSTLINE_MAX_RETRIES",
+    "max_retry_time": "COSTLINE_MAX_RETRY_TIME",
 }
 
 #: the server accepts at most this many events per request (costline.ingest.native.MAX_EVENTS)
@@ -55,6 +57,10 @@ class TrackerConfig:
     #: first retry delay in seconds; doubles per failure (with jitter) up to ``max_backoff``
     min_backoff: float = 0.5
     max_backoff: float = 30.0
+    #: a batch that keeps failing for a reason that may pass is retried at most this many times ...
+    max_retries: int = 10
+    #: ... and for at most this many seconds from its first failure; then it is given up (spilled)
+    max_retry_time: float = 300.0
 
     @property
     def mode(self) -> str:
@@ -115,6 +121,8 @@ def resolve_config(
     timeout: float | None = None,
     min_backoff: float = 0.5,
     max_backoff: float = 30.0,
+    max_retries: int | None = None,
+    max_retry_time: float | None = None,
 ) -> TrackerConfig:
     """Arguments win over the environment; ``None`` means "not given"."""
     resolved_host = _text("host", host)
@@ -144,4 +152,6 @@ def resolve_config(
         timeout=_number("timeout", timeout, 5.0, integer=False, low=0.001),
         min_backoff=max(0.0, float(min_backoff)),
         max_backoff=max(float(min_backoff), float(max_backoff)),
+        max_retries=int(_number("max_retries", max_retries, 10, integer=True, low=0)),
+        max_retry_time=_number("max_retry_time", max_retry_time, 300.0, integer=False, low=0),
     )

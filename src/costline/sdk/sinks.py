@@ -8,10 +8,13 @@ there, not on the app's thread) and hands them to a transport:
   standard library (no runtime dependency; one kept-alive connection).
 - ``EmbeddedTransport``: the ingestion pipeline on a store opened in this process.
 
-A batch that fails for a reason that may pass (connection refused, timeout, 5xx, 429, a store error) is
-kept and sent again after an exponential backoff with jitter; ids are stable, so a batch that was stored
-but whose reply was lost is replaced, not counted twice. A batch refused for what it is (4xx other than
-429) is not retried: its events are counted and the reason logged.
+A batch that fails for a reason that may pass (connection refused, timeout, 5xx, 408, 429, a store error) is
+kept and sent again after an exponential backoff with jitter, at most ``max_retries`` times and for at most
+``max_retry_time`` seconds; then it is given up. Ids are stable, so a batch that was stored but whose reply
+was lost is replaced, not counted twice. A batch refused for what it is (any other 4xx) is never retried,
+and neither are the items a 207/400 reply rejects. What is given up, refused or rejected is written to the
+spill file (``spill.py``: JSON Lines with the reason, the status and the time), or counted as dropped
+without one.
 """
 
 from __future__ import annotations
@@ -26,17 +29,14 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
-from types import MappingProxyType
 from typing import Any, Protocol
 
 import orjson
 
-from costline.core.usage import Usage
 from costline.sdk.config import TrackerConfig
+from costline.sdk.spill import SpillFile, dumps, item_index
 
 log = logging.getLogger("costline.sdk")
 
@@ -44,23 +44,8 @@ Event = dict[str, Any]
 
 #: errors logged per rejected batch (the rest are only counted)
 LOGGED_ERRORS = 5
-
-
-def _default(value: object) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Usage):
-        return {unit: (str(q) if isinstance(q, Decimal) else q) for unit, q in value.quantities.items()}
-    if isinstance(value, MappingProxyType | Mapping):
-        return dict(value)
-    if isinstance(value, set | frozenset):
-        return sorted(str(v) for v in value)
-    return str(value)
-
-
-def dumps(value: object) -> bytes:
-    """JSON the server reads: exact decimals as strings, datetimes as RFC 3339, anything else as text."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS)
+#: 4xx replies that may pass: retried like 5xx
+RETRIED_STATUSES = frozenset({408, 429})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +61,10 @@ class SendResult:
     #: the batch was too large: send it in halves
     split: bool = False
     message: str = ""
+    #: the HTTP status of the reply (None: no reply, or no HTTP)
+    status: int | None = None
+    #: the items the sink rejected: (position in the batch, its message)
+    item_errors: tuple[tuple[int, str], ...] = ()
 
 
 class Transport(Protocol):
@@ -84,15 +73,28 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-def _reply_errors(body: bytes) -> tuple[int, int, list[str]]:
+def _reply_errors(body: bytes, events: list[Event]) -> tuple[int, int, list[tuple[int, str]]]:
+    """(accepted, rejected, [(position in the batch, message)]) from an ingest reply."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return 0, 0, []
     if not isinstance(data, dict):
         return 0, 0, []
-    errors = [f"{e.get('id')}: {e.get('message')}" for e in data.get("errors") or [] if isinstance(e, dict)]
-    return int(data.get("accepted") or 0), int(data.get("rejected") or 0), errors
+    errors = [e for e in data.get("errors") or [] if isinstance(e, dict)]
+    return (int(data.get("accepted") or 0), int(data.get("rejected") or 0),
+            [(item_index(str(e.get("message")), e.get("id"), events), str(e.get("message"))) for e in errors])
+
+
+def _server_message(data: bytes) -> str:
+    """The ``message`` of a JSON error reply, else the start of the body."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])[:1000]
+    return data[:300].decode("utf-8", "replace")
 
 
 class HttpTransport:
@@ -135,20 +137,21 @@ class HttpTransport:
             self.close()
             return SendResult(retry=True, message=f"{type(exc).__name__}: {exc}")
         if status == 200:
-            return SendResult(acknowledged=len(events))
+            return SendResult(acknowledged=len(events), status=status)
         if status in (207, 400):
-            accepted, rejected, errors = _reply_errors(data)
-            if accepted + rejected == len(events):
-                return SendResult(acknowledged=accepted, rejected=rejected, message="; ".join(errors[:LOGGED_ERRORS]))
+            accepted, rejected, errors = _reply_errors(data, events)
+            if accepted + rejected == len(events) and len(errors) == rejected:
+                return SendResult(acknowledged=accepted, rejected=rejected, status=status, item_errors=tuple(errors),
+                                  message="; ".join(m for _, m in errors[:LOGGED_ERRORS]))
         if status == 413 and len(events) > 1:
-            return SendResult(split=True, message="413: batch too large")
-        text = data[:300].decode("utf-8", "replace")
-        if status == 429 or status >= 500:
+            return SendResult(split=True, message="413: batch too large", status=status)
+        text = _server_message(data)
+        if status in RETRIED_STATUSES or status >= 500:
             wait = None
             if retry_after and retry_after.strip().isdigit():
                 wait = float(retry_after.strip())
-            return SendResult(retry=True, retry_after=wait, message=f"HTTP {status}: {text}")
-        return SendResult(refused=True, message=f"HTTP {status}: {text}")
+            return SendResult(retry=True, retry_after=wait, message=f"HTTP {status}: {text}", status=status)
+        return SendResult(refused=True, message=f"HTTP {status}: {text}", status=status)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -183,20 +186,22 @@ class EmbeddedTransport:
         self._pipeline = Pipeline(store, default_price_book(), lambda: datetime.now(UTC))
 
     def _project(self, store: Any) -> str:
+        from costline.store.base import redact_url
+
         if self.public_key:
             key = store.find_key_by_public(self.public_key)
             if key is None:
-                raise LookupError(f"no project has the public key {self.public_key!r} in {self.url}")
+                raise LookupError(f"no project has the public key {self.public_key!r} in {redact_url(self.url)}")
             return str(key.project_id)
         projects = store.list_projects()
         if len(projects) == 1:
             return str(projects[0].id)
         if projects:
-            raise LookupError(f"{self.url} has {len(projects)} projects; set public_key to choose one")
+            raise LookupError(f"{redact_url(self.url)} has {len(projects)} projects; set public_key to choose one")
         from costline.server.auth import create_project
 
         new = create_project(store, "default", datetime.now(UTC))
-        log.warning("costline: created project 'default' (%s) in %s", new.project.id, self.url)
+        log.warning("costline: created project 'default' (%s) in %s", new.project.id, redact_url(self.url))
         return new.project.id
 
     def send(self, events: list[Event]) -> SendResult:
@@ -214,9 +219,9 @@ class EmbeddedTransport:
         except Exception as exc:  # a store that is busy or away: try again later
             self.close()
             return SendResult(retry=True, message=f"{type(exc).__name__}: {exc}")
-        errors = [f"{e.id}: {e.message}" for e in decoded.errors]
-        return SendResult(acknowledged=len(decoded.accepted), rejected=len(errors),
-                          message="; ".join(errors[:LOGGED_ERRORS]))
+        errors = [(item_index(e.message, e.id, events), e.message) for e in decoded.errors]
+        return SendResult(acknowledged=len(decoded.accepted), rejected=len(errors), item_errors=tuple(errors),
+                          message="; ".join(m for _, m in errors[:LOGGED_ERRORS]))
 
     def close(self) -> None:
         if self._store is not None:
@@ -230,11 +235,11 @@ class EmbeddedTransport:
 class Stats:
     """Counters, written by the worker (and by the app's thread for drops); read with ``snapshot``."""
 
-    __slots__ = ("dropped", "failed_batches", "rejected", "restored", "retries", "sent", "spilled")
+    __slots__ = ("dropped", "failed_batches", "gave_up", "rejected", "restored", "retries", "sent", "spilled")
 
     def __init__(self) -> None:
         self.sent = self.dropped = self.rejected = self.failed_batches = 0
-        self.spilled = self.retries = self.restored = 0
+        self.spilled = self.retries = self.restored = self.gave_up = 0
 
 
 class Shipper:
@@ -255,6 +260,8 @@ class Shipper:
         self._lock = threading.Lock()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._retrying_since: float | None = None
+        self.spill = SpillFile(config.spill_path) if config.spill_path is not None else None
         self._restore()
         if transport is not None:
             self._thread = threading.Thread(target=self._run, name="costline-sdk", daemon=True)
@@ -318,51 +325,38 @@ class Shipper:
 
     # -- spill file -----------------------------------------------------------------------------------
 
-    def _spill(self, events: list[Event]) -> None:
-        path = self.config.spill_path
-        if path is None:
-            self.stats.dropped += len(events)
-            log.warning("costline: %s events could not be delivered before shutdown and were dropped "
-                        "(set spill_path / COSTLINE_SPILL_PATH to keep them)", len(events))
+    def _spill(self, events: list[Event], kind: str = "shutdown", reason: str = "undelivered at shutdown",
+               status: int | None = None, reasons: list[str] | None = None) -> None:
+        """Write ``events`` to the spill file with why (``reasons``: one per event), or count them as dropped."""
+        if not events:
+            return
+        if self.spill is None:
+            if kind != "rejected":  # rejected items are counted in ``rejected`` already
+                self.stats.dropped += len(events)
+            log.warning("costline: %s events %s were dropped (set spill_path / COSTLINE_SPILL_PATH to keep them)",
+                        len(events), "undelivered at shutdown" if kind == "shutdown" else f"{kind} ({reason})")
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "ab") as out:
-                out.write(b"".join(dumps(e) + b"\n" for e in events))
-            self.stats.spilled += len(events)
-            log.warning("costline: %s undelivered events written to %s; they are sent on the next start",
-                        len(events), path)
+            self.spill.append(events, kind=kind, status=status, reasons=reasons or [reason] * len(events))
         except OSError as exc:
             self.stats.dropped += len(events)
-            log.error("costline: could not write %s events to %s: %s", len(events), path, exc)
+            log.error("costline: could not write %s events to %s: %s", len(events), self.spill.path, exc)
+            return
+        self.stats.spilled += len(events)
+        log.warning("costline: %s events written to %s (%s: %s)", len(events), self.spill.path, kind, reason)
 
     def _restore(self) -> None:
-        path = self.config.spill_path
-        if path is None or self.transport is None:
+        if self.spill is None or self.transport is None:
             return
         try:
-            if not path.exists():
-                return
-            lines = path.read_bytes().splitlines()
-            path.unlink()
+            events = self.spill.take_resendable()
         except OSError as exc:
-            log.error("costline: could not read the spill file %s: %s", path, exc)
+            log.error("costline: could not read the spill file %s: %s", self.spill.path, exc)
             return
-        restored = 0
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                log.warning("costline: %s line %s is not JSON; skipped", path, number)
-                continue
-            if isinstance(event, dict):
-                self.queue.append(event)
-                restored += 1
-        self.stats.restored = restored
-        if restored:
-            log.info("costline: %s events restored from %s", restored, path)
+        self.queue.extend(events)
+        self.stats.restored = len(events)
+        if events:
+            log.info("costline: %s events restored from %s", len(events), self.spill.path)
 
     # -- the worker -----------------------------------------------------------------------------------
 
@@ -430,23 +424,40 @@ class Shipper:
             log.warning("costline: %s; sending batches of at most %s events", result.message, self.batch_size)
             return 0.0
         if result.retry:
+            now = time.monotonic()
+            if failures == 0 or self._retrying_since is None:
+                self._retrying_since = now
+            if failures >= self.config.max_retries or now - self._retrying_since >= self.config.max_retry_time:
+                stats.failed_batches += 1
+                stats.gave_up += len(batch)
+                log.error("costline: giving up a batch of %s events after %s attempts in %.0f s (%s)",
+                          len(batch), failures + 1, now - self._retrying_since, result.message)
+                self._spill(batch, "gave_up", f"gave up after {failures + 1} attempts: {result.message}",
+                            result.status)
+                self._batch = self._retrying_since = None
+                return None
             if failures == 0 or failures % 10 == 0:
                 log.warning("costline: sending %s events failed (%s); retrying", len(batch), result.message)
             base = min(self.config.max_backoff, self.config.min_backoff * float(2 ** min(failures, 30)))
             delay = base / 2 + random.uniform(0, base / 2)
             if result.retry_after is not None:
                 delay = max(delay, min(result.retry_after, self.config.max_backoff))
-            return delay
+            left = self.config.max_retry_time - (now - self._retrying_since)
+            return max(0.0, min(delay, left))
+        self._retrying_since = None
         if result.refused:
             stats.failed_batches += 1
-            stats.dropped += len(batch)
             log.error("costline: the sink refused a batch of %s events (%s); not retried",
                       len(batch), result.message)
+            self._spill(batch, "refused", result.message, result.status)
         else:
             stats.sent += result.acknowledged
             if result.rejected:
                 stats.rejected += result.rejected
                 log.error("costline: %s of %s events rejected: %s", result.rejected, len(batch), result.message)
+                rejected = [(batch[i], message) for i, message in result.item_errors if 0 <= i < len(batch)]
+                self._spill([e for e, _ in rejected], "rejected", "rejected by the sink", result.status,
+                            [m for _, m in rejected])
             if failures:
                 log.info("costline: sending works again")
         self._batch = None

@@ -72,6 +72,8 @@ class Tracker:
         book: PriceBook | None = None,
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
+        max_retries: int | None = None,
+        max_retry_time: float | None = None,
     ) -> None:
         self._book = book
         self._prefix = secrets.token_hex(10)
@@ -85,6 +87,7 @@ class Tracker:
                 max_buffer=None if max_buffer == 10_000 else max_buffer,
                 spill_path=spill_path, enabled=None if enabled is True else enabled,
                 timeout=None if timeout == 5.0 else timeout, min_backoff=min_backoff, max_backoff=max_backoff,
+                max_retries=max_retries, max_retry_time=max_retry_time,
             )
         except Exception:
             log.exception("costline: bad tracker configuration; tracking is disabled")
@@ -316,13 +319,14 @@ class Tracker:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: queued (waiting or in flight), sent (acknowledged), dropped (lost: buffer full, refused
-        batch, shutdown without spill file), rejected (refused items), failed_batches, spilled, retries,
-        restored (read back from the spill file)."""
+        """Counters: queued (waiting or in flight), sent (acknowledged), dropped (lost: buffer full; or
+        refused, rejected, given up or left at shutdown without a spill file), rejected (items a 207/400 reply
+        refused), failed_batches (refused or given up), gave_up (events of batches retried to the cap),
+        spilled (written to the spill file), retries, restored (read back from the spill file)."""
         s = self._shipper.stats
         return {"queued": self._shipper.queued, "sent": s.sent, "dropped": s.dropped, "rejected": s.rejected,
-                "failed_batches": s.failed_batches, "spilled": s.spilled, "retries": s.retries,
-                "restored": s.restored}
+                "failed_batches": s.failed_batches, "gave_up": s.gave_up, "spilled": s.spilled,
+                "retries": s.retries, "restored": s.restored}
 
     @property
     def mode(self) -> str:

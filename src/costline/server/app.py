@@ -108,8 +108,16 @@ def _nul_in_url(request: Request) -> bool:
     return "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b"")
 
 
+#: the public key an admin-token request carries (``request.state.api_key``); only it reaches /v1/admin/
+ADMIN_PUBLIC_KEY = "local-admin"
+ADMIN_PREFIX = "/v1/admin/"
+
+
 def _admin_key(state: ServerState, request: Request) -> ApiKey | JSONResponse:
-    """The project an admin-token request is about: the ``X-Costline-Project`` header, or the only one."""
+    """The project an admin-token request is about: the ``X-Costline-Project`` header, or the only one
+    (``/v1/admin/`` routes name their project in the path)."""
+    if request.url.path.startswith(ADMIN_PREFIX):
+        return ApiKey("", ADMIN_PUBLIC_KEY, "", datetime.fromtimestamp(0, UTC))
     wanted = request.headers.get(PROJECT_HEADER)
     projects = state.store.list_projects()
     if wanted is None and len(projects) == 1:
@@ -119,7 +127,7 @@ def _admin_key(state: ServerState, request: Request) -> ApiKey | JSONResponse:
         names = ", ".join(p.id for p in projects) or "none"
         return JSONResponse({"message": f"name the project in the {PROJECT_HEADER} header (projects: {names})"},
                             status_code=400)
-    return ApiKey(project.id, "local-admin", "", project.created_at)
+    return ApiKey(project.id, ADMIN_PUBLIC_KEY, "", project.created_at)
 
 
 def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock = _utcnow,
@@ -130,6 +138,7 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     from costline.server import prometheus
     from costline.server.routes import (
         admin,
+        admin_keys,
         alerts,
         budgets,
         cloud,
@@ -146,7 +155,7 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     pipeline = Pipeline(store, book, clock)
     budget_service = BudgetService(store, pipeline, clock, ttl=timedelta(seconds=settings.reservation_ttl_s))
     seals = Seals(store, load_seal_key(settings.seal_key, settings.data_dir))
-    authenticator = Authenticator(store)
+    authenticator = Authenticator(store, clock, ttl_s=settings.key_cache_ttl_s)
     authenticator.on_secret = lambda key, secret: seals.remember(key, secret, clock())
     app.state.costline = ServerState(
         settings=settings,
@@ -157,7 +166,8 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         require_auth_everywhere=not is_loopback(settings.bind_host),
         budgets=budget_service,
         alerts=AlertEngine(store, budget_service, clock, interval_s=settings.alert_interval_s,
-                           destinations=DestinationPolicy(settings.channel_allow_hosts)),
+                           destinations=DestinationPolicy(settings.channel_allow_hosts),
+                           reservation_keep=timedelta(seconds=settings.reservation_keep_s)),
         admin_token_hash=hash_secret(admin_token) if admin_token else None,
         seals=seals,
     )
@@ -184,10 +194,13 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
             if isinstance(admin, JSONResponse):
                 return admin
             key = admin
-        elif not admin_token:  # the store is read on the thread pool, never on the event loop
-            key = state.auth.cached(header)
-            if key is None and header:
-                key = await run_in_threadpool(state.auth.authenticate, header)
+        elif not admin_token and state.auth.fast(header):
+            key = state.auth.authenticate(header)
+        elif not admin_token:  # a store lookup or a last-use write: off the event loop
+            key = await run_in_threadpool(state.auth.authenticate, header)
+        if path.startswith(ADMIN_PREFIX) and key is not None and key.public_key != ADMIN_PUBLIC_KEY:
+            return JSONResponse({"message": "the /v1/admin/ routes need the server's admin token (server.json)"},
+                                status_code=403)
         if key is None and not admin_token and not open_route:
             return JSONResponse(
                 {"message": "missing or invalid credentials: send HTTP Basic public_key:secret_key or "
@@ -221,5 +234,6 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(alerts.router)
     app.include_router(cloud.router)
     app.include_router(admin.router)
+    app.include_router(admin_keys.router)
     prometheus.install(app)
     return app

@@ -38,6 +38,7 @@ def write_runtime_file(data_dir: Path, server: RunningServer) -> Path:
     """Write the control file readable by this user only; returns its path."""
     path = data_dir / FILE_NAME
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an earlier server keeps its mode through O_TRUNC: narrow it too
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump({"url": server.url, "pid": server.pid, "store_url": server.store_url, "token": server.token}, f)
     return path

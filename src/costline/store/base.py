@@ -8,10 +8,13 @@ come back as ``Decimal``. Backends are synchronous; the server calls them from a
 from __future__ import annotations
 
 import importlib
+import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
@@ -35,6 +38,22 @@ OBSERVATION_FILTERS: Mapping[str, str] = MappingProxyType({
     "model": "model", "user": "user_id", "session": "session_id", "trace_id": "trace_id", "name": "name",
     "type": "type", "status": "pricing_status",
 })
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parents) if missing; a directory it creates is 0700 (owner only: it holds the
+    store and server.json with the admin token). An existing directory keeps its mode."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)  # mkdir's mode passes through the umask; this does not
+    return path
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (``postgresql://user:***@host/db``, ``password=***``), for
+    banners, logs and messages."""
+    url = re.sub(r"(://[^:/@?\s]*:)[^@/?\s]*@", r"\1***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 class StoreError(CostlineError):
@@ -64,6 +83,13 @@ class ApiKey:
     #: sha256 hex digest of the secret key (secrets are 32 random bytes, so a fast hash is enough)
     secret_hash: str
     created_at: datetime
+    #: when a server last accepted it (recorded at most once a minute per key and server); None: never
+    last_used_at: datetime | None = None
+    #: when it stops (stopped) working; a rotation with a grace period sets a future time; None: not revoked
+    revoked_at: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.revoked_at is None or self.revoked_at > now
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +180,26 @@ class Store(Protocol):
     def find_key_by_public(self, public_key: str) -> ApiKey | None: ...
 
     def find_key_by_secret_hash(self, secret_hash: str) -> ApiKey | None: ...
+
+    def list_keys(self, project_id: str | None = None) -> list[ApiKey]:
+        """Every key (revoked ones too) with its last use and revocation time, by project and creation."""
+        ...
+
+    def create_key(self, key: ApiKey) -> None:
+        """Add a key to an existing project (``StoreError`` when there is no such project)."""
+        ...
+
+    def revoke_key(self, public_key: str, at: datetime) -> ApiKey | None:
+        """Make the key stop working at ``at`` (an earlier revocation stands); the stored key, or None."""
+        ...
+
+    def rotate_key(self, public_key: str, new_key: ApiKey, revoke_at: datetime) -> None:
+        """Add ``new_key`` and make ``public_key`` stop working at ``revoke_at``, in one transaction."""
+        ...
+
+    def touch_key(self, public_key: str, at: datetime) -> None:
+        """Record a use of the key at ``at`` (a later recorded use stands)."""
+        ...
 
     # writes (each call is one transaction, committed before it returns) ----------------------------
     def get_observations(self, project_id: str, ids: Sequence[str]) -> dict[str, Observation]: ...
@@ -289,7 +335,7 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     module_name = BACKENDS.get(scheme)
     if module_name is None:
         known = ", ".join(sorted({f"{s}://" for s in BACKENDS}))
-        raise StoreError(f"unknown store URL scheme {scheme!r} in {url!r}; use one of {known}")
+        raise StoreError(f"unknown store URL scheme {scheme!r} in {redact_url(url)!r}; use one of {known}")
     module = importlib.import_module(module_name)
     store: Store = module.connect(url)
     if migrate:

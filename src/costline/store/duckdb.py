@@ -13,6 +13,7 @@ TIMESTAMPTZ values are read through ``timezone('UTC', col)``: fetching TIMESTAMP
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -24,7 +25,7 @@ import duckdb
 
 from costline.core.events import Observation, Score, Trace
 from costline.store import rows
-from costline.store.base import StoreError
+from costline.store.base import StoreError, ensure_private_dir
 from costline.store.dialects import DuckDBDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations, pending_migrations
 from costline.store.rows import Column
@@ -119,8 +120,11 @@ class DuckDBStore(SqlStore):
         self.url = url
         self.path = database_path(url)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(self.path.parent)
+            new = not self.path.exists()
             self._conn = duckdb.connect(str(self.path), config=url_config(url))
+            if new:  # a new store is readable by its owner only (it holds every key digest); DuckDB refuses an
+                os.chmod(self.path, 0o600)  # empty file, so it is made first and narrowed at once
         except (OSError, duckdb.Error) as exc:
             raise StoreError(
                 f"cannot open the DuckDB store {self.path}: {exc}. One process owns a DuckDB file: stop the other "

@@ -10,7 +10,6 @@ order so concurrent writers of overlapping batches queue instead of deadlocking.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from psycopg.types.json import set_json_loads
 
 from costline.core.events import Observation, Score, Trace
 from costline.store import rows
-from costline.store.base import StoreError, UnstorableTextError
+from costline.store.base import StoreError, UnstorableTextError, redact_url
 from costline.store.dialects import PostgresDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations
 from costline.store.rows import Column
@@ -37,10 +36,8 @@ POOL_TIMEOUT_S = 30.0
 MIGRATION_LOCK = int.from_bytes(b"costline", "big")
 
 
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages."""
-    url = re.sub(r"(://[^:/@?]*:)[^@/?]*@", r"\1***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+#: ``url`` with any password replaced by ``***``, for messages
+redact = redact_url
 
 
 def connect(url: str, *, pool_size: int = POOL_SIZE) -> PostgresStore:

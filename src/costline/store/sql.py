@@ -20,13 +20,14 @@ from costline.store import rows
 from costline.store.base import OBSERVATION_FILTERS, ApiKey, AuditEntry, Project, StoredPrice, StoreError
 from costline.store.control_sql import ControlSql
 from costline.store.dialects import Dialect
+from costline.store.keys_sql import KeySql
 from costline.store.query_sql import compile_query, finish
 from costline.store.rows import Column
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class SqlStore(ControlSql):
+class SqlStore(KeySql, ControlSql):
     """Shared ``Store`` methods for the SQL backends."""
 
     PARAM: ClassVar[str] = "?"
@@ -68,18 +69,6 @@ class SqlStore(ControlSql):
             self._q(f"SELECT {self._columns(rows.PROJECT_COLUMNS)} FROM projects WHERE id = ?"), [project_id]
         )
         return Project(found[0][0], found[0][1], rows.utc_out(found[0][2]), found[0][3]) if found else None
-
-    def _find_key(self, column: str, value: str) -> ApiKey | None:
-        found = self._fetch(
-            self._q(f"SELECT {self._columns(rows.API_KEY_COLUMNS)} FROM api_keys WHERE {column} = ?"), [value]
-        )
-        return ApiKey(found[0][0], found[0][1], found[0][2], rows.utc_out(found[0][3])) if found else None
-
-    def find_key_by_public(self, public_key: str) -> ApiKey | None:
-        return self._find_key("public_key", public_key)
-
-    def find_key_by_secret_hash(self, secret_hash: str) -> ApiKey | None:
-        return self._find_key("secret_hash", secret_hash)
 
     # reads -------------------------------------------------------------------------------------------------
     def trace_observations(self, project_id: str, trace_id: str) -> list[Observation]:

@@ -118,13 +118,14 @@ async def settle(request: Request, reservation_id: str) -> JSONResponse:
     if model is not None and (not isinstance(model, str) or not model or len(model) > 200):
         raise CheckError("model: expected a model name")
     try:
-        result = await run_in_threadpool(lambda: _service(request).settle(project, reservation_id, cost=cost,
-                                                                          usage=usage, model=model))
+        settled = await run_in_threadpool(lambda: _service(request).settle(project, reservation_id, cost=cost,
+                                                                           usage=usage, model=model))
     except BudgetNotFoundError as exc:
         return _not_found(str(exc))
-    obs = result.observations[0]
+    obs = settled.result.observations[0]
     return JSONResponse({"id": obs.id, "model": obs.model, "status": obs.pricing_status,
-                         "cost": None if obs.total_cost is None else str(obs.total_cost), "currency": obs.currency})
+                         "cost": None if obs.total_cost is None else str(obs.total_cost), "currency": obs.currency,
+                         "hold_expired": settled.hold_expired, "expires_at": settled.expires_at.isoformat()})
 
 
 @router.delete("/v1/budgets/reservations/{reservation_id}", summary="Cancel a reservation (the call was not made)")

@@ -115,6 +115,8 @@ async def _signed_key(request: Request, body: bytes) -> ApiKey | Response:
     except sigv4.SignatureError as exc:
         return _aws_error("IncompleteSignatureException", str(exc))
     key = await run_in_threadpool(state.store.find_key_by_public, cred.access_key)
+    if key is not None and not key.active(state.clock()):
+        key = None  # revoked (or past its rotation grace period)
     seals = state.seals
     secret = await run_in_threadpool(seals.secret_of, key) if key is not None and seals is not None else None
     if key is None or secret is None:

@@ -1,0 +1,7 @@
+-- Key lifecycle: when a key was last used (written at most once a minute per key and server) and when it stops
+-- working (revoked now, or later when a rotation leaves the old key a grace period). NULL: never / not revoked.
+CREATE TABLE api_key_state (
+    public_key VARCHAR PRIMARY KEY,
+    last_used_at TIMESTAMPTZ,
+    revoked_at TIMESTAMPTZ
+);
