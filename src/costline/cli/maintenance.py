@@ -59,10 +59,10 @@ def reprice_command(obj: CliContext, from_text: str, to_text: str, model_glob: s
                 if not dry_run:
                     pending.append(new)
                     if len(pending) >= BATCH:
-                        store.write(pending)
+                        pipeline.write_repriced(pending)
                         pending = []
         if pending:
-            store.write(pending)
+            pipeline.write_repriced(pending)
         summary = {
             "from": start.isoformat(), "to": end.isoformat(), "model": model_glob, "dry_run": dry_run,
             "scanned": scanned, "changed": changed,
