@@ -94,7 +94,10 @@ def send_concurrently(urls: list[str], headers: dict[str, str], run: str) -> Non
     def client(url: str) -> httpx.Client:
         mine: dict[str, httpx.Client] = local.__dict__.setdefault("clients", {})
         if url not in mine:
-            mine[url] = httpx.Client(base_url=url, headers=headers, timeout=60)
+            # a fresh connection per request: a kept-alive one idle past uvicorn's 5 s keep-alive timeout on
+            # a loaded machine may be closed by the server just as the next request goes out (connection reset)
+            mine[url] = httpx.Client(base_url=url, headers=headers, timeout=60,
+                                     limits=httpx.Limits(max_keepalive_connections=0))
             with lock:
                 clients.append(mine[url])
         return mine[url]
