@@ -7,6 +7,7 @@ other thread's update; the tests never assert how long anything took.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ import pytest
 from costline.core.events import Observation, Trace
 from costline.core.resolve import PriceBook
 from costline.ingest.langfuse import decode_ingestion
+from costline.ingest.otlp import decode_otlp
 from costline.ingest.pipeline import Pipeline
 from costline.store.base import Store, open_store
 
@@ -163,3 +165,42 @@ def test_reprice_keeps_an_update_that_landed_after_the_scan(store: Store, bundle
     # 1000 input tokens at $0.15/M + 1000 output tokens at $0.60/M
     assert dict(gen.usage) == {"input_tokens": 1000, "output_tokens": 1000}
     assert gen.total_cost == D("0.00075")
+
+
+def otlp_request(trace_hex: str, span_hex: str, parent: str | None, attributes: dict[str, Any]) -> bytes:
+    span: dict[str, Any] = {
+        "traceId": trace_hex, "spanId": span_hex, "name": "step", "startTimeUnixNano": "1793534400000000000",
+        "endTimeUnixNano": "1793534401000000000",
+        "attributes": [{"key": k, "value": {"arrayValue": {"values": [{"stringValue": t} for t in v]}}
+                        if isinstance(v, list) else {"stringValue": v}} for k, v in attributes.items()],
+    }
+    if parent is not None:
+        span["parentSpanId"] = parent
+    return json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"scope": {"name": "app"},
+                                                                          "spans": [span]}]}]}).encode()
+
+
+def test_otlp_trace_attributes_from_parallel_exports_all_land(store: Store, bundled_book: PriceBook) -> None:
+    """Spans of one trace exported in separate, parallel requests each bring some trace attributes (the root
+    the user, a child the session, another the tags): the trace row ends with all of them."""
+    pipeline = Pipeline(store, bundled_book, lambda: AT)
+    traces = 60
+    bodies = []
+    for i in range(traces):
+        trace_hex, root = f"{i + 1:032x}", f"{i + 1:08x}00000001"
+        bodies += [otlp_request(trace_hex, root, None, {"user.id": f"u{i}"}),
+                   otlp_request(trace_hex, f"{i + 1:08x}00000002", root, {"session.id": f"s{i}"}),
+                   otlp_request(trace_hex, f"{i + 1:08x}00000003", root, {"langfuse.trace.tags": ["x", f"t{i}"]})]
+
+    def send(body: bytes) -> None:
+        decoded = decode_otlp(body, "application/json")
+        assert not decoded.errors
+        pipeline.ingest("p1", decoded, "otlp")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, bodies))
+    stored = store.get_traces("p1", [f"{i + 1:032x}" for i in range(traces)])
+    for i in range(traces):
+        trace = stored[f"{i + 1:032x}"]
+        assert (trace.user_id, trace.session_id, trace.tags) == (f"u{i}", f"s{i}", ("x", f"t{i}")), i
+    assert store.count_observations("p1") == 3 * traces
