@@ -93,21 +93,27 @@ class Pipeline:
         previous: dict[str, Observation] = {}
         scores = [score_from_event(s, project_id, now) for s in decoded.scores]
 
+        # complete records (native, OTLP) replace the stored row: merged and priced before any lock is taken
+        complete = [] if decoded.merge else self._observations(project_id, decoded, {}, book, now)
+
         def merge(stored: Mapping[str, Observation],
                   stored_traces: Mapping[str, Trace]) -> tuple[list[Observation], list[Trace]]:
             previous.update(stored)
-            return (self._observations(project_id, decoded, stored, book, now),
-                    self._traces(project_id, decoded, stored_traces, now))
+            merged = self._observations(project_id, decoded, stored, book, now) if decoded.merge else complete
+            return merged, self._traces(project_id, decoded, stored_traces, now)
 
         observations: Sequence[Observation] = ()
         traces: Sequence[Trace] = ()
-        if decoded.observations or decoded.traces or scores:
-            # the ids whose stored rows the events are folded into: read, merged and written under their locks,
-            # so partial updates of one id in concurrent requests (or on other servers) all land
-            merged_ids = [e.id for e in decoded.observations] if decoded.merge else []
+        # the ids whose stored rows the events are folded into: read, merged and written under their locks, so
+        # partial updates of one id in concurrent requests (or on other servers) all land
+        merged_ids = [e.id for e in decoded.observations] if decoded.merge else []
+        if merged_ids or decoded.traces:
             observations, traces = self.store.merge_write(
                 project_id, merged_ids, [e.id for e in decoded.traces], merge, scores
             )
+        elif complete or scores:  # nothing to read: a plain upsert
+            self.store.write(complete, (), scores)
+            observations = complete
         result = IngestResult(tuple(observations), tuple(traces), tuple(scores), previous)
         for listener in self.listeners:
             try:
