@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.server.harness import Server, drop_postgres_schema, make_server, postgres_url
@@ -12,6 +13,18 @@ from tests.server.harness import Server, drop_postgres_schema, make_server, post
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"serve-{request.param}")
     srv, schema = make_server(request.param, tmp)
+    srv.start()
+    yield srv
+    srv.stop()
+    base = postgres_url()
+    if schema and base:
+        drop_postgres_schema(base, schema)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A server of its own for one test, over each store."""
+    srv, schema = make_server(request.param, tmp_path)
     srv.start()
     yield srv
     srv.stop()

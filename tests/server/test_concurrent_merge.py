@@ -130,17 +130,6 @@ def check_all(server: Server, run: str) -> None:
     assert not losses, f"{len(losses)}/{PAIRS} pairs lost fields, e.g. {sample}"
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    srv, schema = make_server(request.param, tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
-    base = postgres_url()
-    if schema and base:
-        drop_postgres_schema(base, schema)
-
-
 def test_concurrent_creates_and_updates_lose_nothing(fresh_server: Server) -> None:
     run = uuid.uuid4().hex[:8]
     send_concurrently([fresh_server.url], fresh_server.headers, run)
