@@ -10,6 +10,9 @@ Run over DuckDB, PostgreSQL, and two servers sharing one PostgreSQL database (re
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -165,3 +168,58 @@ def test_two_servers_on_one_postgres_lose_nothing(two_servers: tuple[Server, Ser
     # request k goes to server k % 2: each pair's two trace-creates, and its create and update, are split
     send_concurrently([first.url, second.url, second.url, first.url], first.headers, run)
     check_all(first, run)
+
+
+JS_ENV = "COSTLINE_TEST_LANGFUSE_JS"
+JS_APP = """
+const { Langfuse } = require("langfuse");
+const [baseUrl, publicKey, secretKey, run, pairs] = process.argv.slice(2);
+// flushAt: 1 sends every event in its own request, without waiting for the one before
+const langfuse = new Langfuse({ publicKey, secretKey, baseUrl, flushAt: 1, fetchRetryCount: 0 });
+langfuse.on("error", (error) => { console.error("langfuse error", error); process.exitCode = 1; });
+(async () => {
+  for (let i = 0; i < Number(pairs); i++) {
+    const trace = langfuse.trace({ id: `${run}-t${i}`, name: "chat", userId: `user-${i}` });
+    const generation = trace.generation({ id: `${run}-g${i}`, name: "llm", model: "gpt-4o-mini",
+                                          startTime: new Date("2026-11-01T12:00:00Z") });
+    generation.end({ usage: { input: 1000 + i, output: 100 + i }, endTime: new Date("2026-11-01T12:00:03Z") });
+    trace.update({ sessionId: `session-${i}` });
+  }
+  await langfuse.shutdownAsync();
+})();
+"""
+
+
+def test_langfuse_js_sdk_with_flush_at_1_loses_nothing(fresh_server: Server, tmp_path: Path) -> None:
+    """The unmodified npm ``langfuse`` (v3) SDK with ``flushAt: 1``: trace, generation, generation end with
+    usage and trace update go out as four parallel requests per pair."""
+    folder = os.environ.get(JS_ENV)
+    if not folder or shutil.which("node") is None:
+        pytest.skip(f"needs node and {JS_ENV} naming a folder with node_modules/langfuse (npm install langfuse@3)")
+    script = tmp_path / "app.js"
+    script.write_text(JS_APP)
+    run = uuid.uuid4().hex[:8]
+    done = subprocess.run(
+        ["node", str(script), fresh_server.url, fresh_server.public_key, fresh_server.secret_key, run, str(PAIRS)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NODE_PATH": str(Path(folder) / "node_modules")},
+    )
+    assert done.returncode == 0, done.stderr
+    losses: dict[int, list[str]] = {}
+    with fresh_server.client() as c:
+        for i in range(PAIRS):
+            trace = c.get(f"/api/public/traces/{run}-t{i}").json()
+            lost = [name for name, ok in (("userId", trace.get("userId") == f"user-{i}"),
+                                          ("sessionId", trace.get("sessionId") == f"session-{i}")) if not ok]
+            gens = trace.get("observations") or [{}]
+            gen = gens[0]
+            if gen.get("model") != "gpt-4o-mini":
+                lost.append("model")
+            if gen.get("usageDetails") != {"input": 1000 + i, "output": 100 + i, "total": 1100 + 2 * i}:
+                lost.append("usage")
+            cost = gen.get("calculatedTotalCost")
+            if cost is None or D(str(cost)) != expected_cost(i):
+                lost.append("cost")
+            if lost or len(gens) != 1:
+                losses[i] = lost
+    assert not losses, f"{len(losses)}/{PAIRS} pairs lost fields, e.g. {dict(list(losses.items())[:5])}"
