@@ -4,28 +4,14 @@ restart it on the same store, and every acknowledged event is there exactly once
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
-from tests.server.harness import Server, drop_postgres_schema, make_server, postgres_url
+from tests.server.harness import Server
 
 from costline.store import open_store
 
 BATCHES = 20
 PER_BATCH = 250
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    srv, schema = make_server(request.param, tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
-    base = postgres_url()
-    if schema and base:
-        drop_postgres_schema(base, schema)
 
 
 def test_kill_9_after_acknowledged_batches(fresh_server: Server) -> None:

@@ -64,10 +64,10 @@ def reprice_range(store: Store, pipeline: Pipeline, *, start: datetime, end: dat
             if not dry_run:
                 pending.append(new)
                 if len(pending) >= BATCH:
-                    store.write(pending)
+                    pipeline.write_repriced(pending)
                     pending = []
     if pending:
-        store.write(pending)
+        pipeline.write_repriced(pending)
     summary = RepriceSummary(start, end, model_glob, dry_run, scanned, changed, old_total, new_total)
     if not dry_run:
         store.add_audit("reprice", summary.to_json(), now)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -89,13 +89,31 @@ class Pipeline:
 
     def ingest(self, project_id: str, decoded: Decoded, protocol: str = "native") -> IngestResult:
         now = self.clock()
-        book = self.book_for(project_id)
+        book = self.book_for(project_id)  # before the store's transaction: ``merge`` must not call the store
         previous: dict[str, Observation] = {}
-        observations = self._observations(project_id, decoded, book, now, previous)
-        traces = self._traces(project_id, decoded, now)
         scores = [score_from_event(s, project_id, now) for s in decoded.scores]
-        if observations or traces or scores:
-            self.store.write(observations, traces, scores)
+
+        # complete records (native, OTLP) replace the stored row: merged and priced before any lock is taken
+        complete = [] if decoded.merge else self._observations(project_id, decoded, {}, book, now)
+
+        def merge(stored: Mapping[str, Observation],
+                  stored_traces: Mapping[str, Trace]) -> tuple[list[Observation], list[Trace]]:
+            previous.update(stored)
+            merged = self._observations(project_id, decoded, stored, book, now) if decoded.merge else complete
+            return merged, self._traces(project_id, decoded, stored_traces, now)
+
+        observations: Sequence[Observation] = ()
+        traces: Sequence[Trace] = ()
+        # the ids whose stored rows the events are folded into: read, merged and written under their locks, so
+        # partial updates of one id in concurrent requests (or on other servers) all land
+        merged_ids = [e.id for e in decoded.observations] if decoded.merge else []
+        if merged_ids or decoded.traces:
+            observations, traces = self.store.merge_write(
+                project_id, merged_ids, [e.id for e in decoded.traces], merge, scores
+            )
+        elif complete or scores:  # nothing to read: a plain upsert
+            self.store.write(complete, (), scores)
+            observations = complete
         result = IngestResult(tuple(observations), tuple(traces), tuple(scores), previous)
         for listener in self.listeners:
             try:
@@ -104,28 +122,39 @@ class Pipeline:
                 log.exception("ingest listener %r failed", listener)
         return result
 
-    def _observations(self, project_id: str, decoded: Decoded, book: PriceBook, now: datetime,
-                      previous: dict[str, Observation]) -> list[Observation]:
-        if not decoded.observations:
-            return []
-        merged: dict[str, Observation] = {}
-        if decoded.merge:
-            ids = list(dict.fromkeys(e.id for e in decoded.observations))
-            previous.update(self.store.get_observations(project_id, ids))
-            merged.update(previous)
+    @staticmethod
+    def _observations(project_id: str, decoded: Decoded, stored: Mapping[str, Observation], book: PriceBook,
+                      now: datetime) -> list[Observation]:
+        """The events folded into the stored rows (Langfuse) or replacing them (complete records), each priced
+        from its merged model, usage and provided cost."""
+        merged: dict[str, Observation] = dict(stored) if decoded.merge else {}
         for event in decoded.observations:
             merged[event.id] = merge_observation(merged.get(event.id) if decoded.merge else None, event,
                                                  project_id, now)
-        return [price_observation(o, book) for o in merged.values()]
+        touched = dict.fromkeys(e.id for e in decoded.observations)
+        return [price_observation(merged[i], book) for i in touched]
 
-    def _traces(self, project_id: str, decoded: Decoded, now: datetime) -> list[Trace]:
-        if not decoded.traces:
-            return []
-        ids = list(dict.fromkeys(e.id for e in decoded.traces))
-        merged: dict[str, Trace] = dict(self.store.get_traces(project_id, ids))
+    @staticmethod
+    def _traces(project_id: str, decoded: Decoded, stored: Mapping[str, Trace], now: datetime) -> list[Trace]:
+        merged: dict[str, Trace] = dict(stored)
         for event in decoded.traces:
             merged[event.id] = merge_trace(merged.get(event.id), event, project_id, now)
-        return list(merged.values())
+        return [merged[i] for i in dict.fromkeys(e.id for e in decoded.traces)]
+
+    def write_repriced(self, observations: Iterable[Observation]) -> None:
+        """Write these observations priced with today's books, re-reading each under its id's lock first: an
+        update that landed since they were read is kept (and priced), a row deleted since stays deleted."""
+        by_project: dict[str, list[str]] = {}
+        for obs in observations:
+            by_project.setdefault(obs.project_id, []).append(obs.id)
+        for project_id, ids in by_project.items():
+            book = self.book_for(project_id)
+
+            def merge(stored: Mapping[str, Observation], _: Mapping[str, Trace],
+                      book: PriceBook = book) -> tuple[list[Observation], list[Trace]]:
+                return [price_observation(o, book) for o in stored.values()], []
+
+            self.store.merge_write(project_id, ids, [], merge)
 
     def reprice(self, observations: Iterable[Observation]) -> Iterable[tuple[Observation, Observation]]:
         """(old, new) for each observation priced again with today's books (nothing is written)."""

@@ -25,6 +25,11 @@ from costline.errors import CostlineError
 
 T = TypeVar("T")
 
+#: ``Store.merge_write``'s callback: (stored observations by id, stored traces by id) → the rows to write
+Merge = Callable[
+    [Mapping[str, Observation], Mapping[str, Trace]], tuple[Sequence[Observation], Sequence[Trace]]
+]
+
 #: scheme → module implementing ``connect(url) -> Store``
 BACKENDS: Mapping[str, str] = {
     "duckdb": "costline.store.duckdb",
@@ -213,6 +218,20 @@ class Store(Protocol):
         scores: Sequence[Score] = (),
     ) -> None:
         """Upsert all of them in ONE transaction: a row with the same (project_id, id) is replaced."""
+        ...
+
+    def merge_write(
+        self,
+        project_id: str,
+        observation_ids: Sequence[str],
+        trace_ids: Sequence[str],
+        merge: Merge,
+        scores: Sequence[Score] = (),
+    ) -> tuple[Sequence[Observation], Sequence[Trace]]:
+        """Read-merge-write as one step per id, in ONE transaction: lock the named observation and trace ids
+        of the project (another ``merge_write`` naming one of them waits until this one commits, on every
+        server sharing the database), read their stored rows, call ``merge`` with them, and write the rows it
+        returns plus ``scores``. Returns what ``merge`` returned. ``merge`` must not call the store."""
         ...
 
     # reads -------------------------------------------------------------------------------------------

@@ -105,6 +105,20 @@ _TABLES: Mapping[str, tuple[Column, ...]] = {
     "observations": rows.OBSERVATION_COLUMNS, "traces": rows.TRACE_COLUMNS, "scores": rows.SCORE_COLUMNS,
 }
 _UPSERTS = {table: _upsert_sql(table, columns) for table, columns in _TABLES.items()}
+_BY_IDS = "WHERE project_id = ? AND id IN (SELECT unnest(?::VARCHAR[]))"
+_OBSERVATIONS_BY_ID = f"SELECT {_OBS} FROM observations {_BY_IDS}"
+_TRACES_BY_ID = f"SELECT {_select(rows.TRACE_COLUMNS)} FROM traces {_BY_IDS}"
+
+
+def _payloads(observations: Sequence[Observation], traces: Sequence[Trace],
+              scores: Sequence[Score]) -> list[tuple[str, str]]:
+    """(table, JSON batch) for each table with rows to upsert."""
+    batches = [
+        ("observations", [rows.observation_row(o) for o in rows.latest_by_key(observations)]),
+        ("traces", [rows.trace_row(t) for t in rows.latest_by_key(traces)]),
+        ("scores", [rows.score_row(s) for s in rows.latest_by_key(scores)]),
+    ]
+    return [(table, _batch_json(_TABLES[table], values)) for table, values in batches if values]
 
 
 #: rows per statement when an import replaces billing periods
@@ -187,23 +201,26 @@ class DuckDBStore(SqlStore):
                 self._conn.close()
 
     # writes ------------------------------------------------------------------------------------------------
+    # ``merge_write`` (sql.py) needs no lock of its own here: ``_transaction`` holds the store's lock from BEGIN
+    # to COMMIT, so every read-merge-write of this process (the only one writing the file) runs alone.
     def get_observations(self, project_id: str, ids: Sequence[str]) -> dict[str, Observation]:
         if not ids:
             return {}
-        found = self._fetch(
-            f"SELECT {_OBS} FROM observations WHERE project_id = ? AND id IN (SELECT unnest(?::VARCHAR[]))",
-            [project_id, list(ids)],
-        )
+        found = self._fetch(_OBSERVATIONS_BY_ID, [project_id, list(ids)])
         return {o.id: o for o in map(rows.observation_from_row, found)}
 
     def get_traces(self, project_id: str, ids: Sequence[str]) -> dict[str, Trace]:
         if not ids:
             return {}
-        found = self._fetch(
-            f"SELECT {_select(rows.TRACE_COLUMNS)} FROM traces WHERE project_id = ? "
-            "AND id IN (SELECT unnest(?::VARCHAR[]))",
-            [project_id, list(ids)],
-        )
+        found = self._fetch(_TRACES_BY_ID, [project_id, list(ids)])
+        return {t.id: t for t in map(rows.trace_from_row, found)}
+
+    def _read_observations(self, conn: Any, project_id: str, ids: Sequence[str]) -> dict[str, Observation]:
+        found = conn.execute(_OBSERVATIONS_BY_ID, [project_id, list(ids)]).fetchall()
+        return {o.id: o for o in map(rows.observation_from_row, found)}
+
+    def _read_traces(self, conn: Any, project_id: str, ids: Sequence[str]) -> dict[str, Trace]:
+        found = conn.execute(_TRACES_BY_ID, [project_id, list(ids)]).fetchall()
         return {t.id: t for t in map(rows.trace_from_row, found)}
 
     def write(
@@ -212,17 +229,17 @@ class DuckDBStore(SqlStore):
         traces: Sequence[Trace] = (),
         scores: Sequence[Score] = (),
     ) -> None:
-        batches = [
-            ("observations", [rows.observation_row(o) for o in rows.latest_by_key(observations)]),
-            ("traces", [rows.trace_row(t) for t in rows.latest_by_key(traces)]),
-            ("scores", [rows.score_row(s) for s in rows.latest_by_key(scores)]),
-        ]
-        payloads = [(table, _batch_json(_TABLES[table], values)) for table, values in batches if values]
+        payloads = _payloads(observations, traces, scores)  # built before taking the lock
         if not payloads:
             return
         with self._transaction("write") as conn:
             for table, payload in payloads:
                 conn.execute(_UPSERTS[table], [payload])
+
+    def _write_rows(self, conn: Any, observations: Sequence[Observation], traces: Sequence[Trace],
+                    scores: Sequence[Score]) -> None:
+        for table, payload in _payloads(observations, traces, scores):
+            conn.execute(_UPSERTS[table], [payload])
 
     def delete_price(self, project_id: str, price_id: str) -> bool:
         with self._transaction(f"deleting price {price_id!r}") as conn:

@@ -9,6 +9,7 @@ order so concurrent writers of overlapping batches queue instead of deadlocking.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,6 +35,12 @@ POOL_SIZE = 8
 POOL_TIMEOUT_S = 30.0
 #: pg_advisory_xact_lock key serialising migrations ("costline" as a 64-bit integer)
 MIGRATION_LOCK = int.from_bytes(b"costline", "big")
+#: first keys of the two-integer advisory locks ``merge_write`` takes: ``(ID_LOCKS, 0)`` around all of them,
+#: ``(ID_LOCK, hash)`` per id ("cl" + "ML" / "MI" as 32-bit integers)
+ID_LOCKS = int.from_bytes(b"clML", "big")
+ID_LOCK = int.from_bytes(b"clMI", "big")
+#: a merge of more ids than this takes ``(ID_LOCKS, 0)`` exclusively instead of a lock per id
+MAX_ID_LOCKS = 64
 
 
 #: ``url`` with any password replaced by ``***``, for messages
@@ -61,6 +68,15 @@ _TABLES: Mapping[str, tuple[Column, ...]] = {
 }
 _UPSERTS = {table: _upsert_sql(table, columns) for table, columns in _TABLES.items()}
 _OBS = _names(rows.OBSERVATION_COLUMNS)
+_OBSERVATIONS_BY_ID = f"SELECT {_OBS} FROM observations WHERE project_id = %s AND id = ANY(%s)"
+_TRACES_BY_ID = f"SELECT {_names(rows.TRACE_COLUMNS)} FROM traces WHERE project_id = %s AND id = ANY(%s)"
+
+
+def _id_key(kind: str, project_id: str, record_id: str) -> int:
+    """A 32-bit advisory lock key for one observation (``o``) or trace (``t``) id of a project; a collision
+    only makes two ids wait for each other."""
+    digest = hashlib.blake2b(f"{kind}\x00{project_id}\x00{record_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class _Pool:
@@ -197,19 +213,54 @@ class PostgresStore(SqlStore):
     def get_observations(self, project_id: str, ids: Sequence[str]) -> dict[str, Observation]:
         if not ids:
             return {}
-        found = self._fetch(
-            f"SELECT {_OBS} FROM observations WHERE project_id = %s AND id = ANY(%s)", [project_id, list(ids)]
-        )
-        return {o.id: o for o in map(rows.observation_from_row, found)}
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            return self._read_observations(cur, project_id, ids)
 
     def get_traces(self, project_id: str, ids: Sequence[str]) -> dict[str, Trace]:
         if not ids:
             return {}
-        found = self._fetch(
-            f"SELECT {_names(rows.TRACE_COLUMNS)} FROM traces WHERE project_id = %s AND id = ANY(%s)",
-            [project_id, list(ids)],
-        )
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            return self._read_traces(cur, project_id, ids)
+
+    def _read_observations(self, cur: Any, project_id: str, ids: Sequence[str]) -> dict[str, Observation]:
+        found = self._run(cur, _OBSERVATIONS_BY_ID, [project_id, list(ids)])
+        return {o.id: o for o in map(rows.observation_from_row, found)}
+
+    def _read_traces(self, cur: Any, project_id: str, ids: Sequence[str]) -> dict[str, Trace]:
+        found = self._run(cur, _TRACES_BY_ID, [project_id, list(ids)])
         return {t.id: t for t in map(rows.trace_from_row, found)}
+
+    def _run(self, cur: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            found: list[tuple[Any, ...]] = cur.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            raise StoreError(f"query failed on {redact(self.url)}: {exc}") from exc
+        return found
+
+    def _lock_ids(self, conn: Any, project_id: str, observation_ids: Sequence[str],
+                  trace_ids: Sequence[str]) -> None:
+        """Transaction-scoped advisory locks on the ids about to be read and merged (in the two-integer key
+        space, apart from the budget counters' and the migrations' single-key locks).
+
+        Every locker first takes the ``(ID_LOCKS, 0)`` lock: shared when it then locks at most
+        ``MAX_ID_LOCKS`` ids one by one (in key order, so two lockers queue instead of deadlocking), exclusive
+        (and no per-id locks) for a larger batch, which so waits for, and holds off, every other merge. That
+        bounds the locks a transaction takes: PostgreSQL keeps them in a shared table of
+        ``max_locks_per_transaction`` × ``max_connections`` entries.
+        """
+        keys = sorted({_id_key("o", project_id, i) for i in observation_ids}
+                      | {_id_key("t", project_id, i) for i in trace_ids})
+        if not keys:
+            return
+        # READ COMMITTED whatever the server's default: the reads after the locks must see the commits the
+        # locks waited for (under REPEATABLE READ the snapshot would be taken by the first statement, before)
+        conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        if len(keys) > MAX_ID_LOCKS:
+            conn.execute("SELECT pg_advisory_xact_lock(%s::int4, 0)", [ID_LOCKS])
+            return
+        conn.execute("SELECT pg_advisory_xact_lock_shared(%s::int4, 0)", [ID_LOCKS])
+        # unnest yields the sorted array in order, and each row's lock is taken as the row is produced
+        conn.execute("SELECT pg_advisory_xact_lock(%s::int4, k) FROM unnest(%s::int4[]) AS k", [ID_LOCK, keys])
 
     def write(
         self,
@@ -217,26 +268,31 @@ class PostgresStore(SqlStore):
         traces: Sequence[Trace] = (),
         scores: Sequence[Score] = (),
     ) -> None:
+        if not (observations or traces or scores):
+            return
+        with self._transaction("write") as cur:
+            self._write_rows(cur, observations, traces, scores)
+
+    def _write_rows(self, cur: Any, observations: Sequence[Observation], traces: Sequence[Trace],
+                    scores: Sequence[Score]) -> None:
         batches = [
             ("observations", [rows.observation_row(o) for o in rows.latest_by_key(observations)]),
             ("traces", [rows.trace_row(t) for t in rows.latest_by_key(traces)]),
             ("scores", [rows.score_row(s) for s in rows.latest_by_key(scores)]),
         ]
-        batches = [(table, values) for table, values in batches if values]
-        if not batches:
-            return
-        with self._transaction("write") as cur:
-            for table, values in batches:
-                # created once per connection (ON COMMIT DROP would cost ~1 ms and catalog churn per write); a
-                # migration that adds columns must run before the pool's connections create these
-                cur.execute(
-                    f"CREATE TEMP TABLE IF NOT EXISTS {table}_in (LIKE {table} INCLUDING DEFAULTS) "
-                    "ON COMMIT DELETE ROWS"
-                )
-                with cur.copy(f"COPY pg_temp.{table}_in ({_names(_TABLES[table])}) FROM STDIN") as copy:
-                    for row in values:
-                        copy.write_row(row)
-                cur.execute(_UPSERTS[table])
+        for table, values in batches:
+            if not values:
+                continue
+            # created once per connection (ON COMMIT DROP would cost ~1 ms and catalog churn per write); a
+            # migration that adds columns must run before the pool's connections create these
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {table}_in (LIKE {table} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            )
+            with cur.copy(f"COPY pg_temp.{table}_in ({_names(_TABLES[table])}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+            cur.execute(_UPSERTS[table])
 
     def delete_price(self, project_id: str, price_id: str) -> bool:
         with self._transaction(f"deleting price {price_id!r}") as cur:

@@ -14,10 +14,18 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from costline.core import timebuckets
-from costline.core.events import Observation
+from costline.core.events import Observation, Score, Trace
 from costline.core.query import EARLIEST, LATEST, Query, QueryResult
 from costline.store import rows
-from costline.store.base import OBSERVATION_FILTERS, ApiKey, AuditEntry, Project, StoredPrice, StoreError
+from costline.store.base import (
+    OBSERVATION_FILTERS,
+    ApiKey,
+    AuditEntry,
+    Merge,
+    Project,
+    StoredPrice,
+    StoreError,
+)
 from costline.store.control_sql import ControlSql
 from costline.store.dialects import Dialect
 from costline.store.keys_sql import KeySql
@@ -45,6 +53,40 @@ class SqlStore(KeySql, ControlSql):
     def _q(self, sql: str) -> str:
         """``sql`` written with ``?`` placeholders, in this backend's style."""
         return sql if self.PARAM == "?" else sql.replace("?", self.PARAM)
+
+    def _lock_ids(self, conn: Any, project_id: str, observation_ids: Sequence[str],
+                  trace_ids: Sequence[str]) -> None:
+        """Hold these ids until COMMIT against other ``merge_write`` calls (a backend without a store-wide lock)."""
+
+    def _read_observations(self, conn: Any, project_id: str, ids: Sequence[str]) -> dict[str, Observation]:
+        raise NotImplementedError
+
+    def _read_traces(self, conn: Any, project_id: str, ids: Sequence[str]) -> dict[str, Trace]:
+        raise NotImplementedError
+
+    def _write_rows(self, conn: Any, observations: Sequence[Observation], traces: Sequence[Trace],
+                    scores: Sequence[Score]) -> None:
+        raise NotImplementedError
+
+    # writes ------------------------------------------------------------------------------------------------
+    def merge_write(
+        self,
+        project_id: str,
+        observation_ids: Sequence[str],
+        trace_ids: Sequence[str],
+        merge: Merge,
+        scores: Sequence[Score] = (),
+    ) -> tuple[Sequence[Observation], Sequence[Trace]]:
+        """Lock, read, merge and write in one transaction (see ``Store.merge_write``): two partial updates of
+        one id in parallel requests are applied one after the other, the second to what the first wrote."""
+        obs_ids, trc_ids = list(dict.fromkeys(observation_ids)), list(dict.fromkeys(trace_ids))
+        with self._transaction("write") as conn:
+            self._lock_ids(conn, project_id, obs_ids, trc_ids)
+            stored_obs = self._read_observations(conn, project_id, obs_ids) if obs_ids else {}
+            stored_traces = self._read_traces(conn, project_id, trc_ids) if trc_ids else {}
+            observations, traces = merge(stored_obs, stored_traces)
+            self._write_rows(conn, observations, traces, scores)
+        return observations, traces
 
     # projects and keys -------------------------------------------------------------------------------------
     def create_project(self, project: Project, key: ApiKey) -> None:
