@@ -24,6 +24,7 @@ from costline.core.events import (
     price_observation,
     score_from_event,
 )
+from costline.core.limits import LimitError, check_money
 from costline.core.price import PriceRecord, Source
 from costline.core.resolve import PriceBook
 from costline.errors import CostlineError
@@ -109,14 +110,34 @@ class Pipeline:
         if not decoded.observations:
             return []
         merged: dict[str, Observation] = {}
+        keys: dict[str, list[str]] = {}  # observation id -> the items that wrote it
         if decoded.merge:
             ids = list(dict.fromkeys(e.id for e in decoded.observations))
             previous.update(self.store.get_observations(project_id, ids))
             merged.update(previous)
-        for event in decoded.observations:
-            merged[event.id] = merge_observation(merged.get(event.id) if decoded.merge else None, event,
-                                                 project_id, now)
-        return [price_observation(o, book) for o in merged.values()]
+        for index, event in enumerate(decoded.observations):
+            row = merge_observation(merged.get(event.id) if decoded.merge else None, event, project_id, now)
+            if row.end_time is not None and row.end_time < row.start_time:  # an update's end before the start
+                decoded.reject(decoded.key_of(index), f"{decoded.key_of(index)}: end time {row.end_time.isoformat()}"
+                               f" is before the start time {row.start_time.isoformat()}")
+                continue
+            merged[event.id] = row
+            keys.setdefault(event.id, []).append(decoded.key_of(index))
+        priced = []
+        for obs in merged.values():
+            if obs.id not in keys:
+                continue  # a stored row no event of this request changed
+            row = price_observation(obs, book)
+            try:  # a computed cost past the money bound (a huge count times a project's rate) is the item's error
+                for unit, amount in (("total", row.total_cost), *row.cost.items()):
+                    if amount is not None:
+                        check_money(amount, f"cost.{unit}")
+            except LimitError as exc:
+                for key in dict.fromkeys(keys[obs.id]):
+                    decoded.reject(key, f"{key}: the computed {exc}")
+                continue
+            priced.append(row)
+        return priced
 
     def _traces(self, project_id: str, decoded: Decoded, now: datetime) -> list[Trace]:
         if not decoded.traces:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from costline.ingest.batch import IngestError
-from costline.ingest.otlp import decode_otlp, encode_response
+from costline.ingest.otlp import decode_otlp, encode_response, encode_status
 from costline.server.app import key_of, state_of
 from costline.server.body import read_body
 
@@ -22,7 +22,8 @@ async def _export(request: Request) -> Response:
         body = await read_body(request, state.settings.max_body_bytes)
         decoded = decode_otlp(body, content_type)
     except IngestError as exc:
-        return Response(encode_response(0, str(exc), reply_type), status_code=exc.status, media_type=reply_type)
+        return Response(encode_status(exc.status, str(exc), reply_type), status_code=exc.status,
+                        media_type=reply_type)
     await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded, "otlp")
     message = "; ".join(f"{e.id}: {e.message}" for e in decoded.errors[:20])
     return Response(encode_response(len(decoded.errors), message, reply_type), media_type=reply_type)
