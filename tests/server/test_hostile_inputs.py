@@ -321,3 +321,45 @@ def test_gzip_bomb_is_bounded_by_the_body_limit(server: Server) -> None:
                        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
             assert r.status_code == 413, r.text
         assert c.get("/api/public/health").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/traces", "/api/public/otel/v1/traces"])
+def test_otlp_failures_carry_a_google_rpc_status(server: Server, path: str) -> None:
+    """OTLP/HTTP: a failed export's body is a google.rpc.Status in the request's content type, with a message."""
+    from google.rpc import status_pb2
+
+    with server.client() as c:
+        r = c.post(path, content=b"\x00\x01garbage", headers={"Content-Type": "application/x-protobuf"})
+        assert r.status_code == 400 and r.headers["content-type"] == "application/x-protobuf"
+        status = status_pb2.Status()
+        status.ParseFromString(r.content)
+        assert status.code == 3 and "protobuf" in status.message  # INVALID_ARGUMENT
+        r = c.post(path, content=b'{"resourceSpans": [', headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+        assert r.json()["code"] == 3 and "JSON" in r.json()["message"]
+        r = c.post(path, content=b"{}", headers={"Content-Type": "text/plain"})
+        status.ParseFromString(r.content)
+        assert r.status_code == 415 and "content type" in status.message
+        r = c.post(path, content=gzip.compress(b"x" * (65 * 1024 * 1024)),
+                   headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert r.status_code == 413 and r.json()["code"] == 8 and "limit" in r.json()["message"]  # RESOURCE_EXHAUSTED
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain; charset=UTF-8", "TEXT/PLAIN",
+                                          "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize("path", ["/v1/ingest", "/api/public/ingestion", "/api/public/scores", "/v1/budgets",
+                                  "/api/public/models"])
+def test_form_content_types_are_refused(server: Server, path: str, content_type: str) -> None:
+    """A browser sends these cross-site without a preflight, with cached Basic credentials (CSRF): 415."""
+    body = json.dumps({"events": [{"type": "generation", "id": uuid.uuid4().hex, "start_time": T0}]}).encode()
+    with server.client() as c:
+        r = c.post(path, content=body, headers={"Content-Type": content_type})
+        assert r.status_code == 415 and "application/json" in r.json()["message"], r.text
+
+
+def test_json_and_missing_content_types_still_work(server: Server) -> None:
+    """What real clients send: the Langfuse SDKs (Python and npm) and costline's own send application/json."""
+    for headers in ({"Content-Type": "application/json"}, {"Content-Type": "application/json; charset=utf-8"}, {}):
+        body = json.dumps({"events": [{"type": "generation", "id": uuid.uuid4().hex, "start_time": T0}]}).encode()
+        with server.client() as c:
+            assert c.post("/v1/ingest", content=body, headers=headers).status_code == 200
