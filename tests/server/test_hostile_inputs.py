@@ -363,3 +363,40 @@ def test_json_and_missing_content_types_still_work(server: Server) -> None:
         body = json.dumps({"events": [{"type": "generation", "id": uuid.uuid4().hex, "start_time": T0}]}).encode()
         with server.client() as c:
             assert c.post("/v1/ingest", content=body, headers=headers).status_code == 200
+
+
+def test_update_ending_before_the_stored_start_is_an_item_error(server: Server) -> None:
+    """The end-before-start check runs on the merged row too: an update cannot carry the row into it."""
+    obs = uuid.uuid4().hex
+    create = {"id": f"{obs}-c", "type": "generation-create", "timestamp": T0,
+              "body": {"id": obs, "traceId": obs, "startTime": T0, "model": "gpt-4o"}}
+    update = {"id": f"{obs}-u", "type": "generation-update", "timestamp": T0,
+              "body": {"id": obs, "endTime": "2026-11-01T11:59:59Z", "usageDetails": {"input": 5}}}
+    with server.client() as c:
+        assert c.post("/api/public/ingestion", json={"batch": [create]}).json()["errors"] == []
+        r = c.post("/api/public/ingestion", json={"batch": [update]})
+        assert r.status_code == 207 and r.json()["successes"] == []
+        (error,) = r.json()["errors"]
+        assert error["id"] == f"{obs}-u" and error["status"] == 400 and "before the start time" in error["message"]
+        (stored,) = c.get(f"/api/public/traces/{obs}").json()["observations"]
+        assert stored["endTime"] is None and stored["usageDetails"] == {}  # the update was not applied
+
+
+def test_computed_cost_past_the_money_bound_is_an_item_error(server: Server) -> None:
+    """2^63-1 tokens are a valid count; at a project rate of $1,000 per token the cost (9.2e21) is not."""
+    model = f"costly-{uuid.uuid4().hex[:8]}"
+    good, bad = uuid.uuid4().hex, uuid.uuid4().hex
+    with server.client() as c:
+        r = c.post("/api/public/models", json={"modelName": model, "matchPattern": f"(?i)^{model}$",
+                                               "unit": "TOKENS", "inputPrice": 1000})
+        assert r.status_code == 200, r.text
+        events = [{"type": "generation", "id": good, "trace_id": good, "start_time": T0, "model": model,
+                   "usage": {"input_tokens": 1000}},  # 1000 × $1000 = $1,000,000: within the bound
+                  {"type": "generation", "id": bad, "trace_id": bad, "start_time": T0, "model": model,
+                   "usage": {"input_tokens": 2**63 - 1}}]
+        r = c.post("/v1/ingest", json={"events": events})
+        assert r.status_code == 207, r.text
+        assert r.json()["errors"] == [{"id": bad, "message": r.json()["errors"][0]["message"]}]
+        assert "out of range" in r.json()["errors"][0]["message"]
+        assert [x["total"] for x in r.json()["costs"]] == ["1000000"]
+        assert c.get(f"/api/public/traces/{bad}").status_code == 404

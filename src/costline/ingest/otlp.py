@@ -29,7 +29,6 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -42,7 +41,7 @@ from costline.errors import CostlineError, UsageError
 from costline.ingest import otel_attributes as oa
 from costline.ingest.batch import Decoded, IngestError, ItemError, parse_json_body
 
-__all__ = ["decode_otlp", "encode_response", "encode_status"]
+__all__ = ["decode_otlp", "encode_response"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
@@ -134,20 +133,6 @@ def encode_response(rejected: int, message: str, content_type: str) -> bytes:
     response.partial_success.rejected_spans = rejected
     response.partial_success.error_message = message
     return bytes(response.SerializeToString())
-
-
-#: HTTP status of a failed export -> google.rpc.Code of its Status body
-_RPC_CODES = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 413: code_pb2.RESOURCE_EXHAUSTED,
-              415: code_pb2.INVALID_ARGUMENT, 429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
-
-
-def encode_status(http_status: int, message: str, content_type: str) -> bytes:
-    """The ``google.rpc.Status`` body of a failed export (OTLP/HTTP: "the response body MUST be the appropriate
-    serialized Status"), in the request's content type: protobuf, or proto3 JSON for JSON requests."""
-    code = int(_RPC_CODES.get(http_status, code_pb2.UNKNOWN))
-    if "application/json" in (content_type or "").lower():
-        return orjson.dumps({"code": code, "message": message})
-    return bytes(status_pb2.Status(code=code, message=message).SerializeToString())
 
 
 # ---------------------------------------------------------------- ids and times

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Request, Response
+from google.rpc import code_pb2, status_pb2
 from starlette.concurrency import run_in_threadpool
 
 from costline.ingest.batch import IngestError
-from costline.ingest.otlp import decode_otlp, encode_response, encode_status
+from costline.ingest.otlp import decode_otlp, encode_response
 from costline.server.app import key_of, state_of
 from costline.server.body import read_body
 
 router = APIRouter()
+
+#: HTTP status of a failed export -> google.rpc.Code of its Status body
+_RPC_CODES = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 413: code_pb2.RESOURCE_EXHAUSTED,
+              415: code_pb2.INVALID_ARGUMENT, 429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
+
+
+def encode_status(http_status: int, message: str, content_type: str) -> bytes:
+    """The ``google.rpc.Status`` body of a failed export (OTLP/HTTP: "the response body MUST be the appropriate
+    serialized Status"), in the request's content type: protobuf, or proto3 JSON for JSON requests."""
+    code = int(_RPC_CODES.get(http_status, code_pb2.UNKNOWN))
+    if "application/json" in (content_type or "").lower():
+        return orjson.dumps({"code": code, "message": message})
+    return bytes(status_pb2.Status(code=code, message=message).SerializeToString())
 
 
 async def _export(request: Request) -> Response:
