@@ -166,50 +166,74 @@ def iso_utc(text: str) -> datetime:
 # JSON values ----------------------------------------------------------------------------------------------
 
 
+def _scalar_problem(item: Any) -> str | None:
+    """Why a JSON scalar cannot be stored, or None (containers are walked by ``check_json``)."""
+    if isinstance(item, str):
+        return None if item.isascii() and "\x00" not in item else text_problem(item)
+    if item is None or isinstance(item, bool):
+        return None
+    if isinstance(item, int):
+        return None if MIN_INTEGER <= item <= MAX_INTEGER else f"{preview(item)} is out of range (-2^63 .. 2^63-1)"
+    if isinstance(item, float):
+        return None if math.isfinite(item) else f"{item!r} is not a finite number"
+    if isinstance(item, Decimal):
+        if not item.is_finite():
+            return f"{preview(item)} is not a finite number"
+        if item and not -MAX_EXPONENT <= item.adjusted() <= MAX_EXPONENT:
+            return f"{preview(item)} is out of range (exponent beyond ±{MAX_EXPONENT})"
+        return None
+    return f"a {type(item).__name__} is not a JSON value"
+
+
+def _child_path(where: str, key: object) -> str:
+    return f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"
+
+
 def check_json(value: Any, field: str) -> None:
-    """Metadata-like JSON: nesting, keys, strings, numbers and total size within the bounds above."""
-    keys = 0
-    chars = 0
-    items = 0
+    """Metadata-like JSON: nesting, keys, strings, numbers and total size within the bounds above.
+
+    Field paths are built only for an error: this runs once per stored object of every event.
+    """
+    keys = chars = items = 0
     stack: list[tuple[Any, str, int]] = [(value, field, 0)]
     while stack:
-        item, where, depth = stack.pop()
-        items += 1
-        if isinstance(item, Mapping):
+        container, where, depth = stack.pop()
+        if isinstance(container, Mapping):
             if depth >= MAX_JSON_DEPTH:
                 raise LimitError(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
-            keys += len(item)
+            keys += len(container)
             if keys > MAX_JSON_KEYS:
                 raise LimitError(f"{field}: more than {MAX_JSON_KEYS} keys")
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    raise LimitError(f"{where}: keys must be strings, got {preview(key)}")
-                check_text(key, f"{where}: key {preview(key)}", MAX_KEY_LENGTH)
-                chars += len(key)
-                stack.append((child, f"{where}.{key}", depth + 1))
-        elif isinstance(item, list | tuple):
+            pairs: Any = container.items()
+        elif isinstance(container, list | tuple):
             if depth >= MAX_JSON_DEPTH:
                 raise LimitError(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
-            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
-        elif isinstance(item, str):
-            problem = text_problem(item)
+            pairs = enumerate(container)
+        else:
+            problem = _scalar_problem(container)
             if problem is not None:
                 raise LimitError(f"{where}: {problem}")
-            chars += len(item)
-        elif isinstance(item, bool) or item is None:
+            if isinstance(container, str):
+                chars += len(container)
             continue
-        elif isinstance(item, int):
-            if not MIN_INTEGER <= item <= MAX_INTEGER:
-                raise LimitError(f"{where}: {preview(item)} is out of range (-2^63 .. 2^63-1)")
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise LimitError(f"{where}: {item!r} is not a finite number")
-        elif isinstance(item, Decimal):
-            if not item.is_finite():
-                raise LimitError(f"{where}: {preview(item)} is not a finite number")
-            check_exponent(item, where)
-        else:
-            raise LimitError(f"{where}: a {type(item).__name__} is not a JSON value")
+        for key, child in pairs:
+            items += 1
+            if isinstance(key, str):
+                chars += len(key)
+                if len(key) > MAX_KEY_LENGTH or not key.isascii() or "\x00" in key:
+                    check_text(key, f"{where}: key {preview(key)}", MAX_KEY_LENGTH)
+            elif isinstance(container, Mapping):
+                raise LimitError(f"{where}: keys must be strings, got {preview(key)}")
+            if isinstance(child, Mapping | list | tuple):
+                stack.append((child, _child_path(where, key), depth + 1))
+            elif isinstance(child, str) and child.isascii() and "\x00" not in child:
+                chars += len(child)
+            else:
+                problem = _scalar_problem(child)
+                if problem is not None:
+                    raise LimitError(f"{_child_path(where, key)}: {problem}")
+                if isinstance(child, str):
+                    chars += len(child)
         if chars > MAX_JSON_BYTES:
             raise LimitError(f"{field}: larger than {MAX_JSON_BYTES} bytes as JSON")
     if 4 * chars + 32 * items > MAX_JSON_BYTES:  # it might be over: measure it exactly
@@ -250,7 +274,8 @@ _SCORE_TEXT: Final = (
 def _check_texts(event: object, table: tuple[tuple[str, int], ...], names: Mapping[str, str]) -> None:
     for name, bound in table:
         value = getattr(event, name)
-        if value is not None:
+        # the common case inline (short, ASCII, no NUL); check_text words the error otherwise
+        if value is not None and (len(value) > bound or not value.isascii() or "\x00" in value):
             check_text(value, names.get(name, name), bound)
 
 
