@@ -400,3 +400,19 @@ def test_computed_cost_past_the_money_bound_is_an_item_error(server: Server) -> 
         assert "out of range" in r.json()["errors"][0]["message"]
         assert [x["total"] for x in r.json()["costs"]] == ["1000000"]
         assert c.get(f"/api/public/traces/{bad}").status_code == 404
+
+
+def test_settle_with_a_cost_past_the_bound_is_a_400(server: Server) -> None:
+    """The budget settle route ends in the same pipeline: a cost past the money bound is refused, not a 5xx."""
+    budget = f"hostile-{uuid.uuid4().hex[:8]}"
+    with server.client() as c:
+        assert c.post("/v1/budgets", json={"id": budget, "name": budget, "window": "day", "per": "user",
+                                           "limit": "1", "action": "block"}).status_code == 201
+        try:
+            held = c.post("/v1/budgets/check", json={"model": "gpt-4o-mini", "user": "u-hostile",
+                                                     "prompt": "hi", "max_output_tokens": 10}).json()
+            assert held["decision"] == "allow", held
+            r = c.post(f"/v1/budgets/reservations/{held['reservation_id']}/settle", json={"cost": "1e20"})
+            assert r.status_code == 400 and "below 10^15" in r.json()["message"], r.text
+        finally:
+            c.delete(f"/v1/budgets/{budget}")
