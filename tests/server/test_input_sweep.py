@@ -44,7 +44,7 @@ def _basic(public: str, secret: str) -> dict[str, str]:
 @pytest.fixture(params=["duckdb", "postgres"], scope="module")
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp(f"sweep-{request.param}")
-    srv, schema = make_server(request.param, tmp)
+    srv, schema = make_server(request.param, tmp, {"COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"})
     victim = create_project(srv.store_url, tmp, srv.env, "victim")
     srv.start()
     try:

@@ -16,13 +16,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from costline.core.limits import LimitError, check_money
 from costline.errors import CostlineError
 
 FORMATS: Final = ("focus", "cur")
 
-#: Amounts at or above this are refused (an exponent is checked before any arithmetic).
-MAX_AMOUNT: Final = Decimal("1e26")
-_MAX_EXPONENT: Final = 30
 _NULLS: Final = frozenset({"", "null", "none", "nan", "n/a"})
 
 #: ProviderName / ServiceProviderName → the provider name costline uses
@@ -122,11 +120,10 @@ def amount(row: Mapping[str, Any], column: str) -> Decimal | None:
         raise LineError(f"{column}: {raw!r} is not a number") from None
     if not value.is_finite():
         raise LineError(f"{column}: {raw!r} is not a finite number")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and abs(exponent) > _MAX_EXPONENT + 20:
-        raise LineError(f"{column}: {raw!r} is out of range")
-    if value.adjusted() > _MAX_EXPONENT or abs(value) >= MAX_AMOUNT:
-        raise LineError(f"{column}: {raw!r} is out of range (at most 10^26)")
+    try:  # the money bound of every input path (core/limits.py), the exponent checked before any arithmetic
+        check_money(value, column)
+    except LimitError:
+        raise LineError(f"{column}: {raw!r} is out of range") from None
     return value
 
 

@@ -245,7 +245,9 @@ class BudgetService:
         attrs = reservation.details.get("attributes", {})
         event = ObservationEvent(
             id=reservation_id, trace_id=attrs.get("trace_id") or reservation_id, type="generation",
-            name=attrs.get("name"), start_time=reservation.created_at, end_time=end_time or self.clock(),
+            name=attrs.get("name"), start_time=reservation.created_at,
+            # another server's clock may lag the one that reserved: the call never ends before it was held
+            end_time=max(end_time or self.clock(), reservation.created_at),
             model=model or reservation.details.get("model"), provider=attrs.get("provider"),
             usage=Usage(dict(usage)) if usage is not None else Usage({}),
             provided_cost={"total": cost} if cost is not None else None, user_id=attrs.get("user"),
@@ -254,7 +256,10 @@ class BudgetService:
             environment=attrs.get("environment"), release=attrs.get("release"),
         )
         now = self.clock()
-        result = self.pipeline.ingest(project_id, Decoded(observations=[event], merge=False), "budget-settle")
+        decoded = Decoded(observations=[event], merge=False)
+        result = self.pipeline.ingest(project_id, decoded, "budget-settle")
+        if decoded.errors:  # refused once priced (a cost past the money bound): the caller's error, not a 5xx
+            raise CostlineError(decoded.errors[0].message)
         expired = reservation.expires_at <= now
         if expired:
             log.info("reservation %s of project %s settled after its hold expired at %s; its cost is recorded",

@@ -6,6 +6,7 @@ import decimal
 from decimal import Decimal
 from typing import Final
 
+from costline.core.limits import MAX_EXPONENT, preview
 from costline.errors import CostlineError
 
 #: Arithmetic context for money: wide enough that products of realistic quantities and rates are exact,
@@ -26,25 +27,29 @@ def to_decimal(value: object, *, field: str = "value") -> Decimal:
     """Convert an outside number to an exact ``Decimal``.
 
     Floats go through ``repr`` (``0.1`` becomes ``Decimal('0.1')``, not its binary expansion); strings are
-    parsed; ints are exact. Booleans, NaN and infinities are refused with a message naming ``field``.
+    parsed; ints are exact. Booleans, NaN and infinities are refused with a message naming ``field``, and so
+    is an exponent beyond ±``limits.MAX_EXPONENT`` (``"9e999999999"`` is finite, but formatting or converting
+    it never ends), before anything computes with it.
     """
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, bool):
         raise CostlineError(f"{field}: expected a number, got a boolean")
     elif isinstance(value, int):
-        return Decimal(value)
+        result = Decimal(value)
     elif isinstance(value, float):
         result = Decimal(repr(value))
     elif isinstance(value, str):
         try:
             result = Decimal(value.strip())
         except decimal.InvalidOperation:
-            raise CostlineError(f"{field}: {value!r} is not a number") from None
+            raise CostlineError(f"{field}: {preview(value)} is not a number") from None
     else:
         raise CostlineError(f"{field}: expected a number, got {type(value).__name__}")
     if not result.is_finite():
-        raise CostlineError(f"{field}: {value!r} is not a finite number")
+        raise CostlineError(f"{field}: {preview(value)} is not a finite number")
+    if result and not -MAX_EXPONENT <= result.adjusted() <= MAX_EXPONENT:
+        raise CostlineError(f"{field}: {preview(value)} is out of range (exponent beyond ±{MAX_EXPONENT})")
     return result
 
 

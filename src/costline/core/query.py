@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from costline.core import timebuckets
+from costline.core.limits import EARLIEST, LATEST
 from costline.core.money import MONEY_CONTEXT, to_decimal
 from costline.core.units import UNITS
 from costline.errors import CostlineError
@@ -81,8 +82,7 @@ METADATA_KEY: Final = re.compile(r"[A-Za-z0-9_\-:]+(?:\.[A-Za-z0-9_\-:]+)*")
 MAX_METADATA_KEY: Final = 100
 #: the times a query range may name (UTC): far from the ends of ``datetime`` so that zone offsets, bucket
 #: steps and default ranges never overflow
-EARLIEST: Final = datetime(1000, 1, 1, tzinfo=UTC)
-LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
+# EARLIEST, LATEST: the instants costline stores and queries (core/limits.py)
 COMPONENT_NAMES: Final = frozenset({*UNITS, "total", "other"})
 
 #: numeric filter values stay below the stores' DECIMAL(38, 12) range

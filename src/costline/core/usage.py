@@ -8,6 +8,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from costline.core.limits import MAX_INTEGER, preview
 from costline.core.money import to_decimal
 from costline.core.units import ANCESTORS, DIRECT_PARENTS, ROOT_OF, UNITS
 from costline.errors import CostlineError, UsageError
@@ -26,7 +27,9 @@ def _quantity(unit: str, value: object) -> Quantity:
         if number == number.to_integral_value():
             number = int(number)
     if number < 0:
-        raise UsageError(f"{unit}: quantity must not be negative, got {value!r}")
+        raise UsageError(f"{unit}: quantity must not be negative, got {preview(value)}")
+    if number > MAX_INTEGER:
+        raise UsageError(f"{unit}: {preview(value)} is out of range (at most 2^63-1)")
     if not isinstance(number, int) and UNITS[unit].family == "tokens":
         raise UsageError(f"{unit}: a token count must be a whole number, got {value!r}")
     return number

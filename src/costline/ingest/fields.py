@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from costline.core.limits import MAX_ID_LENGTH, MAX_MESSAGE_LENGTH, MAX_TAGS, TimeRangeError, iso_utc, preview
 from costline.core.money import to_decimal
-from costline.core.query import EARLIEST, LATEST
 from costline.errors import CostlineError
-
-MAX_ID_LENGTH = 256
-MAX_TEXT_LENGTH = 4096
 
 
 class FieldError(CostlineError):
     """A field of one item that cannot be read; the message starts with the field's path."""
 
 
-def opt_str(data: Mapping[str, Any], key: str, path: str, *, max_length: int = MAX_TEXT_LENGTH) -> str | None:
+def opt_str(data: Mapping[str, Any], key: str, path: str, *, max_length: int = MAX_MESSAGE_LENGTH) -> str | None:
     value = data.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise FieldError(f"{path}.{key}: expected a string, got {type(value).__name__}")
     if len(value) > max_length:
-        raise FieldError(f"{path}.{key}: longer than {max_length} characters")
+        raise FieldError(f"{path}.{key}: longer than {max_length} characters ({len(value)})")
     return value
 
 
@@ -42,18 +39,11 @@ def opt_time(data: Mapping[str, Any], key: str, path: str) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        text = value.strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
         try:
-            parsed = datetime.fromisoformat(text)
-            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-        except (ValueError, OverflowError):  # OverflowError: the offset takes it past year 1 or 9999
-            raise FieldError(f"{path}.{key}: {value!r} is not an ISO 8601 date-time") from None
-        if not EARLIEST <= moment <= LATEST:
-            raise FieldError(f"{path}.{key}: {value!r} is out of range; use a time from year {EARLIEST.year} to "
-                             f"{LATEST.year}")
-        return moment
+            return iso_utc(value)
+        except ValueError as exc:
+            why = str(exc) if isinstance(exc, TimeRangeError) else ""
+            raise FieldError(f"{path}.{key}: {preview(value)} is not an ISO 8601 date-time{why}") from None
     raise FieldError(f"{path}.{key}: expected an ISO 8601 string, got {type(value).__name__}")
 
 
@@ -72,8 +62,8 @@ def opt_tags(data: Mapping[str, Any], key: str, path: str) -> tuple[str, ...] | 
         return None
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise FieldError(f"{path}.{key}: expected a list of strings")
-    if len(value) > 100:
-        raise FieldError(f"{path}.{key}: more than 100 tags")
+    if len(value) > MAX_TAGS:
+        raise FieldError(f"{path}.{key}: more than {MAX_TAGS} tags ({len(value)})")
     return tuple(value)
 
 
@@ -85,8 +75,10 @@ def opt_str_map(data: Mapping[str, Any], key: str, path: str) -> Mapping[str, st
     for k, v in value.items():
         if isinstance(v, bool):
             out[k] = "true" if v else "false"
-        elif isinstance(v, (str, int, float, Decimal)):
-            out[k] = str(v)
+        elif isinstance(v, str):
+            out[k] = v
+        elif isinstance(v, int | float | Decimal):
+            out[k] = str(to_decimal(v, field=f"{path}.{key}.{k}"))
         else:
             raise FieldError(f"{path}.{key}.{k}: expected a string")
     return out
@@ -105,6 +97,6 @@ def money_map(value: Any, path: str) -> dict[str, Decimal]:
         except CostlineError as exc:
             raise FieldError(str(exc)) from None
         if amount < 0:
-            raise FieldError(f"{path}.{k}: a cost must not be negative, got {v!r}")
+            raise FieldError(f"{path}.{k}: a cost must not be negative, got {preview(v)}")
         out[k] = amount
     return out

@@ -47,14 +47,25 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
 from costline.catalog.langfuse import USAGE_KEYS
 from costline.core.events import LEVELS, PRICED_TYPES, ObservationEvent, ScoreEvent, TraceEvent
+from costline.core.limits import (
+    MAX_ID_LENGTH,
+    LimitError,
+    TimeRangeError,
+    check_observation,
+    check_score,
+    check_text,
+    check_trace,
+    iso_utc,
+    parse_count,
+    preview,
+)
 from costline.core.money import to_decimal
-from costline.core.query import EARLIEST, LATEST
 from costline.core.units import UNITS
 from costline.core.usage import Usage
 from costline.errors import CostlineError, ExtractionError, UsageError
@@ -92,6 +103,14 @@ _RENAMES: Final = {
     if unit in _EXTRACT_NAME and key not in _EXTRACT_KEYS and not key.startswith(("input_", "output_"))
 }
 _LEGACY_COST: Final = {"inputCost": "input", "outputCost": "output", "totalCost": "total"}
+#: event field -> the Langfuse body field, for limit errors
+_NAMES: Final = {
+    "trace_id": "traceId", "parent_id": "parentObservationId", "start_time": "startTime", "end_time": "endTime",
+    "completion_start_time": "completionStartTime", "status_message": "statusMessage",
+    "model_parameters": "modelParameters", "provided_cost": "costDetails", "user_id": "userId",
+    "session_id": "sessionId", "observation_id": "observationId", "data_type": "dataType",
+    "attributes": "metadata",
+}
 
 
 class _BadItemError(Exception):
@@ -114,7 +133,7 @@ def decode_ingestion(data: Any) -> Decoded:
         if isinstance(envelope, Mapping) and isinstance(envelope.get("id"), str) and envelope["id"]:
             key = envelope["id"]
         try:
-            _decode_envelope(envelope, path, out)
+            _decode_envelope(envelope, path, out, key)
         except _BadItemError as exc:
             out.errors.append(ItemError(key, str(exc)))
             continue
@@ -150,10 +169,11 @@ def decode_scores(data: Any, *, id_factory: Callable[[], str] | None = None) -> 
 # envelopes ----------------------------------------------------------------------------------------------
 
 
-def _decode_envelope(envelope: Any, path: str, out: Decoded) -> None:
+def _decode_envelope(envelope: Any, path: str, out: Decoded, key: str) -> None:
     envelope = _require_object(envelope, path)
     envelope_id = _text(envelope, "id", path, required=True)
     assert envelope_id is not None
+    _limit(check_text, envelope_id, _join(path, "id"), MAX_ID_LENGTH)
     kind = envelope.get("type")
     if kind not in EVENT_TYPES:
         raise _BadItemError(
@@ -165,11 +185,17 @@ def _decode_envelope(envelope: Any, path: str, out: Decoded) -> None:
     body_path = _join(path, "body")
     body = _require_object(envelope.get("body"), body_path)
     if kind == "trace-create":
-        out.traces.append(_trace(body, body_path, envelope_id))
+        trace = _trace(body, body_path, envelope_id)
+        _limit(check_trace, trace, _NAMES, prefix=body_path)
+        out.traces.append(trace)
     elif kind == "score-create":
         out.scores.append(_score(body, body_path, score_id=envelope_id, default_time=sent_at, new_id=None))
     else:
-        out.observations.append(_observation(kind, body, body_path, envelope_id, sent_at))
+        observation = _observation(kind, body, body_path, envelope_id, sent_at)
+        _limit(check_observation, observation, _NAMES, prefix=body_path)
+        if key != observation.id:
+            out.keys[len(out.observations)] = key
+        out.observations.append(observation)
 
 
 def _trace(body: Mapping[str, Any], path: str, envelope_id: str) -> TraceEvent:
@@ -243,7 +269,7 @@ def _score(
     timestamp = _time(body, "timestamp", path)
     chosen = given or score_id or (new_id() if new_id is not None else None)
     assert chosen is not None
-    return ScoreEvent(
+    score = ScoreEvent(
         id=chosen,
         name=name,
         value=value,
@@ -256,6 +282,16 @@ def _score(
         environment=_environment(body, path),
         metadata=_metadata(body),
     )
+    _limit(check_score, score, _NAMES, prefix=path)
+    return score
+
+
+def _limit(check: Callable[..., object], *args: Any, prefix: str | None = None) -> None:
+    """Run a ``core.limits`` check; its error, prefixed with the item's path, is the item's error."""
+    try:
+        check(*args)
+    except LimitError as exc:
+        raise _BadItemError(f"{_join(prefix, str(exc)) if prefix is not None else exc}") from None
 
 
 def _score_value(body: Mapping[str, Any], path: str, data_type: str | None) -> Decimal | str:
@@ -307,8 +343,8 @@ def _clean_usage(raw: Mapping[str, Any], path: str) -> dict[str, Any] | None:
         name = _usage_key(str(key))
         if name is None:
             continue
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
+        if isinstance(value, str):
+            value = parse_count(value) if parse_count(value) is not None else value
         if name in out:  # two aliases of one bucket: Langfuse adds them up
             for part, where in ((out[name], _join(path, name)), (value, _join(path, str(key)))):
                 if isinstance(part, bool) or not isinstance(part, int) or part < 0:
@@ -376,7 +412,7 @@ def _describe(value: object) -> str:
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
     if value is None or isinstance(value, str | int | float | Decimal):
-        return "null" if value is None else repr(value)
+        return "null" if value is None else preview(value)
     return {"dict": "an object", "list": "a list"}.get(type(value).__name__, type(value).__name__)
 
 
@@ -430,14 +466,10 @@ def _time(obj: Mapping[str, Any], key: str, path: str) -> datetime | None:
     if not isinstance(value, str):
         raise _BadItemError(f"{where}: expected an ISO 8601 date-time string, got {_describe(value)}")
     try:
-        when = datetime.fromisoformat(value.strip())
-        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: the offset takes it past year 1 or 9999
-        raise _BadItemError(f"{where}: expected an ISO 8601 date-time, got {value!r}") from None
-    if not EARLIEST <= when <= LATEST:
-        raise _BadItemError(f"{where}: {value!r} is out of range; use a time from year {EARLIEST.year} to "
-                            f"{LATEST.year}")
-    return when
+        return iso_utc(value)
+    except ValueError as exc:
+        why = str(exc) if isinstance(exc, TimeRangeError) else ""
+        raise _BadItemError(f"{where}: expected an ISO 8601 date-time, got {preview(value)}{why}") from None
 
 
 def _tags(obj: Mapping[str, Any], path: str) -> tuple[str, ...] | None:

@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from costline.core.events import LEVELS
+from costline.core.limits import iso_utc, parse_count, preview
 from costline.core.money import to_decimal
 from costline.core.units import UNITS
 from costline.core.usage import Usage
@@ -165,7 +166,7 @@ def loads(value: object) -> Any:
     if isinstance(value, str | bytes):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # also past 4300 digits, or nested past the parser's stack
             return value
     return value
 
@@ -242,12 +243,12 @@ def _token_count(attrs: Attrs, key: str) -> int | None:
     if value is None or value == "":
         return None
     number: object = value
-    if isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
+    if isinstance(value, str):
+        number = parse_count(value)
     if isinstance(number, float) and number.is_integer():
         number = int(number)
     if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-        raise ExtractionError(f"{attr(key)}: expected a non-negative integer token count, got {value!r}")
+        raise ExtractionError(f"{attr(key)}: expected a non-negative integer token count, got {preview(value)}")
     return number
 
 
@@ -314,7 +315,7 @@ def _amount(value: object, where: str) -> Decimal:
     except CostlineError as exc:
         raise ExtractionError(str(exc)) from None
     if number < 0:
-        raise ExtractionError(f"{where}: expected a non-negative cost, got {value!r}")
+        raise ExtractionError(f"{where}: expected a non-negative cost, got {preview(value)}")
     return number
 
 
@@ -430,9 +431,8 @@ def iso_time(value: object) -> datetime | None:
     if not isinstance(parsed, str) or not parsed.strip():
         return None
     try:
-        moment = datetime.fromisoformat(parsed.strip())
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: the offset takes it past year 1 or 9999
+        return iso_utc(parsed)
+    except ValueError:
         return None
 
 

@@ -24,6 +24,7 @@ from costline.core.events import (
     price_observation,
     score_from_event,
 )
+from costline.core.limits import LimitError, check_money
 from costline.core.price import PriceRecord, Source
 from costline.core.resolve import PriceBook
 from costline.errors import CostlineError
@@ -126,13 +127,33 @@ class Pipeline:
     def _observations(project_id: str, decoded: Decoded, stored: Mapping[str, Observation], book: PriceBook,
                       now: datetime) -> list[Observation]:
         """The events folded into the stored rows (Langfuse) or replacing them (complete records), each priced
-        from its merged model, usage and provided cost."""
+        from its merged model, usage and provided cost. An item whose merged row ends before it starts, or
+        whose computed cost passes the money bound, is rejected (``decoded.reject``) and not written."""
+        if not decoded.observations:
+            return []
         merged: dict[str, Observation] = dict(stored) if decoded.merge else {}
-        for event in decoded.observations:
-            merged[event.id] = merge_observation(merged.get(event.id) if decoded.merge else None, event,
-                                                 project_id, now)
-        touched = dict.fromkeys(e.id for e in decoded.observations)
-        return [price_observation(merged[i], book) for i in touched]
+        keys: dict[str, list[str]] = {}  # observation id -> the items that wrote it
+        for index, event in enumerate(decoded.observations):
+            row = merge_observation(merged.get(event.id) if decoded.merge else None, event, project_id, now)
+            if row.end_time is not None and row.end_time < row.start_time:  # an update's end before the start
+                decoded.reject(decoded.key_of(index), f"{decoded.key_of(index)}: end time {row.end_time.isoformat()}"
+                               f" is before the start time {row.start_time.isoformat()}")
+                continue
+            merged[event.id] = row
+            keys.setdefault(event.id, []).append(decoded.key_of(index))
+        priced = []
+        for obs_id, item_keys in keys.items():
+            row = price_observation(merged[obs_id], book)
+            try:  # a computed cost past the money bound (a huge count times a project's rate) is the item's error
+                for unit, amount in (("total", row.total_cost), *row.cost.items()):
+                    if amount is not None:
+                        check_money(amount, f"cost.{unit}")
+            except LimitError as exc:
+                for key in dict.fromkeys(item_keys):
+                    decoded.reject(key, f"{key}: the computed {exc}")
+                continue
+            priced.append(row)
+        return priced
 
     @staticmethod
     def _traces(project_id: str, decoded: Decoded, stored: Mapping[str, Trace], now: datetime) -> list[Trace]:

@@ -39,6 +39,11 @@ ALL_PROJECT_ROUTES = frozenset({"/v1/projects", "/v1/export", "/v1/reprice", "/v
 
 #: routes that authenticate themselves (AWS Signature V4: server/routes/cloud.py)
 AWS_PREFIX = "/aws/"
+#: the content types a browser may send cross-site without a CORS preflight, with cached Basic credentials:
+#: no route reads them, so a request that carries one is refused before it is authenticated (CSRF)
+FORM_CONTENT_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+#: the OTLP routes answer an unsupported content type themselves, with a google.rpc.Status body
+OTLP_PATHS = frozenset({"/v1/traces", "/api/public/otel/v1/traces"})
 
 
 def is_loopback(host: str) -> bool:
@@ -171,6 +176,17 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         admin_token_hash=hash_secret(admin_token) if admin_token else None,
         seals=seals,
     )
+
+    @app.middleware("http")
+    async def refuse_form_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.method in ("POST", "PUT", "PATCH") and request.url.path not in OTLP_PATHS:
+            media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media in FORM_CONTENT_TYPES:
+                return JSONResponse(
+                    {"message": f"unsupported content type {media!r}: send the body as application/json"},
+                    status_code=415,
+                )
+        return await call_next(request)
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 
-from costline.ingest.batch import IngestError
+from costline.ingest.batch import IngestError, parse_json_body
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -33,28 +32,31 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def gunzip(body: bytes, max_bytes: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise IngestError(f"body is not valid gzip: {exc}") from None
-    if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise IngestError(f"decompressed body is over the {max_bytes} byte limit", status=413)
-    return out
+    """Every member of a gzip body (``cat a.gz b.gz`` is one body, RFC 1952 §2.2), at most ``max_bytes`` in
+    all (a decompression bomb stops there); a truncated member is an error, not a shorter body."""
+    out = bytearray()
+    rest = body
+    while rest:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, max_bytes + 1 - len(out))
+        except zlib.error as exc:
+            raise IngestError(f"body is not valid gzip: {exc}") from None
+        if len(out) > max_bytes or inflater.unconsumed_tail:
+            raise IngestError(f"decompressed body is over the {max_bytes} byte limit", status=413)
+        if not inflater.eof:
+            raise IngestError("body is not valid gzip: the stream is truncated")
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # trailing zero padding, as gzip(1) allows
+            break
+    return bytes(out)
 
 
 def parse_json(body: bytes) -> Any:
-    """JSON via orjson. Floats stay floats here; money and quantities are converted once, through ``repr``,
-    where they are read (``costline.core.money.to_decimal``), so ``0.001`` becomes ``Decimal('0.001')``."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise IngestError(f"body is not valid JSON: {exc}") from None
-    if b"\\u0000" in body:  # JSON carries NUL only as this escape; look for it only then
-        where = nul_path(data, "body")
-        if where is not None:
-            raise IngestError(f"{where}: contains a NUL character (\\u0000), which text in costline cannot hold")
-    return data
+    """JSON via orjson (``batch.parse_json_body``). Floats stay floats here; money and quantities are converted
+    once, through ``repr``, where they are read (``costline.core.money.to_decimal``), so ``0.001`` becomes
+    ``Decimal('0.001')``."""
+    return parse_json_body(body)
 
 
 def nul_path(value: Any, path: str) -> str | None:

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 from costline.core import timebuckets
 from costline.core.events import Observation, Score, Trace
-from costline.core.query import EARLIEST, LATEST, Query, QueryResult
+from costline.core.limits import EARLIEST, LATEST
+from costline.core.query import Query, QueryResult
 from costline.store import rows
 from costline.store.base import (
     OBSERVATION_FILTERS,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Request, Response
+from google.rpc import code_pb2, status_pb2
 from starlette.concurrency import run_in_threadpool
 
 from costline.ingest.batch import IngestError
@@ -11,6 +13,19 @@ from costline.server.app import key_of, state_of
 from costline.server.body import parse_json, read_body
 
 router = APIRouter()
+
+#: HTTP status of a failed export -> google.rpc.Code of its Status body
+_RPC_CODES = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 413: code_pb2.RESOURCE_EXHAUSTED,
+              415: code_pb2.INVALID_ARGUMENT, 429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
+
+
+def encode_status(http_status: int, message: str, content_type: str) -> bytes:
+    """The ``google.rpc.Status`` body of a failed export (OTLP/HTTP: "the response body MUST be the appropriate
+    serialized Status"), in the request's content type: protobuf, or proto3 JSON for JSON requests."""
+    code = int(_RPC_CODES.get(http_status, code_pb2.UNKNOWN))
+    if "application/json" in (content_type or "").lower():
+        return orjson.dumps({"code": code, "message": message})
+    return bytes(status_pb2.Status(code=code, message=message).SerializeToString())
 
 
 async def _export(request: Request) -> Response:
@@ -24,7 +39,8 @@ async def _export(request: Request) -> Response:
             parse_json(body)  # refuses a NUL character naming its place (protobuf text reaches the store's check)
         decoded = decode_otlp(body, content_type)
     except IngestError as exc:
-        return Response(encode_response(0, str(exc), reply_type), status_code=exc.status, media_type=reply_type)
+        return Response(encode_status(exc.status, str(exc), reply_type), status_code=exc.status,
+                        media_type=reply_type)
     await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded, "otlp")
     message = "; ".join(f"{e.id}: {e.message}" for e in decoded.errors[:20])
     return Response(encode_response(len(decoded.errors), message, reply_type), media_type=reply_type)

@@ -18,9 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from costline.core.limits import EARLIEST, LATEST
 from costline.core.query import (
-    EARLIEST,
-    LATEST,
     MAX_LIMIT,
     Dimension,
     Filter,
