@@ -94,7 +94,7 @@ def estimate_command(
         if cheapest is not None:
             data["cheapest"] = [
                 {"model": c.record.model, "provider": c.record.provider, "price_id": c.record.id,
-                 "total": decimal_str(c.cost.total), "context_window": c.record.context_window}
+                 "total": decimal_str(c.cost.total or 0), "context_window": c.record.context_window}
                 for c in choices
             ]
         emit_json(data)
@@ -105,6 +105,6 @@ def estimate_command(
     if cheapest is not None:
         out.print("\ncheapest models that fit:")
         for c in choices:
-            out.print(f"  {decimal_str(c.cost.total):>14} {c.cost.currency}  {c.record.provider}:{c.record.model}")
+            out.print(f"  {decimal_str(c.cost.total or 0):>14} {c.cost.currency}  {c.record.provider}:{c.record.model}")
         if not choices:
             out.print("  (none)")

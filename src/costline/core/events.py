@@ -224,6 +224,7 @@ def price_observation(obs: Observation, book: PriceBook) -> Observation:
     breakdown = calc_cost(
         usage, record, at=obs.start_time, attributes=obs.attributes, provided=obs.provided_cost,
         model=None if record else obs.model, provider=None if record else obs.provider, unpriced_reason=reason,
+        failed=obs.level == "ERROR",
     )
     return apply_breakdown(obs, breakdown)
 
