@@ -26,7 +26,7 @@ from costline.core.query import MONEY_MEASURES, Metric, Query, QueryResult
 
 #: aggregations whose total over disjoint groups is computed from the groups' values
 _ADDITIVE = ("sum", "min", "max")
-_COUNTS = ("count", "unpriced")
+_COUNTS = ("count", "unpriced", "calls")
 
 
 def is_money(metric: Metric) -> bool:

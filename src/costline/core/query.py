@@ -58,9 +58,10 @@ NUMERIC_MEASURES: Final[Mapping[str, tuple[str, ...]]] = {
                "observations"),
 }
 #: measures that only count: ``count`` rows, ``unpriced`` rows (observations) or unpriced observations
-#: (traces), distinct ``traces``/``users``/``sessions``
+#: (traces), ``calls`` (observations naming a model: what a budget's request quota counts), distinct
+#: ``traces``/``users``/``sessions``
 COUNT_MEASURES: Final[Mapping[str, tuple[str, ...]]] = {
-    "observations": ("count", "unpriced", "traces", "users", "sessions"),
+    "observations": ("count", "unpriced", "calls", "traces", "users", "sessions"),
     "traces": ("count", "unpriced", "users", "sessions"),
 }
 MONEY_MEASURES: Final = frozenset({"cost", "input_cost", "output_cost"})
@@ -110,7 +111,7 @@ class Metric:
     @property
     def label(self) -> str:
         """The result column: ``count``, ``unpriced``, ``users`` ... or ``<aggregation>_<measure>``."""
-        if self.measure in ("count", "unpriced", "traces", "users", "sessions"):
+        if self.measure in ("count", "unpriced", "calls", "traces", "users", "sessions"):
             return self.measure
         return f"{self.aggregation}_{self.measure_label}"
 

@@ -100,6 +100,8 @@ class _Builder:
                 return f"({d.epoch_us('o.end_time')} - {d.epoch_us('o.start_time')})"
             case "unpriced":
                 return "CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END"
+            case "calls":
+                return "CASE WHEN o.model IS NOT NULL THEN 1 ELSE 0 END"
             case "traces":  # a trace is (project, id): an unscoped query counts the pairs
                 if self.q.project_id is not None:
                     return "o.trace_id"
@@ -208,7 +210,7 @@ class _Builder:
             return f"count(DISTINCT {expr})"
         if metric.measure == "count":
             return "count(*)"
-        if metric.measure == "unpriced":
+        if metric.measure in ("unpriced", "calls"):
             return f"COALESCE(sum({expr}), 0)"
         match metric.aggregation:
             case "sum" | "avg":
