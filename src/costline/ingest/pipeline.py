@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from costline.catalog.user_file import compile_price_data
+from costline.core.duplicates import DUPLICATE, find_duplicates, mark_duplicate
 from costline.core.events import (
+    PRICED_TYPES,
     Observation,
     Score,
     Trace,
@@ -116,7 +118,24 @@ class Pipeline:
         for event in decoded.observations:
             merged[event.id] = merge_observation(merged.get(event.id) if decoded.merge else None, event,
                                                  project_id, now)
-        return [price_observation(o, book) for o in merged.values()]
+        priced = {o.id: price_observation(o, book) for o in merged.values()}
+        return self._count_once(project_id, priced)
+
+    def _count_once(self, project_id: str, priced: dict[str, Observation]) -> list[Observation]:
+        """Mark observations that report the same model call as a descendant (core/duplicates.py), reading
+        the stored rest of the traces that hold a priced call; stored rows newly marked are rewritten."""
+        traces = list(dict.fromkeys(o.trace_id for o in priced.values()
+                                    if o.type in PRICED_TYPES and o.total_cost is not None and o.usage))
+        if not traces:
+            return list(priced.values())
+        stored = {o.id: o for o in self.store.traces_observations(project_id, traces)}
+        everything = {**stored, **priced}
+        rewrite: dict[str, Observation] = {}
+        for outer_id, counted_id in find_duplicates(everything.values()).items():
+            outer = everything[outer_id]
+            if outer_id in priced or outer.pricing_status != DUPLICATE:
+                rewrite[outer_id] = mark_duplicate(outer, counted_id)
+        return [*(rewrite.get(i, o) for i, o in priced.items()), *(o for i, o in rewrite.items() if i not in priced)]
 
     def _traces(self, project_id: str, decoded: Decoded, now: datetime) -> list[Trace]:
         if not decoded.traces:
@@ -130,4 +149,7 @@ class Pipeline:
     def reprice(self, observations: Iterable[Observation]) -> Iterable[tuple[Observation, Observation]]:
         """(old, new) for each observation priced again with today's books (nothing is written)."""
         for obs in observations:
-            yield obs, price_observation(replace(obs), self.book_for(obs.project_id))
+            new = price_observation(replace(obs), self.book_for(obs.project_id))
+            if obs.pricing_status == DUPLICATE and new.total_cost is not None:  # still counted elsewhere
+                new = replace(mark_duplicate(new, ""), pricing_reason=obs.pricing_reason)
+            yield obs, new

@@ -164,6 +164,10 @@ class Store(Protocol):
     # reads -------------------------------------------------------------------------------------------
     def trace_observations(self, project_id: str, trace_id: str) -> list[Observation]: ...
 
+    def traces_observations(self, project_id: str, trace_ids: Sequence[str]) -> list[Observation]:
+        """Every stored observation of these traces (one read for a batch's duplicate check)."""
+        ...
+
     def count_observations(self, project_id: str | None = None) -> int: ...
 
     def iter_observations(

@@ -188,6 +188,15 @@ class DuckDBStore(SqlStore):
         )
         return {o.id: o for o in map(rows.observation_from_row, found)}
 
+    def traces_observations(self, project_id: str, trace_ids: Sequence[str]) -> list[Observation]:
+        if not trace_ids:
+            return []
+        found = self._fetch(
+            f"SELECT {_OBS} FROM observations WHERE project_id = ? AND trace_id IN (SELECT unnest(?::VARCHAR[]))",
+            [project_id, list(trace_ids)],
+        )
+        return [rows.observation_from_row(r) for r in found]
+
     def get_traces(self, project_id: str, ids: Sequence[str]) -> dict[str, Trace]:
         if not ids:
             return {}

@@ -101,7 +101,9 @@ class _Builder:
             case "unpriced":
                 return "CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END"
             case "calls":
-                return "CASE WHEN o.model IS NOT NULL THEN 1 ELSE 0 END"
+                # a model call reported twice (core/duplicates.py) is one request
+                return ("CASE WHEN o.model IS NOT NULL AND COALESCE(o.pricing_status, '') <> 'duplicate' "
+                        "THEN 1 ELSE 0 END")
             case "traces":  # a trace is (project, id): an unscoped query counts the pairs
                 if self.q.project_id is not None:
                     return "o.trace_id"
