@@ -144,6 +144,18 @@ class PriceBook:
         seen: set[str | None] = set()
         return [p for p in order if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
 
+    def infer_provider(self, model: str) -> str | None:
+        """The provider a model name implies (a known routing prefix, else the first provider whose model rule
+        matches: ``gpt-`` → openai), or None; for calls priced by a record scoped to no provider."""
+        prefix, slash, rest = model.partition("/")
+        if slash and rest:
+            scoped = self.normalize_provider(prefix)
+            if scoped in self._provider_by_id:
+                return scoped
+        lowered = model.lower()
+        return next((p.id for p in self.providers
+                     if p.model_match is not None and p.model_match.matches(lowered, lowered)), None)
+
     # -- lookup ----------------------------------------------------------------------------------------
     def _matching(self, name: str) -> list[PriceRecord]:
         lowered = name.lower()
