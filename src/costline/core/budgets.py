@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from costline.core import timebuckets
 from costline.core.money import to_decimal
-from costline.core.query import METADATA_KEY, Filter, Metric, Query
+from costline.core.query import Filter, Metric, Query, is_metadata_key
 from costline.errors import CostlineError
 
 #: scope keys (plus ``metadata.<key>``) and the query dimension each one is
@@ -178,7 +178,7 @@ def scope_key(key: object, path: str) -> str:
         raise _fail(path, "expected a scope key")
     if key in SCOPE_KEYS:
         return key
-    if key.startswith("metadata.") and METADATA_KEY.match(key.removeprefix("metadata.")):
+    if key.startswith("metadata.") and is_metadata_key(key.removeprefix("metadata.")):
         return key
     raise _fail(path, f"unknown scope key {key!r}; use {', '.join(SCOPE_KEYS)} or metadata.<key>")
 

@@ -72,6 +72,8 @@ TAG_OPERATORS: Final = ("any of", "all of", "none of", "contains", "=")
 NUMBER_OPERATORS: Final = ("=", "!=", ">", ">=", "<", "<=", "is null", "is not null")
 
 METADATA_KEY: Final = re.compile(r"^[A-Za-z0-9_\-:]{1,100}$")
+#: a nested metadata path (``metadata.fallback.attempt``) has at most this many dot-separated keys
+MAX_METADATA_DEPTH: Final = 5
 COMPONENT_NAMES: Final = frozenset({*UNITS, "total", "other"})
 
 #: numeric filter values stay below the stores' DECIMAL(38, 12) range
@@ -203,9 +205,21 @@ def parse_dimension(view: str, raw: object, path: str) -> Dimension:
     return Dimension(name)
 
 
+def is_metadata_key(key: str) -> bool:
+    """A metadata key or a nested path of them (``fallback.attempt``: key ``attempt`` inside ``fallback``)."""
+    segments = key.split(".")
+    return len(segments) <= MAX_METADATA_DEPTH and all(METADATA_KEY.match(s) for s in segments)
+
+
+def metadata_path(key: str) -> tuple[str, ...]:
+    """The keys of a (validated) metadata key, outermost first; each is an opaque name, never SQL."""
+    return tuple(key.split("."))
+
+
 def _metadata_key(key: str, path: str) -> str:
-    if not METADATA_KEY.match(key):
-        raise _fail(path, f"metadata key {key!r} must be 1-100 letters, digits, '_', '-' or ':'")
+    if not is_metadata_key(key):
+        raise _fail(path, f"metadata key {key!r} must be 1-100 letters, digits, '_', '-' or ':', or a path of "
+                          f"up to {MAX_METADATA_DEPTH} such keys joined by '.' (fallback.attempt)")
     return key
 
 

@@ -22,7 +22,16 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decima
 from typing import Any
 
 from costline.core import timebuckets
-from costline.core.query import PERCENTILES, Dimension, Filter, Metric, Query, QueryResult, finish_value
+from costline.core.query import (
+    PERCENTILES,
+    Dimension,
+    Filter,
+    Metric,
+    Query,
+    QueryResult,
+    finish_value,
+    metadata_path,
+)
 from costline.core.timebuckets import Offset
 from costline.core.units import ROOT_OF
 from costline.store.dialects import Dialect
@@ -74,7 +83,8 @@ class _Builder:
                 return d.tags_union("o.tags", "t.tags")
             case "metadata":
                 assert dim.key is not None
-                return f"COALESCE({d.json_scalar('o.metadata', dim.key)}, {d.json_scalar('t.metadata', dim.key)})"
+                keys = metadata_path(dim.key)
+                return f"COALESCE({d.json_scalar('o.metadata', keys)}, {d.json_scalar('t.metadata', keys)})"
             case name:
                 return f"o.{name}"
 
@@ -361,8 +371,9 @@ class _Builder:
                     return column("tags")
                 case "metadata":
                     assert dim.key is not None
-                    return column(f"meta_{len(used)}", f"COALESCE(max({d.json_scalar('t.metadata', dim.key)}), "
-                                  f"max({d.json_scalar('o.metadata', dim.key)}))", True)
+                    keys = metadata_path(dim.key)
+                    return column(f"meta_{len(used)}", f"COALESCE(max({d.json_scalar('t.metadata', keys)}), "
+                                  f"max({d.json_scalar('o.metadata', keys)}))", True)
                 case "user" | "session":
                     return column(f"{dim.name}_id")
                 case name:
