@@ -25,8 +25,8 @@ from costline.control.budgets import BudgetService
 from costline.control.forecasts import month_forecast
 from costline.control.notify import Channel, Delivery, Dispatcher, Notice, Notifier, parse_channel
 from costline.core.alerts import AlertRule, Condition, parse_rule, pulse, step
-from costline.core.cost import NO_USAGE
 from costline.core.budgets import Budget, scope_filter
+from costline.core.cost import NO_USAGE
 from costline.core.enforce import Status, crossed
 from costline.core.events import Observation
 from costline.core.money import decimal_str
