@@ -47,7 +47,7 @@ def test_provided_float_is_converted_exactly_once(bundled_book: PriceBook) -> No
 def test_unknown_model_is_unpriced(bundled_book: PriceBook) -> None:
     b = costline.cost(model="unknown-model-z", input_tokens=10, at=AT, book=bundled_book)
     assert b.status is costline.PricingStatus.UNPRICED
-    assert b.total == 0
+    assert b.total is None  # never a silent 0
     assert b.reason == "no price for model 'unknown-model-z'"
 
 

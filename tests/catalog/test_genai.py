@@ -45,6 +45,11 @@ def test_every_bundled_record_matches_genai_prices(bundled_book: PriceBook, at: 
             if expected is None:
                 continue
             got = calc_cost(Usage(raw), record, at=at).total
+            if got is None:
+                # genai-prices charges 0 for usage the record has no rate for (tokens against a price per
+                # character); costline calls that unpriced, never $0
+                assert expected == 0 and not set(raw) & set(record.rates), (record.id, raw, expected)
+                continue
             assert got == expected, (record.id, raw, got, expected)
             compared += 1
     assert compared > 2000

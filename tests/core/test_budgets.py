@@ -489,13 +489,13 @@ def test_spend_query_of_a_per_user_day_budget() -> None:
     assert query.project_id == "p1"
     assert query.start == utc("2026-11-01T00:00")
     assert query.end is None  # the window's spend so far, whatever the clock says
-    assert query.metrics == (Metric("cost", "sum"), Metric("count", "count"))
+    # every cost in scope (service costs with no model too), and model calls counted as requests
+    assert query.metrics == (Metric("cost", "sum"), Metric("calls", "count"))
     assert query.dimensions == ()
     assert query.granularity is None
     assert query.filters == (
         Filter("environment", "=", "prod"),
         Filter("user", "=", "u1"),
-        Filter("model", "is not null", None),  # only model calls count (spans do not)
     )
 
 
@@ -508,7 +508,6 @@ def test_spend_query_filters_for_tags_metadata_and_extra() -> None:
         Filter("tag", "any of", ("beta",), kind="tags"),
         Filter("metadata", "=", "chat", "feature"),
         Filter("metadata", "=", "acme", "customer"),
-        Filter("model", "is not null", None),
         extra,
     )
 
@@ -516,7 +515,7 @@ def test_spend_query_filters_for_tags_metadata_and_extra() -> None:
 def test_spend_query_of_a_rolling_window_starts_its_length_before_now() -> None:
     query = spend_query(budget(window="7d"), "", "p1", NOW)
     assert query.start == NOW - timedelta(days=7)
-    assert query.filters == (Filter("model", "is not null", None),)
+    assert query.filters == ()
 
 
 def test_spend_query_in_a_zone_starts_at_local_midnight() -> None:

@@ -237,8 +237,9 @@ def test_spend_counts_the_users_model_calls_in_the_window(store: Store) -> None:
             call("at-start", "0.02", start=DAY_START),  # the window includes its start
             call("from-trace", "0.05", user=None, trace_id="t-u1"),  # its user comes from its trace
             call("trace-wins", "0.01", user="u2", trace_id="t-u1"),  # the trace's user wins over the call's
+            # a service cost with no model: counted in the spend, not as a request
+            call("span", "0.40", model=None, type="span"),
             # not counted for u1:
-            call("span", "0.40", model=None, type="span"),  # no model: not a model call
             call("other-user", "0.70", user="u2"),
             call("other-project", "0.80", project="p2"),
             call("yesterday", "0.90", start=DAY_START - timedelta(microseconds=1)),
@@ -247,8 +248,8 @@ def test_spend_counts_the_users_model_calls_in_the_window(store: Store) -> None:
         traces=[Trace("p1", "t-u1", NOW, user_id="u1"), Trace("p1", "t-u2", NOW, user_id="u2")],
     )
     budget = per_user()
-    # u1: 0.30 + 0.25 + 0 + 0.02 + 0.05 + 0.01 = 0.63 over 6 calls
-    assert usage_of(store, budget, "u1") == CounterUsage(D("0.63"), 6, D(0), 0)
+    # u1: 0.30 + 0.25 + 0 + 0.02 + 0.05 + 0.01 + 0.40 (the span) = 1.03 over 6 calls
+    assert usage_of(store, budget, "u1") == CounterUsage(D("1.03"), 6, D(0), 0)
     # u2: 0.70 + 0.03 (its trace) = 0.73 over 2 calls
     assert usage_of(store, budget, "u2") == CounterUsage(D("0.73"), 2, D(0), 0)
     assert usage_of(store, budget, "u1", project="p2") == CounterUsage(D("0.80"), 1, D(0), 0)
@@ -257,7 +258,7 @@ def test_spend_counts_the_users_model_calls_in_the_window(store: Store) -> None:
     assert usage_of(store, budget, "u1", NOW + timedelta(days=1)) == CounterUsage(D(0), 0, D(0), 0)
     # the store's query answers the same: budgets count exactly what reports show
     result = store.query(spend_query(budget, "u1", "p1", NOW))
-    assert result.rows == [{"sum_cost": D("0.63"), "count": 6}]
+    assert result.rows == [{"sum_cost": D("1.03"), "calls": 6}]
 
 
 def test_spend_and_holds_add_up_for_several_counters_in_one_read(store: Store) -> None:
@@ -410,7 +411,7 @@ def recorded(store: Store, budget: Budget) -> tuple[Decimal, int]:
     rows = list(store.iter_observations(project_id="p1"))
     total = sum((o.total_cost or D(0) for o in rows), D(0))
     found = store.query(spend_query(budget, "u1", "p1", NOW)).rows[0]
-    assert (found["sum_cost"] or D(0), found["count"]) == (total, len(rows))
+    assert (found["sum_cost"] or D(0), found["calls"]) == (total, len(rows))
     return total, len(rows)
 
 

@@ -190,6 +190,11 @@ class DirectControl:
             self.store.put_control(budget_object(self.project_id, budget, str(spec.get("source", "api")), now))
             return budget.to_json()
         rule = parse_rule(spec, "alert")
+        if rule.channels:
+            from costline.control.channels import require_channels
+
+            known = [c.id for c in self.store.list_control("channel", self.project_id)]
+            require_channels(known, rule.channels, "alert.channels")
         self.store.put_control(ControlObject(self.project_id, "alert", rule.id, rule.to_json(), rule.source, now, now))
         return rule.to_json()
 

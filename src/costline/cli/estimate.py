@@ -93,7 +93,7 @@ def estimate_command(
         if cheapest is not None:
             extra["cheapest"] = [
                 {"model": c.record.model, "provider": c.record.provider, "price_id": c.record.id,
-                 "total": decimal_str(c.cost.total), "context_window": c.record.context_window}
+                 "total": decimal_str(c.cost.total or 0), "context_window": c.record.context_window}
                 for c in choices
             ]
         emit_breakdown(fmt, breakdown, requested_model=model, usage=usage, record=record, extra=extra)
@@ -116,7 +116,8 @@ def estimate_command(
         if cheapest is not None:
             out.print("\ncheapest models that fit:")
             for c in choices:
-                out.print(f"  {decimal_str(c.cost.total):>14} {c.cost.currency}  {c.record.provider}:{c.record.model}")
+                total = decimal_str(c.cost.total or 0)
+                out.print(f"  {total:>14} {c.cost.currency}  {c.record.provider}:{c.record.model}")
             if not choices:
                 out.print("  (none)")
     exit_if_unknown(book, breakdown, model, book.normalize_provider(provider), at)

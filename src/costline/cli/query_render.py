@@ -23,7 +23,7 @@ from costline.export.records import CsvLines, csv_cell
 
 #: aggregations whose total over disjoint groups is computed from the groups' values
 _ADDITIVE = ("sum", "min", "max")
-_COUNTS = ("count", "unpriced")
+_COUNTS = ("count", "unpriced", "calls")
 
 
 def is_money(metric: Metric) -> bool:

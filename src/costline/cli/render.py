@@ -72,7 +72,7 @@ def breakdown_json(
 ) -> dict[str, Any]:
     return {
         # an unknown model has no total: null, never "0" (the library's breakdown says so by its status)
-        "total": None if b.status is PricingStatus.UNPRICED else decimal_str(b.total),
+        "total": None if b.total is None else decimal_str(b.total),
         "currency": b.currency,
         "status": b.status.value,
         "reason": b.reason,
@@ -114,7 +114,7 @@ def print_breakdown(b: CostBreakdown, *, requested_model: str) -> None:
         quantity = "" if c.quantity is None else f"{c.quantity:,}"
         table.add_row(c.unit, quantity, rate, decimal_str(c.amount))
     table.add_section()
-    table.add_row("total", "", "", "unpriced" if b.status is PricingStatus.UNPRICED else decimal_str(b.total))
+    table.add_row("total", "", "", "unpriced" if b.total is None else decimal_str(b.total))
     out.print(table)
     out.print(f"status: {b.status.value}" + (f" ({b.reason})" if b.reason else ""))
     if b.price_id:

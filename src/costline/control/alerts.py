@@ -30,6 +30,7 @@ from costline.control.forecasts import month_forecast
 from costline.control.notify import Channel, Delivery, Dispatcher, Notice, Notifier, parse_channel
 from costline.core.alerts import AlertRule, Condition, parse_rule, pulse, step
 from costline.core.budgets import Budget, scope_filter
+from costline.core.cost import NO_USAGE
 from costline.core.enforce import Status, crossed
 from costline.core.events import Observation
 from costline.core.money import decimal_str
@@ -408,7 +409,8 @@ class AlertEngine:
             if value != wanted:
                 return None
         if rule.kind == "unpriced":
-            if obs.pricing_status != "unpriced" or obs.model is None:
+            # a call without usage has a priced model (and may get its usage in an update): not this rule
+            if obs.pricing_status != "unpriced" or obs.model is None or obs.pricing_reason == NO_USAGE:
                 return None
             figures = {"model": obs.model, "provider": obs.provider, "observation": obs.id,
                        "reason": obs.pricing_reason}

@@ -230,3 +230,14 @@ def redact_channel(spec: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(shown.get("headers"), Mapping):  # an Authorization header is a secret too
         shown["headers"] = dict.fromkeys(shown["headers"], "***")
     return shown
+
+
+def require_channels(known: Sequence[str], names: Sequence[str], path: str) -> None:
+    """Refuse a rule that names a channel the project does not have (it would be stored and never notify);
+    ``known`` are the project's channel names, the message names the missing one."""
+    have = set(known)
+    for i, name in enumerate(names):
+        if name not in have:
+            listed = ", ".join(sorted(have)) or "none"
+            raise ChannelError(f"{path}[{i}]: no channel {name!r} in this project (its channels: {listed}); "
+                               "create the channel first")

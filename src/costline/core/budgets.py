@@ -347,15 +347,15 @@ def counter_key(budget: Budget, subject: str) -> str:
 def spend_query(budget: Budget, subject: str, project_id: str, now: datetime, *,
                 extra: Sequence[Filter] = ()) -> Query:
     """What the counter (``budget``, ``subject``) has spent in the window holding ``now``: one row with the
-    exact cost sum and the number of model calls (observations with a model)."""
+    exact cost sum of everything in scope (service costs with no model included, as the forecast counts
+    them) and the number of model calls (observations with a model)."""
     start, _ = budget.window.bounds(now)
     filters = [scope_filter(key, value) for key, value in budget.scope.items()]
     if budget.per is not None:
         filters.append(scope_filter(budget.per, subject))
-    filters.append(Filter("model", "is not null", None))
     return Query(
         view="observations", start=start, end=None,
-        metrics=(Metric("cost", "sum"), Metric("count", "count")),
+        metrics=(Metric("cost", "sum"), Metric("calls", "count")),
         filters=(*filters, *extra), project_id=project_id, limit=1,
     )
 

@@ -69,12 +69,12 @@ def cheapest_models(
         elif window < needed or (min_context_window is not None and window < min_context_window):
             continue
         breakdown = calc_cost(usage, record, at=at)
-        if breakdown.status is not PricingStatus.PRICED:
+        if breakdown.status is not PricingStatus.PRICED or breakdown.total is None:
             continue
         if max_cost is not None and breakdown.total > max_cost:
             continue
         choices.append(Choice(record, breakdown))
-    choices.sort(key=lambda c: (c.cost.total, c.record.id))
+    choices.sort(key=lambda c: (c.cost.total or 0, c.record.id))
     seen: set[tuple[str | None, str]] = set()
     result: list[Choice] = []
     for choice in choices:

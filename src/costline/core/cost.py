@@ -44,7 +44,8 @@ class CostBreakdown(NamedTuple):
     """The priced result. A ``NamedTuple`` rather than a frozen dataclass: it is built once per event on the
     hot path, and a frozen dataclass costs 0.75 µs more to construct (measured, docs/architecture.md)."""
 
-    total: Decimal
+    #: None when the result is ``unpriced``: a cost that is not known is never a number
+    total: Decimal | None
     currency: str
     status: PricingStatus
     components: tuple[CostComponent, ...]
@@ -61,8 +62,12 @@ class CostBreakdown(NamedTuple):
 
 #: Key of a provided amount that is the whole cost rather than one unit's.
 TOTAL: Final = "total"
+#: The reason of a call priced by a record but reporting no usage at all.
+NO_USAGE: Final = "no usage"
 
 _NO_ATTRIBUTES: Mapping[str, str] = {}
+#: a record pricing only these needs no usage: every call is one request
+_PER_REQUEST: Final = frozenset({"requests"})
 
 
 class _Step(NamedTuple):
@@ -171,8 +176,13 @@ def calc_cost(
     model: str | None = None,
     provider: str | None = None,
     unpriced_reason: str | None = None,
+    failed: bool = False,
 ) -> CostBreakdown:
     """Price ``usage`` with ``record`` as of ``at``.
+
+    Usage with no quantity at all is ``unpriced`` with the reason ``no usage`` (a stream that reported no
+    usage cost something nobody knows), unless the record is free, prices only requests, or the call
+    ``failed`` (an error reply reports no usage and is billed nothing).
 
     ``record=None`` means no price was found: the result is ``unpriced`` (with ``unpriced_reason``) unless the
     caller ``provided`` amounts. ``provided`` maps unit names (or ``"total"``) to amounts the caller already
@@ -206,18 +216,25 @@ def calc_cost(
                 components, provided, unpriced_units, record, model, provider,
                 record.currency if record is not None else DEFAULT_CURRENCY, variants, unpriced_reason
             )
+    result_total: Decimal | None = total
     if record is None:
-        status = PricingStatus.UNPRICED
+        status, result_total = PricingStatus.UNPRICED, None
         reason = unpriced_reason or f"no price for model {model!r}" + (f" of provider {provider!r}" if provider else "")
-    elif unpriced_units:
-        status = PricingStatus.PARTIALLY_PRICED
+    elif not quantities and not (failed or record.is_free or _PER_REQUEST.issuperset(record.rates)):
+        # a call that reported no usage (a stream without usage) has a cost nobody knows; a free model's is 0
+        status, result_total, reason = PricingStatus.UNPRICED, None, NO_USAGE
+    elif unpriced_units and record.rates:
         reason = f"no rate for {', '.join(unpriced_units)} in price {record.id!r}"
+        # nothing at all was priced (characters against a per-token price): unpriced, never a partial $0
+        status = PricingStatus.PARTIALLY_PRICED if components else PricingStatus.UNPRICED
+        if not components:
+            result_total = None
     else:
         status, reason = PricingStatus.PRICED, None
     return _new_breakdown(
         CostBreakdown,
         (
-            total, record.currency if record is not None else DEFAULT_CURRENCY, status, tuple(components), model,
+            result_total, record.currency if record is not None else DEFAULT_CURRENCY, status, tuple(components), model,
             provider, record.id if record is not None else None, record.source_label if record is not None else None,
             reason, variants,
         ),

@@ -225,9 +225,14 @@ def price_observation(obs: Observation, book: PriceBook) -> Observation:
         record = book.resolve(obs.model, book.normalize_provider(obs.provider), at=obs.start_time)
     elif priced_type:
         reason = "no model name was sent"
+    provider = obs.provider
+    if record is not None:
+        # a project or user price scoped to no provider: the call's provider is still the one its model implies
+        provider = record.provider or obs.provider or (book.infer_provider(obs.model) if obs.model else None)
     breakdown = calc_cost(
         usage, record, at=obs.start_time, attributes=obs.attributes, provided=obs.provided_cost,
-        model=None if record else obs.model, provider=None if record else obs.provider, unpriced_reason=reason,
+        model=None if record else obs.model, provider=provider, unpriced_reason=reason,
+        failed=obs.level == "ERROR",
     )
     return apply_breakdown(obs, breakdown)
 

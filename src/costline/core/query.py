@@ -59,9 +59,10 @@ NUMERIC_MEASURES: Final[Mapping[str, tuple[str, ...]]] = {
                "observations"),
 }
 #: measures that only count: ``count`` rows, ``unpriced`` rows (observations) or unpriced observations
-#: (traces), distinct ``traces``/``users``/``sessions``
+#: (traces), ``calls`` (observations naming a model: what a budget's request quota counts), distinct
+#: ``traces``/``users``/``sessions``
 COUNT_MEASURES: Final[Mapping[str, tuple[str, ...]]] = {
-    "observations": ("count", "unpriced", "traces", "users", "sessions"),
+    "observations": ("count", "unpriced", "calls", "traces", "users", "sessions"),
     "traces": ("count", "unpriced", "users", "sessions"),
 }
 MONEY_MEASURES: Final = frozenset({"cost", "input_cost", "output_cost"})
@@ -80,6 +81,8 @@ NUMBER_OPERATORS: Final = ("=", "!=", ">", ">=", "<", "<=", "is null", "is not n
 #: take any key literally (store/sqltext.py), this rule keeps names readable and the same in every shell
 METADATA_KEY: Final = re.compile(r"[A-Za-z0-9_\-:]+(?:\.[A-Za-z0-9_\-:]+)*")
 MAX_METADATA_KEY: Final = 100
+#: a nested metadata path (``metadata.fallback.attempt``) has at most this many dot-separated keys
+MAX_METADATA_DEPTH: Final = 5
 #: the times a query range may name (UTC): far from the ends of ``datetime`` so that zone offsets, bucket
 #: steps and default ranges never overflow
 # EARLIEST, LATEST: the instants costline stores and queries (core/limits.py)
@@ -124,7 +127,7 @@ class Metric:
     @property
     def label(self) -> str:
         """The result column: ``count``, ``unpriced``, ``users`` ... or ``<aggregation>_<measure>``."""
-        if self.measure in ("count", "unpriced", "traces", "users", "sessions"):
+        if self.measure in ("count", "unpriced", "calls", "traces", "users", "sessions"):
             return self.measure
         return f"{self.aggregation}_{self.measure_label}"
 
@@ -219,13 +222,25 @@ def parse_dimension(view: str, raw: object, path: str) -> Dimension:
     return Dimension(name)
 
 
+def is_metadata_key(key: str) -> bool:
+    """A metadata key, or a nested path of them (``fallback.attempt``: key ``attempt`` inside ``fallback``)."""
+    return len(key) <= MAX_METADATA_KEY and bool(METADATA_KEY.fullmatch(key)) and \
+        key.count(".") < MAX_METADATA_DEPTH
+
+
+def metadata_path(key: str) -> tuple[str, ...]:
+    """The keys of a (validated) metadata key, outermost first; each is an opaque name, quoted by the store
+    (store/sqltext.py), never SQL."""
+    return tuple(key.split("."))
+
+
 def metadata_key(key: object, path: str) -> str:
-    """``key`` when it is a valid metadata key (``METADATA_KEY``, at most 100 characters), else a ``QueryError``
-    naming ``path``. The one rule for every shell: queries, budget and alert scopes, forecasts, reports,
-    Prometheus labels."""
-    if not isinstance(key, str) or len(key) > MAX_METADATA_KEY or not METADATA_KEY.fullmatch(key):
+    """``key`` when it is a valid metadata key (``METADATA_KEY``, at most 100 characters, at most
+    ``MAX_METADATA_DEPTH`` dot-separated parts, a nested path), else a ``QueryError`` naming ``path``. The one
+    rule for every shell: queries, budget and alert scopes, forecasts, reports, Prometheus labels."""
+    if not isinstance(key, str) or not is_metadata_key(key):
         raise _fail(path, f"metadata key {key!r} must be 1-{MAX_METADATA_KEY} letters, digits, '_', '-' or ':', "
-                          "in parts joined by '.'")
+                          f"or a path of up to {MAX_METADATA_DEPTH} such keys joined by '.' (fallback.attempt)")
     return key
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from costline.core.price import Match, PriceRecord
+from costline.core.price import Match, PriceRecord, Source
 
 _MAX_MEMO = 100_000
 _MAX_ALIAS_HOPS = 8
@@ -70,7 +70,8 @@ class PriceBook:
     _provider_by_id: dict[str, ProviderInfo] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.records = tuple(self.records)
+        self._provider_by_id = {p.id: p for p in self.providers}
+        self.records = tuple(self._scope_routed(r) for r in self.records)
         for record in self.records:
             names = record.match.exact_names()
             if names:
@@ -78,7 +79,30 @@ class PriceBook:
                     self._exact.setdefault(name, []).append(record)
             else:
                 self._scan.append(record)
-        self._provider_by_id = {p.id: p for p in self.providers}
+
+    def _scope_routed(self, record: PriceRecord) -> PriceRecord:
+        """A user or imported record named with a routing prefix (``openai/gpt-4o-mini``, as LiteLLM names
+        models) also prices the bare name under that provider, so it outranks the bundled record of the same
+        model whether the call names ``openai/gpt-4o-mini``, or ``gpt-4o-mini`` with or without the provider."""
+        if record.source is Source.BUNDLED or record.alias_of is not None:
+            return record
+        names = record.match.exact_names()
+        routed: set[str | None] = set()
+        bare: list[str] = []
+        for name in names:
+            prefix, slash, rest = name.partition("/")
+            scoped = self.normalize_provider(prefix) if slash and rest else None
+            if scoped not in self._provider_by_id:
+                return record  # a name without a known provider prefix: the record stays as written
+            routed.add(scoped)
+            bare.append(rest)
+        if len(routed) != 1:
+            return record
+        provider = routed.pop()
+        if record.provider is not None and self.normalize_provider(record.provider) != provider:
+            return record
+        clauses = tuple(Match("exact", n) for n in dict.fromkeys((*names, *bare)))
+        return replace(record, provider=provider, match=Match("any", clauses=clauses))
 
     # -- providers -------------------------------------------------------------------------------------
     def normalize_provider(self, provider: str | None) -> str | None:
@@ -120,6 +144,18 @@ class PriceBook:
         seen: set[str | None] = set()
         return [p for p in order if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
 
+    def infer_provider(self, model: str) -> str | None:
+        """The provider a model name implies (a known routing prefix, else the first provider whose model rule
+        matches: ``gpt-`` → openai), or None; for calls priced by a record scoped to no provider."""
+        prefix, slash, rest = model.partition("/")
+        if slash and rest:
+            scoped = self.normalize_provider(prefix)
+            if scoped in self._provider_by_id:
+                return scoped
+        lowered = model.lower()
+        return next((p.id for p in self.providers
+                     if p.model_match is not None and p.model_match.matches(lowered, lowered)), None)
+
     # -- lookup ----------------------------------------------------------------------------------------
     def _matching(self, name: str) -> list[PriceRecord]:
         lowered = name.lower()
@@ -155,16 +191,31 @@ class PriceBook:
         matching = self._matching(model)
         if provider is not None:
             matching = [r for r in matching if r.provider in position]
+        resellers = self._resellers(matching) if provider is None else frozenset()
         ranked = sorted(
             matching,
             key=lambda r: (
                 r.source.rank,
-                position.get(r.provider, unscoped_rank),
+                position.get(r.provider, unscoped_rank + (r.provider in resellers)),
                 -r.match.specificity(),
                 -(r.valid_from.timestamp() if r.valid_from else float("-inf")),
             ),
         )
         return tuple(ranked)
+
+    def _resellers(self, matching: Sequence[PriceRecord]) -> frozenset[str | None]:
+        """Providers that resell another matching provider's model: with no provider given, the model's
+        originator comes first (``text-embedding-3-small`` is OpenAI's, though Azure lists it too), known from
+        the provider's fallbacks (Azure falls back to OpenAI, Anthropic, ...)."""
+        present = {r.provider for r in matching}
+        if len(present) < 2:
+            return frozenset()
+        found: set[str | None] = set()
+        for name in present:
+            info = self._provider_by_id.get(name) if name is not None else None
+            if info is not None and any(f in present for f in info.fallbacks):
+                found.add(name)
+        return frozenset(found)
 
     def resolve(self, model: str, provider: str | None = None, *, at: datetime) -> PriceRecord | None:
         """The record that prices ``model`` at ``at``, following aliases; None if nothing matches."""

@@ -3,8 +3,14 @@ tag set (docs/exports.md explains every column).
 
 Only observations with a cost are charged. An unpriced observation is never a $0 charge: it is left out of
 the cost rows, counted per model for the caller to report, and counted in ``x_UnpricedObservations`` of the
-row whose key it shares when that row exists. An observation with a cost but no model or provider is left
-out too (``SkuId`` and ``ProviderName`` may not be null and FOCUS forbids placeholders) and reported.
+row whose key it shares when that row exists. A model call with a cost but no provider is left out too
+(``ProviderName`` may not be null and FOCUS forbids placeholders) and reported; a price id names a provider
+only when it is a catalog's (``openai:gpt-4o@...``), never a price source (``project:...``, ``user:...``).
+
+A cost with no model (a service cost the SDK's ``add_cost`` records: Lambda, DynamoDB, ...) is a Usage row of
+its own per service and operation: ``ServiceName`` is the service, ``ProviderName`` the provider when one was
+sent (else the service), ``SkuId`` ``service:operation``, the quantity and unit those the application gave,
+``ServiceCategory``/``ServiceSubcategory`` ``Other``.
 
 The tag set is part of the key so that ``Tags`` can hold every tag of the row's observations, as FOCUS asks
 ("Tags MUST include all user-defined and provider-defined tags"); costline tags are labels without values, so
@@ -49,11 +55,14 @@ class _Key(NamedTuple):
     model: str | None
     currency: str
     tags: tuple[str, ...]
+    #: a service cost (no model): (service, operation, unit)
+    service: tuple[str, str, str] | None = None
 
 
 @dataclass
 class _Charge:
     cost: Decimal = Decimal(0)
+    quantity: Decimal = Decimal(0)
     input_tokens: int = 0
     output_tokens: int = 0
     observations: int = 0
@@ -82,8 +91,17 @@ class FocusAggregator:
                     self.unpriced[key] += 1
                     self.unpriced_by_model[key.model] += 1
                 continue
-            if key.model is None or key.provider is None:
-                reason = "no model name" if key.model is None else "no provider"
+            if key.model is None:
+                key, quantity = _service_key(key, r)
+                charge = self.charges.get(key)
+                if charge is None:
+                    charge = self.charges[key] = _Charge()
+                charge.cost += r["total_cost"]
+                charge.quantity += quantity
+                charge.observations += 1
+                continue
+            if key.provider is None:
+                reason = "no provider"
                 count, cost = self.left_out.get(reason, (0, Decimal(0)))
                 self.left_out[reason] = (count + 1, cost + r["total_cost"])
                 continue
@@ -100,12 +118,15 @@ class FocusAggregator:
     def rows(self) -> list[dict[str, Any]]:
         """The FOCUS rows, ordered by day, account, provider, model, currency and tags."""
         out = []
-        for key in sorted(self.charges, key=lambda k: (k.day, k.project_id, k.provider, k.model, k.currency, k.tags)):
-            out.append(self._row(key, self.charges[key]))
+        for key in sorted(self.charges, key=lambda k: (k.day, k.project_id, k.provider or "", k.model or "",
+                                                       k.currency, k.tags, k.service or ("", "", ""))):
+            row = self._row(key, self.charges[key])
+            if key.service is not None:
+                row.update(_service_columns(key, self.charges[key]))
+            out.append(row)
         return out
 
     def _row(self, key: _Key, charge: _Charge) -> dict[str, Any]:
-        assert key.provider is not None and key.model is not None
         day = datetime(key.day.year, key.day.month, key.day.day, tzinfo=UTC)
         month = day.replace(day=1)
         next_month = (month + timedelta(days=32)).replace(day=1)
@@ -157,11 +178,46 @@ def _key(r: Mapping[str, Any]) -> _Key:
                 r["currency"], tuple(sorted(set(r["tags"]))))
 
 
+#: price id prefixes that name where a price came from, not a provider
+_SOURCES = frozenset({"override", "project", "user", "imported", "bundled", "litellm", "langfuse"})
+
+
 def _provider_of(price_id: str | None) -> str | None:
-    """The provider a price id names (``openai:gpt-4o:...`` → ``openai``)."""
+    """The provider a catalog price id names (``openai:gpt-4o:...`` → ``openai``); None for a price source's
+    id (``project:p1:my-price``): the call's provider is then unknown, not "project"."""
     if not price_id or ":" not in price_id:
         return None
-    return price_id.split(":", 1)[0] or None
+    prefix = price_id.split(":", 1)[0]
+    return None if not prefix or prefix in _SOURCES else prefix
+
+
+def _service_key(key: _Key, r: Mapping[str, Any]) -> tuple[_Key, Decimal]:
+    meta = r.get("metadata") or {}
+    service = str(meta.get("service") or r.get("name") or r.get("type") or "service")
+    operation = str(meta.get("operation") or r.get("name") or service)
+    unit = str(meta.get("unit") or "Requests")
+    try:
+        quantity = Decimal(str(meta.get("quantity", 1)))
+    except ArithmeticError:
+        quantity = Decimal(1)
+    if not quantity.is_finite() or quantity < 0:
+        quantity = Decimal(1)
+    provider = key.provider if r["provider"] else (str(meta["provider"]) if meta.get("provider") else service)
+    return key._replace(provider=provider, service=(service, operation, unit)), quantity
+
+
+def _service_columns(key: _Key, charge: _Charge) -> dict[str, Any]:
+    """The columns of a service-cost row that differ from a model call's."""
+    assert key.service is not None
+    service, operation, unit = key.service
+    calls = f"{charge.observations} cost item{'s' if charge.observations != 1 else ''}"
+    return {
+        "ChargeDescription": f"{service} {operation}: {calls} on {key.day.isoformat()} (UTC), "
+                             f"{charge.quantity.normalize():f} {unit}",
+        "PricingQuantity": charge.quantity, "PricingUnit": unit, "ConsumedQuantity": charge.quantity,
+        "ConsumedUnit": unit, "ServiceName": service, "ServiceCategory": "Other", "ServiceSubcategory": "Other",
+        "SkuId": f"{service}:{operation}", "x_Model": None,
+    }
 
 
 def _tokens(value: Any) -> int:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from costline.catalog.user_file import compile_price_data
+from costline.core.duplicates import DUPLICATE, find_duplicates, mark_duplicate
 from costline.core.events import (
+    PRICED_TYPES,
     Observation,
     Score,
     Trace,
@@ -115,6 +117,8 @@ class Pipeline:
         elif complete or scores:  # nothing to read: a plain upsert
             self.store.write(complete, (), scores)
             observations = complete
+        if observations:
+            observations = self._count_once(project_id, observations)
         result = IngestResult(tuple(observations), tuple(traces), tuple(scores), previous)
         for listener in self.listeners:
             try:
@@ -155,6 +159,29 @@ class Pipeline:
             priced.append(row)
         return priced
 
+    def _count_once(self, project_id: str, written: Sequence[Observation]) -> list[Observation]:
+        """Mark observations that report the same model call as a descendant (core/duplicates.py): after the
+        write, read the stored traces that hold a priced call and rewrite, under their ids' locks, the outer
+        reports newly found to be duplicates (a later update that reprices one is marked again here)."""
+        traces = list(dict.fromkeys(o.trace_id for o in written
+                                    if o.type in PRICED_TYPES and o.total_cost is not None and o.usage))
+        if not traces:
+            return list(written)
+        stored = {o.id: o for o in self.store.traces_observations(project_id, traces)}
+        counted = {outer: inner for outer, inner in find_duplicates(stored.values()).items()
+                   if stored[outer].pricing_status != DUPLICATE}
+        if not counted:
+            return list(written)
+
+        def mark(rows: Mapping[str, Observation], _: Mapping[str, Trace]) -> tuple[list[Observation], list[Trace]]:
+            return [mark_duplicate(o, counted[i]) for i, o in rows.items()
+                    if o.pricing_status != DUPLICATE and o.total_cost is not None], []
+
+        marked, _ = self.store.merge_write(project_id, list(counted), [], mark)
+        rewritten = {o.id: o for o in marked}
+        ids = {o.id for o in written}
+        return [*(rewritten.get(o.id, o) for o in written), *(o for i, o in rewritten.items() if i not in ids)]
+
     @staticmethod
     def _traces(project_id: str, decoded: Decoded, stored: Mapping[str, Trace], now: datetime) -> list[Trace]:
         merged: dict[str, Trace] = dict(stored)
@@ -173,11 +200,21 @@ class Pipeline:
 
             def merge(stored: Mapping[str, Observation], _: Mapping[str, Trace],
                       book: PriceBook = book) -> tuple[list[Observation], list[Trace]]:
-                return [price_observation(o, book) for o in stored.values()], []
+                return [reprice_keeping_mark(o, book) for o in stored.values()], []
 
             self.store.merge_write(project_id, ids, [], merge)
 
     def reprice(self, observations: Iterable[Observation]) -> Iterable[tuple[Observation, Observation]]:
         """(old, new) for each observation priced again with today's books (nothing is written)."""
         for obs in observations:
-            yield obs, price_observation(replace(obs), self.book_for(obs.project_id))
+            yield obs, reprice_keeping_mark(obs, self.book_for(obs.project_id))
+
+
+def reprice_keeping_mark(obs: Observation, book: PriceBook) -> Observation:
+    """``obs`` priced again with ``book``; a report marked as a duplicate stays one (its call is counted on
+    the descendant that reported it too)."""
+    new = price_observation(replace(obs), book)
+    if obs.pricing_status == DUPLICATE and new.total_cost is not None:
+        new = replace(mark_duplicate(new, ""), pricing_reason=obs.pricing_reason)
+    return new
+

@@ -192,11 +192,12 @@ def item_from_event(tracker: Tracker, event: Mapping[str, Any]) -> CostItem | No
     usage = usage if isinstance(usage, Usage) else None
     model, provider = event.get("model"), event.get("provider")
     if kind in LLM_TYPES:
-        if usage is None and not cost and event.get("level") != "ERROR":
-            # no usage was ever set, or it was invalid: the cost is unknown (a failed call, level ERROR, is
-            # priced with no usage, as the server prices it: nothing)
-            return CostItem(service=provider or "llm", operation=model or "unknown", cost=None, unit="tokens",
-                            quantity=0, llm=True)
+        if usage is None and not cost:
+            # no usage was ever set, or it was invalid: the cost is unknown; a failed call (level ERROR) was
+            # billed nothing, as the server prices it
+            failed = event.get("level") == "ERROR"
+            return CostItem(service=provider or "llm", operation=model or "unknown",
+                            cost=Decimal(0) if failed else None, unit="tokens", quantity=0, llm=True)
         breakdown = tracker.price(model, provider, usage, event["start_time"], event.get("attributes"), cost)
         return llm_item(breakdown, usage, model, provider)
     breakdown = tracker.price(None, None, usage, event["start_time"], None, cost)

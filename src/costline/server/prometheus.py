@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from costline.control.budgets import BudgetService
+from costline.core.cost import NO_USAGE
 from costline.core.events import Observation
 from costline.core.money import MONEY_CONTEXT
 from costline.ingest.batch import Decoded
@@ -147,7 +148,7 @@ class IngestMetrics:
         provider = (obs.provider or "")[:MAX_LABEL_VALUE]
         if previous is None:
             self.observations.add(project_id, (obs.type[:MAX_LABEL_VALUE],), 1)
-        if obs.pricing_status == "unpriced" and (previous is None or previous.pricing_status != "unpriced"):
+        if _counts_unpriced(obs) and (previous is None or not _counts_unpriced(previous)):
             self.unpriced.add(project_id, (model,), 1)
         meta = self._metadata_values(obs.metadata)
         if obs.total_cost is not None:
@@ -278,3 +279,9 @@ def install(app: FastAPI) -> IngestMetrics:
     app.add_middleware(RejectionCounter, metrics=collected)
     app.include_router(router)
     return collected
+
+
+def _counts_unpriced(obs: Observation) -> bool:
+    """Unpriced for the counter: a generation still open with no usage yet (a Langfuse ``generation-create``
+    whose usage comes with a later update) is not counted until it ends without usage."""
+    return obs.pricing_status == "unpriced" and not (obs.pricing_reason == NO_USAGE and obs.end_time is None)

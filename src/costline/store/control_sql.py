@@ -23,7 +23,7 @@ from costline.store.query_sql import compile_query
 
 T = TypeVar("T")
 _SUM = Metric("cost", "sum")
-_COUNT = Metric("count", "count")
+_COUNT = Metric("calls", "count")
 CONTROL_KINDS = ("budget", "alert", "channel", "key_seal")
 
 

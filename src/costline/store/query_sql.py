@@ -24,7 +24,16 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decima
 from typing import Any
 
 from costline.core import timebuckets
-from costline.core.query import PERCENTILES, Dimension, Filter, Metric, Query, QueryResult, finish_value
+from costline.core.query import (
+    PERCENTILES,
+    Dimension,
+    Filter,
+    Metric,
+    Query,
+    QueryResult,
+    finish_value,
+    metadata_path,
+)
 from costline.core.timebuckets import Offset
 from costline.core.units import ROOT_OF
 from costline.store.dialects import Dialect
@@ -82,7 +91,8 @@ class _Builder:
                 return d.tags_union("o.tags", "t.tags")
             case "metadata":
                 assert dim.key is not None
-                return f"COALESCE({d.json_scalar('o.metadata', dim.key)}, {d.json_scalar('t.metadata', dim.key)})"
+                keys = metadata_path(dim.key)
+                return f"COALESCE({d.json_scalar('o.metadata', keys)}, {d.json_scalar('t.metadata', keys)})"
             case name:
                 return f"o.{name}"
 
@@ -110,6 +120,10 @@ class _Builder:
                 return "o.start_time"
             case "unpriced":
                 return "CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END"
+            case "calls":
+                # a model call reported twice (core/duplicates.py) is one request
+                return ("CASE WHEN o.model IS NOT NULL AND COALESCE(o.pricing_status, '') <> 'duplicate' "
+                        "THEN 1 ELSE 0 END")
             case "traces":  # a trace is (project, id): an unscoped query counts the pairs
                 if self.q.project_id is not None:
                     return "o.trace_id"
@@ -221,7 +235,7 @@ class _Builder:
             return f"count(DISTINCT {expr})"
         if metric.measure == "count":
             return "count(*)"
-        if metric.measure == "unpriced":
+        if metric.measure in ("unpriced", "calls"):
             return f"COALESCE(sum({expr}), 0)"
         match metric.aggregation:
             case "sum" | "avg":
@@ -379,8 +393,9 @@ class _Builder:
                     return column("tags")
                 case "metadata":
                     assert dim.key is not None
-                    return column(f"meta_{len(used)}", f"COALESCE(max({d.json_scalar('t.metadata', dim.key)}), "
-                                  f"max({d.json_scalar('o.metadata', dim.key)}))", True)
+                    keys = metadata_path(dim.key)
+                    return column(f"meta_{len(used)}", f"COALESCE(max({d.json_scalar('t.metadata', keys)}), "
+                                  f"max({d.json_scalar('o.metadata', keys)}))", True)
                 case "user" | "session":
                     return column(f"{dim.name}_id")
                 case name:

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from costline.control.alerts import BusyError
-from costline.control.channels import redact_channel
+from costline.control.channels import redact_channel, require_channels
 from costline.control.check import CheckError
 from costline.control.config_file import control_objects, load_control
 from costline.control.notify import parse_channel
@@ -40,6 +40,9 @@ async def create_rule(request: Request) -> JSONResponse:
     state = state_of(request)
     project = key_of(request).project_id
     rule = parse_rule(await control_json(request), "alert")
+    if rule.channels:
+        found = await run_in_threadpool(state.store.list_control, "channel", project)
+        require_channels([c.id for c in found], rule.channels, "alert.channels")
     now = state.clock()
     await run_in_threadpool(state.store.put_control,
                             ControlObject(project, "alert", rule.id, rule.to_json(), rule.source, now, now))
