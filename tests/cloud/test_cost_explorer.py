@@ -213,3 +213,27 @@ def test_bad_files_name_line_and_column(imported: Server) -> None:
                        headers=imported.headers)
     assert reply.status_code == 400
     assert reply.json()["errors"] == ["bill.csv:2: column BilledCost: '12,5' is not a number"]
+
+
+def test_budgets_and_metrics_watch_cloud_spend(imported: Server) -> None:
+    """One ledger: a budget scoped to a service or a tag of the imported bill counts its lines, as the
+    query API does (lifetime windows, since the sample is from September 2024)."""
+    ec2 = "Amazon Elastic Compute Cloud"
+    by_service: dict[str, Decimal] = defaultdict(Decimal)
+    for (_, service), amount in independent("ServiceName").items():
+        by_service[service] += amount
+    dev = sum(independent(tag=("environment", "dev")).values(), Decimal(0))
+    with imported.client() as client:
+        made = client.post("/v1/budgets", json={"name": "ec2", "window": "lifetime", "limit": "100",
+                                                "scope": {"metadata.service": ec2}})
+        assert made.status_code == 201, made.text
+        shown = client.get("/v1/budgets/ec2").json()
+        assert Decimal(shown["status"]["used"]) == by_service[ec2]  # usage minus the one AWS credit
+        made = client.post("/v1/budgets", json={"name": "aws-dev", "window": "lifetime", "limit": "100",
+                                                "scope": {"provider": "aws", "tag": "environment:dev"}})
+        assert made.status_code == 201, made.text
+        assert Decimal(client.get("/v1/budgets/aws-dev").json()["status"]["used"]) == dev
+        query = {"dimensions": ["source"], "metrics": ["sum:cost"], "from": "2024-09-01T00:00:00Z",
+                 "to": "2024-10-01T00:00:00Z"}
+        rows = client.get("/v1/metrics", params={"query": json.dumps(query)}).json()["data"]
+        assert [(r["source"], Decimal(r["sum_cost"])) for r in rows] == [("cloud", Decimal("20.52022672899"))]
