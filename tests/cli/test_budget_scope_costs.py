@@ -26,7 +26,7 @@ from costline.sdk.tracker import Tracker
 @pytest.fixture(params=["duckdb", "postgres"], scope="module")
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"budget-scope-{request.param}")
-    server, schema = make_server(request.param, tmp)
+    server, schema = make_server(request.param, tmp, {"COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"})
     server.start()
     try:
         yield server
