@@ -108,7 +108,8 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
     from fastapi_offline import FastAPIOffline
 
-    from costline.server import prometheus
+    from costline.server import dashboard, prometheus
+    from costline.server.dashboard.web import is_dashboard_path
     from costline.server.routes import (
         admin,
         alerts,
@@ -147,6 +148,8 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         state = state_of(request)
         path = request.url.path
         if path.startswith(AWS_PREFIX):  # AWS Signature V4, verified by the route over the body it signs
+            return await call_next(request)
+        if is_dashboard_path(path):  # a session cookie or the API's keys, checked by the page (server/dashboard)
             return await call_next(request)
         open_route = (path in OPEN_ON_LOOPBACK or path.startswith(DOCS_ASSETS + "/")) and \
             not state.require_auth_everywhere
@@ -195,4 +198,5 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(cloud.router)
     app.include_router(admin.router)
     prometheus.install(app)
+    dashboard.install(app, settings)
     return app
