@@ -23,6 +23,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 
 XSS_USER: Final = "<script>alert(1)</script>"
@@ -71,10 +74,38 @@ def events(now: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def seed(client: httpx.Client, now: datetime) -> None:
+class Receiver:
+    """A webhook receiver on a loopback port that answers 200 (for the alert delivery history)."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def seed(client: httpx.Client, now: datetime, webhook: str) -> None:
     reply = client.post("/v1/ingest", json={"events": events(now)})
     assert reply.status_code == 200, reply.text
     budget = {"id": "monthly", "name": "Monthly project", "window": "month", "limit": "1.00"}
     assert client.post("/v1/budgets", json=budget).status_code == 201
     per_user = {"id": "per-user-day", "name": "Per user per day", "window": "day", "per": "user", "limit": "0.01"}
-    assert client.post("/v1/budgets", json=per_user).status_code == 201, client.post("/v1/budgets", json=per_user).text
+    assert client.post("/v1/budgets", json=per_user).status_code == 201
+    assert client.put("/v1/channels/hook", json={"webhook": webhook, "secret": "s" * 32}).status_code == 200
+    rule = client.post("/v1/alerts", json={"name": "big-call", "kind": "request_cost", "threshold": 1,
+                                           "channels": ["hook"]})
+    assert rule.status_code == 201, rule.text
+    sent = client.post(f"/v1/alerts/{rule.json()['id']}/test")
+    assert sent.status_code == 200, sent.text

@@ -29,6 +29,7 @@ from costline.server.routes.queries import run_queries
 
 MAX_PRICES: Final = 100
 CLOUD_BY: Final = ("service", "account", "region", "provider")
+CLOUD_ROWS: Final = 12
 
 
 def record_view(record: PriceRecord) -> dict[str, Any]:
@@ -120,13 +121,21 @@ async def cloud_page(request: Request) -> dict[str, Any]:
         return lines, keys
 
     lines, tag_keys = await run_in_threadpool(load)
-    reports = {by: cloud_report(lines, [by], None) for by in CLOUD_BY}
+    reports = {by: _top(cloud_report(lines, [by], None)) for by in CLOUD_BY}
     chosen = tag or (tag_keys[0] if tag_keys else "")
     tagged = cloud_report(lines, [f"tag:{chosen}"], None) if chosen else None
     cloud = sum((r["sum_cost"] or Decimal(0) for r in by_type.rows if r["type"] == "cloud"), Decimal(0))
     llm = sum((r["sum_cost"] or Decimal(0) for r in by_type.rows if r["type"] != "cloud"), Decimal(0))
     return {"window": window, "reports": reports, "tag_keys": tag_keys, "tag": chosen, "tagged": tagged,
             "cloud": cloud, "llm": llm, "by_type": by_type.rows, "lines": len(lines)}
+
+
+def _top(report: dict[str, Any]) -> dict[str, Any]:
+    """The report with its first ``CLOUD_ROWS`` rows and the sum of the rest (``rest``: count and cost)."""
+    rows = report["rows"]
+    rest = rows[CLOUD_ROWS:]
+    return {**report, "rows": rows[:CLOUD_ROWS],
+            "rest": {"count": len(rest), "cost": sum((Decimal(r["cost"]) for r in rest), Decimal(0))}}
 
 
 async def prices_page(request: Request) -> dict[str, Any]:

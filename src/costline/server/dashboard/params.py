@@ -85,7 +85,11 @@ def money(value: Decimal | int | str | None) -> str:
         return "unpriced"
     amount = Decimal(value)
     places = 2 if abs(amount) >= 1 else 4 if abs(amount) >= Decimal("0.01") else 6
-    return f"${amount:,.{places}f}" if amount >= 0 else f"-${-amount:,.{places}f}"
+    shown = f"{abs(amount):,.{places}f}"
+    if places > 2:  # $0.0084, not $0.008400; at least cents
+        whole, _, fraction = shown.partition(".")
+        shown = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    return f"${shown}" if amount >= 0 else f"-${shown}"
 
 
 def exact(value: Decimal | int | str | None) -> str:

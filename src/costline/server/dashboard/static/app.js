@@ -22,18 +22,21 @@
   function draw(el, data, tz) {
     if (!data.x.length) { el.textContent = "No costs in this range."; return; }
     var n = data.x.length;
+    var step = n > 1 ? (data.x[n - 1] - data.x[0]) / (n - 1) : 86400;
     var acc = new Array(n).fill(0);
     var stacked = data.series.map(function (s) {
       acc = acc.map(function (v, i) { return v + (s.values[i] || 0); });
       return acc.slice();
     });
-    var series = [{}];
+    var bars = uPlot.paths.bars({ size: [0.7, 60], align: 0 });
+    var series = [{ label: "Time" }];
     var arrays = [data.x];
     for (var i = stacked.length - 1; i >= 0; i--) {
       (function (idx) {
         var colour = COLOURS[idx % COLOURS.length];
         series.push({
-          label: data.series[idx].label, stroke: colour, fill: colour + "aa", width: 1,
+          label: data.series[idx].label, stroke: colour, fill: colour + "cc", width: 1,
+          paths: bars, points: { show: false },
           value: function (u, v, si, di) { return di == null ? "—" : money(data.series[idx].values[di]); }
         });
       })(i);
@@ -42,8 +45,8 @@
     var opts = {
       width: Math.max(280, el.clientWidth - 12), height: 260, series: series,
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), tz); },
-      axes: [{}, { size: 70, values: function (u, vals) { return vals.map(money); } }],
-      scales: { x: { time: true } }
+      axes: [{}, { size: 80, values: function (u, vals) { return vals.map(money); } }],
+      scales: { x: { time: true, range: function (u, min, max) { return [min - step / 2, max + step / 2]; } } }
     };
     var plot = new uPlot(opts, arrays, el);
     window.addEventListener("resize", function () {
