@@ -19,12 +19,11 @@ gpt-4o-mini: $0.15 in / $0.60 out per 1M tokens; gpt-4o: $2.50 in / $10.00 out p
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
-
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
 
 import httpx
 

@@ -8,11 +8,11 @@ CSV download (exact figures, formula cells neutralised).
 from __future__ import annotations
 
 import csv
-from contextlib import closing
 import io
 import json
 import re
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path

@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from costline.control.forecasts import month_forecast
 from costline.core.periods import PERIODS, days_back, period
-from costline.core.query import MAX_LIMIT, QueryResult
+from costline.core.query import MAX_LIMIT, QueryError, QueryResult
 from costline.core.timebuckets import zone
 from costline.server.app import key_of, state_of
 from costline.server.dashboard import params as p
@@ -58,7 +58,7 @@ async def overview(request: Request) -> dict[str, Any]:
     tz = zone(tz_name)
     stack = p.text(q, "stack", "model") or "model"
     if stack not in p.STACKS:
-        raise p.QueryError(f"stack: unknown value {stack!r}; use one of {', '.join(p.STACKS)}")
+        raise QueryError(f"stack: unknown value {stack!r}; use one of {', '.join(p.STACKS)}")
     now = state.clock()
     periods = [period(kind, now, tz) for kind in PERIODS]
     sums = ["sum:cost", "count", "unpriced"]
@@ -105,7 +105,7 @@ async def budget_rows(request: Request, subject_for: Mapping[str, str] | None = 
     project = key_of(request).project_id
 
     def load() -> list[dict[str, Any]]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for budget in state.budgets.budgets(project):
             subject = (subject_for or {}).get(budget.per or "", "")
             if budget.per is not None and not subject:

@@ -15,6 +15,7 @@
 
   function money(v) {
     if (v === null || v === undefined) { return "—"; }
+    if (v === 0) { return "$0"; }
     var places = Math.abs(v) >= 1 ? 2 : Math.abs(v) >= 0.01 ? 4 : 6;
     return "$" + v.toFixed(places);
   }
