@@ -21,13 +21,12 @@ ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from query import generate_duckdb, timed  # noqa: E402
-
 from costline.catalog.book import load_price_book  # noqa: E402
 from costline.server.auth import hash_secret  # noqa: E402
 from costline.settings import Settings  # noqa: E402
 from costline.store import open_store  # noqa: E402
 from costline.store.base import ApiKey, Project  # noqa: E402
+from query import generate_duckdb, timed  # noqa: E402
 
 NOW = datetime(2026, 10, 31, 12, tzinfo=UTC)
 PAGES = {
