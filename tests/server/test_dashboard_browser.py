@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from tests.server.dashboard_data import PAST_TOTAL, TODAY_TOTAL, TRACE_1_TOTAL, XSS_USER, Receiver, seed
-from tests.server.harness import Server, make_server
+from tests.server.harness import Server, drop_postgres_schema, make_server, postgres_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -35,10 +35,10 @@ ROWS_JS = """sel => Array.from(document.querySelectorAll(sel + ' tbody tr')).map
     tr => Array.from(tr.cells).map(td => td.dataset.value !== undefined ? td.dataset.value : td.textContent.trim()))"""
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, datetime]]:
+@pytest.fixture(params=["duckdb", "postgres"], scope="module")
+def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, datetime]]:
     receiver = Receiver()
-    srv, _ = make_server("duckdb", tmp_path_factory.mktemp("dash-browser"))
+    srv, schema = make_server(request.param, tmp_path_factory.mktemp(f"dash-browser-{request.param}"))
     srv.start()
     now = datetime.now(UTC)
     try:
@@ -52,6 +52,9 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, d
     finally:
         srv.stop()
         receiver.close()
+        base = postgres_url()
+        if schema and base:
+            drop_postgres_schema(base, schema)
 
 
 class Browser:
