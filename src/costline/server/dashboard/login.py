@@ -59,8 +59,8 @@ def safe_next(target: str) -> str:
 
 def _login_form(request: Request, message: str = "", status: int = 200, next_path: str = "/") -> Response:
     token, cookie = login_token(dashboard_of(request).key)
-    response = render(request, "login.html", None, {"csrf": token, "message": message, "next": next_path,
-                                                    "hours": SESSION_HOURS}, status=status)
+    response = render(request, "login.html", None, {"title": "Sign in", "csrf": token, "message": message,
+                                                    "next": next_path, "hours": SESSION_HOURS}, status=status)
     response.set_cookie(LOGIN_COOKIE, cookie, max_age=LOGIN_MINUTES * 60, **cookie_flags(request))  # type: ignore[arg-type]
     return response
 
@@ -134,7 +134,7 @@ async def project_page(request: Request) -> Response:
     if not who.admin:
         return RedirectResponse("/", status_code=303)
     projects = await run_in_threadpool(state_of(request).store.list_projects)
-    return render(request, "project.html", who, {"projects": projects})
+    return render(request, "project.html", who, {"title": "Choose a project", "projects": projects})
 
 
 @router.post("/ui/project")
