@@ -36,7 +36,8 @@ ROWS_JS = """sel => Array.from(document.querySelectorAll(sel + ' tbody tr')).map
 
 
 @pytest.fixture(params=["duckdb", "postgres"], scope="module")
-def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, datetime]]:
+def seeded(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, datetime]]:
     receiver = Receiver()
     srv, schema = make_server(request.param, tmp_path_factory.mktemp(f"dash-browser-{request.param}"))
     srv.start()

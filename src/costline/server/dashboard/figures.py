@@ -31,8 +31,9 @@ TRACES: Final = 50
 
 
 def chart(result: QueryResult, series_by: Sequence[str], value: str = "sum_cost") -> dict[str, Any]:
-    """A time-series result as chart data: x (epoch seconds), the top series by total and an "other" one.
-    Amounts become floats here for drawing only; tables show the exact values."""
+    """A time-series result as chart data: x (epoch seconds), the top series by total and an "other" one
+    (series that sum to zero, such as spans or unpriced models, are left out). Amounts become floats here for
+    drawing only; tables show the exact values."""
     times: list[str] = sorted({row["time"] for row in result.rows})
     index = {t: i for i, t in enumerate(times)}
     totals: dict[str, Decimal] = {}
@@ -42,7 +43,7 @@ def chart(result: QueryResult, series_by: Sequence[str], value: str = "sum_cost"
         amount = Decimal(row[value] or 0)
         totals[label] = totals.get(label, Decimal(0)) + amount
         values.setdefault(label, [Decimal(0)] * len(times))[index[row["time"]]] += amount
-    ranked = sorted(totals, key=lambda k: (-totals[k], k))
+    ranked = sorted((k for k in totals if totals[k] or len(totals) == 1), key=lambda k: (-totals[k], k))
     top, rest = ranked[:SERIES], ranked[SERIES:]
     series = [{"label": k, "values": [float(v) for v in values[k]]} for k in top]
     if rest:

@@ -5,8 +5,8 @@ base64url JSON followed by an HMAC-SHA256 of that text. The HMAC key is derived 
 (``COSTLINE_SEAL_KEY`` or ``<data_dir>/seal.key``, 0600: server/seals.py), so every server sharing the seal key
 accepts the same sessions and nobody without it can forge or alter one. A session lasts ``SESSION_HOURS`` and
 ends earlier when its key is no longer in the store (checked on every page) or, for an admin session, when the
-server's admin token changes (it restarted). The cookie is ``HttpOnly``, ``SameSite=Strict`` and ``Secure`` when
-the request came over HTTPS.
+server's admin token changes (it restarted). The cookie is ``HttpOnly``, ``SameSite=Lax`` (a link from an
+alert opens the page signed in; pages only read) and ``Secure`` when the request came over HTTPS.
 
 Forms are CSRF-safe twice over: every POST carries the session's token (sign-in: a token from a short-lived
 cookie, double-submitted), and a POST whose ``Origin`` (or, without one, ``Referer``) is another origin is
@@ -125,4 +125,4 @@ def same_origin(request: Request) -> bool:
 
 
 def cookie_flags(request: Request) -> dict[str, object]:
-    return {"httponly": True, "samesite": "strict", "secure": request.url.scheme == "https", "path": "/"}
+    return {"httponly": True, "samesite": "lax", "secure": request.url.scheme == "https", "path": "/"}
