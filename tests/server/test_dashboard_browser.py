@@ -258,6 +258,28 @@ def test_budgets_cloud_and_prices(browser: Browser, seeded: tuple[Server, dateti
     assert "gpt-4o-mini" in browser.page.inner_text("#catalog")
 
 
+def test_keyboard_reaches_the_pages_and_the_filters(browser: Browser) -> None:
+    browser.open("/")
+    page = browser.page
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    focused = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("document.activeElement.textContent.trim() || document.activeElement.name"))
+    for label in ("Overview", "Breakdown", "Users", "Traces", "Budgets & alerts", "Cloud", "Prices", "Sign out"):
+        assert label in focused, focused
+    # change the stack with the keyboard only: the labelled select, then Tab to Apply and Enter
+    page.focus("select[name=stack]")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Apply"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
+    assert "stack=" in page.url and "by provider" in page.inner_text("#over-time")
+
+
 def test_no_console_errors_and_no_request_to_another_origin(browser: Browser) -> None:
     assert browser.requests, "the page made no requests at all"
     assert any(u.endswith("/ui/static/vendor/uPlot-1.6.32.iife.min.js") for u in browser.requests)
