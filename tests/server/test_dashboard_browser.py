@@ -248,6 +248,11 @@ def test_budgets_cloud_and_prices(browser: Browser, seeded: tuple[Server, dateti
     assert browser.value("#budget-monthly td.num") == Decimal(status["used"])
     assert Decimal(status["used"]) >= TODAY_TOTAL
     assert "big-call" in browser.page.inner_text("#deliveries")
+    # a per-user budget lists its top spenders this window, each measured as the API measures it
+    alice = api(srv, "/v1/budgets/per-user-day", user="alice")["status"]
+    shown = browser.value('#budgets tr[data-budget="per-user-day"][data-subject="alice"] td.num')
+    assert shown == Decimal(alice["used"]) == Decimal("0.0075")  # gpt-4o 1,000 in / 500 out, today
+    assert browser.page.locator('#budgets tr[data-budget="per-user-day"]').count() == 2  # alice and the <script> user
     browser.open("/ui/cloud?from=2024-08-01&to=2024-11-01&timezone=UTC", "cloud")
     assert browser.value("#card-cloud .money") == FOCUS_TOTAL
     assert browser.value("#card-llm .money") == Decimal(0)

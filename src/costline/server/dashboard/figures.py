@@ -6,6 +6,7 @@ month forecast of ``control.forecasts`` and ``BudgetService.standing``. Nothing 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -14,14 +15,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from costline.control.forecasts import month_forecast
+from costline.core.budgets import Budget, spend_query
 from costline.core.periods import PERIODS, days_back, period
-from costline.core.query import MAX_LIMIT, QueryError, QueryResult
+from costline.core.query import MAX_LIMIT, Filter, Order, QueryError, QueryResult, parse_dimension
 from costline.core.timebuckets import zone
 from costline.server.app import key_of, state_of
 from costline.server.dashboard import params as p
 from costline.server.routes.queries import run_queries
+from costline.store.base import Store
 
 SERIES: Final = 8
+#: subjects of a per-attribute budget shown on the budgets page and the overview (the top spenders)
+PER_SUBJECTS: Final = 5
 OVERVIEW_DAYS: Final = 30
 PERIOD_LABELS: Final = {"day": ("Today", "yesterday"), "week": ("This week", "last week"),
                         "month": ("This month", "last month")}
@@ -100,22 +105,44 @@ def _change(current: Decimal | None, before: Decimal | None) -> Decimal | None:
     return ((current - before) * 100 / before).quantize(Decimal("0.1"))
 
 
+def top_subjects(store: Store, project_id: str, budget: Budget, now: datetime, limit: int = PER_SUBJECTS) -> list[str]:
+    """The subjects of a per-attribute budget that spent most in its current window (the budget's own spend
+    query, grouped by its ``per`` attribute; on a tier, only users on that tier)."""
+    assert budget.per is not None
+    query = spend_query(replace(budget, per=None), "", project_id, now)
+    filters = list(query.filters)
+    if budget.tier is not None and budget.per == "user":
+        users = tuple(store.list_user_tiers(project_id, budget.tier))
+        if not users:
+            return []
+        filters.append(Filter("user", "in", users))
+    grouped = replace(query, dimensions=(parse_dimension("observations", budget.per, "per"),), filters=tuple(filters),
+                      order_by=(Order("sum_cost", True),), limit=limit)
+    label = grouped.dimensions[0].label
+    return [str(row[label]) for row in store.query(grouped).rows if row[label] is not None]
+
+
 async def budget_rows(request: Request, subject_for: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every budget with where it stands (``BudgetService.standing``): project-wide ones, and per-attribute
-    ones for the subject given in ``subject_for`` (``{"user": "u-1"}``); other per-attribute ones unmeasured."""
+    """Every budget with where it stands (``BudgetService.standing``): project-wide ones; per-attribute ones for
+    the subject in ``subject_for`` (``{"user": "u-1"}``) or, without it, for their top spenders this window."""
     state = state_of(request)
     project = key_of(request).project_id
 
     def load() -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
+        now = state.clock()
         for budget in state.budgets.budgets(project):
-            subject = (subject_for or {}).get(budget.per or "", "")
-            if budget.per is not None and not subject:
-                if subject_for is None:
+            if budget.per is None:
+                subjects = [""]
+            elif subject_for is not None:
+                subjects = [subject_for[budget.per]] if budget.per in subject_for else []
+            else:
+                subjects = top_subjects(state.store, project, budget, now)
+                if not subjects:
                     rows.append({"budget": budget, "status": None, "percent": None, "subject": ""})
-                continue
-            status = state.budgets.standing(project, budget, subject)
-            rows.append({"budget": budget, "status": status, "percent": status.percent, "subject": subject})
+            for subject in subjects:
+                status = state.budgets.standing(project, budget, subject)
+                rows.append({"budget": budget, "status": status, "percent": status.percent, "subject": subject})
         return rows
 
     return await run_in_threadpool(load)
