@@ -201,7 +201,8 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised() -> None:
 
 def test_money_display() -> None:
     assert money(Decimal("0.0084")) == "$0.0084"
-    assert money(Decimal("0.045")) == "$0.045"
+    assert money(Decimal("0.045")) == "$0.0450"
+    assert money(Decimal("0.0009")) == "$0.0009" and money(Decimal("0.000001")) == "$0.000001"
     assert money(Decimal("1234.5")) == "$1,234.50"
     assert money(Decimal(0)) == "$0.00"
     assert money(Decimal("-2.61")) == "-$2.61"

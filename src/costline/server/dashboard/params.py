@@ -80,13 +80,14 @@ def filters(params: Mapping[str, str]) -> list[dict[str, Any]]:
 
 
 def money(value: Decimal | int | str | None) -> str:
-    """An amount for display: cents from $1, four places from a cent, six below; ``unpriced`` for None."""
+    """An amount for display: cents from $1, four places from a cent, up to six below (trailing zeros dropped);
+    ``unpriced`` for None."""
     if value is None:
         return "unpriced"
     amount = Decimal(value)
     places = 2 if abs(amount) >= 1 else 4 if abs(amount) >= Decimal("0.01") else 6
     shown = f"{abs(amount):,.{places}f}"
-    if places > 2:  # $0.0084, not $0.008400; at least cents
+    if places > 4:  # $0.0084, not $0.008400; at least cents
         whole, _, fraction = shown.partition(".")
         shown = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
     return f"${shown}" if amount >= 0 else f"-${shown}"
