@@ -140,7 +140,8 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     """The server. ``admin_token``, when given, reaches every project (the local control file's token)."""
     from fastapi_offline import FastAPIOffline
 
-    from costline.server import prometheus
+    from costline.server import dashboard, prometheus
+    from costline.server.dashboard.web import is_dashboard_path
     from costline.server.routes import (
         admin,
         admin_keys,
@@ -197,6 +198,8 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         if _nul_in_url(request):
             return JSONResponse({"message": "url: contains a NUL character (%00), which text in costline cannot "
                                             "hold"}, status_code=400)
+        if is_dashboard_path(path):  # a session cookie or the API's keys, checked by the page (server/dashboard)
+            return await call_next(request)
         open_route = (path in OPEN_ON_LOOPBACK or path.startswith(DOCS_ASSETS + "/")) and \
             not state.require_auth_everywhere
         header = request.headers.get("authorization")
@@ -252,4 +255,5 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
     app.include_router(admin.router)
     app.include_router(admin_keys.router)
     prometheus.install(app)
+    dashboard.install(app, settings)
     return app
