@@ -30,7 +30,7 @@ VENDOR = Path(__file__).parents[2] / "src" / "costline" / "server" / "dashboard"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     receiver = Receiver()
-    srv, _ = make_server("duckdb", tmp_path_factory.mktemp("dash-auth"))
+    srv, _ = make_server("duckdb", tmp_path_factory.mktemp("dash-auth"), {"COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"})
     srv.start()
     try:
         with srv.client() as client:

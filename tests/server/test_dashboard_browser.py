@@ -39,7 +39,8 @@ ROWS_JS = """sel => Array.from(document.querySelectorAll(sel + ' tbody tr')).map
 def seeded(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, datetime]]:
     receiver = Receiver()
-    srv, schema = make_server(request.param, tmp_path_factory.mktemp(f"dash-browser-{request.param}"))
+    srv, schema = make_server(request.param, tmp_path_factory.mktemp(f"dash-browser-{request.param}"),
+                               {"COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"})
     srv.start()
     now = datetime.now(UTC)
     try:

@@ -180,7 +180,9 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
 
     @app.middleware("http")
     async def refuse_form_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.method in ("POST", "PUT", "PATCH") and request.url.path not in OTLP_PATHS:
+        # dashboard forms are form bodies on purpose: they carry a CSRF token and an Origin check (server/dashboard)
+        if request.method in ("POST", "PUT", "PATCH") and request.url.path not in OTLP_PATHS and \
+                not is_dashboard_path(request.url.path):
             media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if media in FORM_CONTENT_TYPES:
                 return JSONResponse(
