@@ -192,9 +192,13 @@ def merge_observation(
         changes["tags"] = event.tags
     if existing is None:
         changes["metadata"] = dict(event.metadata or _EMPTY)
+        # an update may arrive before its create (concurrent requests): until the create brings the start, a
+        # row made from an update starts at its end when it has one (never after it), else at ``now``
+        start = event.start_time
+        if start is None:
+            start = event.end_time if event.end_time is not None and event.end_time < now else now
         return Observation(
-            project_id=project_id, id=event.id, trace_id=event.trace_id or event.id,
-            start_time=event.start_time or now, **changes,
+            project_id=project_id, id=event.id, trace_id=event.trace_id or event.id, start_time=start, **changes,
         )
     if event.trace_id is not None:
         changes["trace_id"] = event.trace_id
