@@ -185,3 +185,23 @@ def test_cloud_lines_answer_the_query_model_beside_llm_calls(store: Store, proje
     # the EC2 usage lines minus the one AWS credit, as the sample's published per-service figure
     assert services.rows[0]["metadata.service"] == "Amazon Elastic Compute Cloud"
     assert services.rows[0]["sum_cost"] == Decimal("16.04169305050")
+
+
+def test_imported_bill_exports_as_focus_with_its_categories(store: Store, project: str, tmp_path: Path) -> None:
+    from costline.export import export_observations
+
+    import_billing(store, project, [SAMPLE], now=NOW)
+    out = tmp_path / "focus.csv"
+    export_observations(store, out, "focus", start=datetime(2024, 9, 1, tzinfo=UTC),
+                        end=datetime(2024, 10, 1, tzinfo=UTC), project_id=project)
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_category: dict[str, Decimal] = {}
+    for row in rows:
+        by_category[row["ChargeCategory"]] = by_category.get(row["ChargeCategory"], Decimal(0)) + \
+            Decimal(row["BilledCost"])
+    # the sample's published figures per ChargeCategory, and its EffectiveCost total
+    assert by_category == {"Usage": Decimal("22.86192672899"), "Credit": Decimal("-2.61370000000"),
+                           "Adjustment": Decimal("0.27200000000")}
+    assert sum(Decimal(r["EffectiveCost"]) for r in rows) == Decimal("14.97651418586")
+    assert {r["ProviderName"] for r in rows} == {"AWS", "Microsoft", "Oracle"}

@@ -19,6 +19,7 @@ each is a key with the value ``true``. Costs are summed as exact decimals.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ FOCUS_FIELDS: tuple[Field, ...] = (
     Field("ServiceName"),
     Field("ChargeFrequency"), Field("ConsumedQuantity", "decimal"), Field("ConsumedUnit"),
     Field("ServiceSubcategory"), Field("SkuId"), Field("Tags", "json"),
+    Field("RegionId"), Field("SubAccountId"),
     Field("x_Model"), Field("x_InputTokens", "int"), Field("x_OutputTokens", "int"), Field("x_Observations", "int"),
     Field("x_UnpricedObservations", "int"), Field("x_PartiallyPricedObservations", "int"),
 )
@@ -55,8 +57,11 @@ class _Key(NamedTuple):
     model: str | None
     currency: str
     tags: tuple[str, ...]
-    #: a service cost (no model): (service, operation, unit)
+    #: a service cost (no model): (service, operation, unit); for an imported billing line (service, charge
+    #: category, pricing unit)
     service: tuple[str, str, str] | None = None
+    #: an imported billing line (docs/cloud.md): its FOCUS/CUR columns come back out
+    cloud: tuple[str, str, str, str] | None = None  # (service category, region, sub account, tags as JSON)
 
 
 @dataclass
@@ -68,6 +73,8 @@ class _Charge:
     observations: int = 0
     partially_priced: int = 0
     skus: set[str] = field(default_factory=set)
+    effective_cost: Decimal = Decimal(0)
+    list_cost: Decimal = Decimal(0)
 
 
 @dataclass
@@ -90,6 +97,18 @@ class FocusAggregator:
                 if r["pricing_status"] == "unpriced":
                     self.unpriced[key] += 1
                     self.unpriced_by_model[key.model] += 1
+                continue
+            if r.get("type") == "cloud":
+                key, quantity = _cloud_key(key, r)
+                charge = self.charges.get(key)
+                if charge is None:
+                    charge = self.charges[key] = _Charge()
+                meta = r.get("metadata") or {}
+                charge.cost += r["total_cost"]
+                charge.quantity += quantity
+                charge.effective_cost += _decimal(meta.get("effective_cost"), r["total_cost"])
+                charge.list_cost += _decimal(meta.get("list_cost"), r["total_cost"])
+                charge.observations += 1
                 continue
             if key.model is None:
                 key, quantity = _service_key(key, r)
@@ -121,7 +140,9 @@ class FocusAggregator:
         for key in sorted(self.charges, key=lambda k: (k.day, k.project_id, k.provider or "", k.model or "",
                                                        k.currency, k.tags, k.service or ("", "", ""))):
             row = self._row(key, self.charges[key])
-            if key.service is not None:
+            if key.cloud is not None:
+                row.update(_cloud_columns(key, self.charges[key]))
+            elif key.service is not None:
                 row.update(_service_columns(key, self.charges[key]))
             out.append(row)
         return out
@@ -162,6 +183,8 @@ class FocusAggregator:
             "ServiceSubcategory": SERVICE_SUBCATEGORY,
             "SkuId": next(iter(charge.skus)) if len(charge.skus) == 1 else key.model,
             "Tags": dict.fromkeys(key.tags, True) or None,
+            "RegionId": None,
+            "SubAccountId": None,
             "x_Model": key.model,
             "x_InputTokens": charge.input_tokens,
             "x_OutputTokens": charge.output_tokens,
@@ -217,6 +240,47 @@ def _service_columns(key: _Key, charge: _Charge) -> dict[str, Any]:
         "PricingQuantity": charge.quantity, "PricingUnit": unit, "ConsumedQuantity": charge.quantity,
         "ConsumedUnit": unit, "ServiceName": service, "ServiceCategory": "Other", "ServiceSubcategory": "Other",
         "SkuId": f"{service}:{operation}", "x_Model": None,
+    }
+
+
+def _decimal(value: Any, default: Decimal) -> Decimal:
+    if value is None:
+        return default
+    try:
+        parsed = Decimal(str(value))
+    except ArithmeticError:
+        return default
+    return parsed if parsed.is_finite() else default
+
+
+def _cloud_key(key: _Key, r: Mapping[str, Any]) -> tuple[_Key, Decimal]:
+    """An imported billing line: grouped per day, provider, service, charge category, unit, category, region
+    and sub account, so a bill exported again keeps its credits, categories and accounts apart."""
+    meta = r.get("metadata") or {}
+    service = str(meta.get("service") or r.get("name") or "service")
+    category = str(meta.get("charge_category") or "Usage")
+    unit = str(meta.get("pricing_unit") or meta.get("consumed_unit") or "Requests")
+    quantity = _decimal(meta.get("pricing_quantity", meta.get("consumed_quantity")), Decimal(0))
+    provider = str(meta.get("provider_name") or r["provider"] or "cloud")
+    tags = meta.get("tags") if isinstance(meta.get("tags"), Mapping) else {}
+    cloud = (str(meta.get("service_category") or "Other"), str(meta.get("region_id") or ""),
+             str(meta.get("sub_account_id") or ""), json.dumps(tags, sort_keys=True) if tags else "")
+    return key._replace(provider=provider, service=(service, category, unit), cloud=cloud), quantity
+
+
+def _cloud_columns(key: _Key, charge: _Charge) -> dict[str, Any]:
+    assert key.service is not None and key.cloud is not None
+    service, category, unit = key.service
+    service_category, region, account, tags = key.cloud
+    lines = f"{charge.observations} billing line{'s' if charge.observations != 1 else ''}"
+    return {
+        "ChargeCategory": category, "ChargeFrequency": "Usage-Based" if category == "Usage" else "One-Time",
+        "ChargeDescription": f"{service}: {lines} on {key.day.isoformat()} (UTC), imported",
+        "EffectiveCost": charge.effective_cost, "ListCost": charge.list_cost, "ContractedCost": charge.cost,
+        "PricingQuantity": charge.quantity, "PricingUnit": unit, "ConsumedQuantity": charge.quantity,
+        "ConsumedUnit": unit, "ServiceName": service, "ServiceCategory": service_category,
+        "ServiceSubcategory": None, "SkuId": None, "x_Model": None,
+        "RegionId": region or None, "SubAccountId": account or None, "Tags": json.loads(tags) if tags else None,
     }
 
 
