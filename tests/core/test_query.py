@@ -16,9 +16,9 @@ from costline.core.query import (
     Metric,
     Order,
     QueryError,
-    finish_value,
     parse_query,
 )
+from costline.core.query_values import finish_value
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
 RANGE = {"from": "2026-11-01", "to": "2026-11-08"}

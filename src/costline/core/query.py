@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from costline.core import timebuckets
 from costline.core.limits import EARLIEST, LATEST
-from costline.core.money import MONEY_CONTEXT, to_decimal
+from costline.core.money import to_decimal
 from costline.core.units import UNITS
 from costline.errors import CostlineError
 
@@ -77,15 +77,12 @@ TEXT_OPERATORS: Final = ("=", "!=", "in", "not in", "contains", "not contains", 
 TAG_OPERATORS: Final = ("any of", "all of", "none of", "contains", "=")
 NUMBER_OPERATORS: Final = ("=", "!=", ">", ">=", "<", "<=", "is null", "is not null")
 
-#: a metadata key: letters, digits, ``_ - :``, in dot-separated parts (``team``, ``fallback.attempt``); the stores
-#: take any key literally (store/sqltext.py), this rule keeps names readable and the same in every shell
+#: a metadata key: letters, digits, ``_ - :``, in dot-separated parts (``team``, ``fallback.attempt``: a nested
+#: path, each part one literal key to the stores, store/sqltext.py); the same rule in every shell
 METADATA_KEY: Final = re.compile(r"[A-Za-z0-9_\-:]+(?:\.[A-Za-z0-9_\-:]+)*")
 MAX_METADATA_KEY: Final = 100
 #: a nested metadata path (``metadata.fallback.attempt``) has at most this many dot-separated keys
 MAX_METADATA_DEPTH: Final = 5
-#: the times a query range may name (UTC): far from the ends of ``datetime`` so that zone offsets, bucket
-#: steps and default ranges never overflow
-# EARLIEST, LATEST: the instants costline stores and queries (core/limits.py)
 COMPONENT_NAMES: Final = frozenset({*UNITS, "total", "other"})
 
 #: numeric filter values stay below the stores' DECIMAL(38, 12) range
@@ -96,8 +93,6 @@ MAX_LIMIT: Final = 10_000
 MAX_OFFSET: Final = 1_000_000_000
 DEFAULT_RANGE: Final = timedelta(days=7)
 MAX_BUCKETS: Final = 20_000
-#: averages are rounded half-even to this many decimal places (the stores keep money to 12 places)
-AVG_PLACES: Final = Decimal("1e-12")
 
 
 class QueryError(CostlineError, ValueError):
@@ -242,7 +237,6 @@ def metadata_key(key: object, path: str) -> str:
         raise _fail(path, f"metadata key {key!r} must be 1-{MAX_METADATA_KEY} letters, digits, '_', '-' or ':', "
                           f"or a path of up to {MAX_METADATA_DEPTH} such keys joined by '.' (fallback.attempt)")
     return key
-
 
 
 def _split_measure(view: str, text: str, path: str) -> tuple[str, str | None]:
@@ -503,31 +497,3 @@ def _with_order(query: Query, order: tuple[Order, ...]) -> Query:
         rest.append(Order(query.metrics[0].label, True))
     rest.extend(Order(d.label, False) for d in query.dimensions if d.label not in given)
     return replace(query, order_by=(*order, *rest))
-
-
-# results --------------------------------------------------------------------------------------------------
-
-def finish_value(metric: Metric, raw: Any, count: Any = None) -> Any:
-    """A metric's result value from its raw store value(s): money and quantities as exact Decimals (integral
-    quantities as ints), counts as ints, averages from the exact sum and count, latency in seconds."""
-    if metric.measure in COUNT_MEASURES["observations"] or metric.aggregation == "count":
-        return int(raw or 0)
-    if raw is None:
-        return None
-    if metric.measure in TIME_MEASURES:
-        return raw.astimezone(UTC).isoformat() if isinstance(raw, datetime) else str(raw)
-    value = Decimal(raw) if not isinstance(raw, Decimal) else raw
-    if metric.measure == "latency":  # stores answer in microseconds; round an average in seconds
-        value = MONEY_CONTEXT.divide(value, Decimal(1_000_000))
-    if metric.aggregation == "avg":
-        if not count:
-            return None
-        value = MONEY_CONTEXT.divide(value, Decimal(count)).quantize(AVG_PLACES, context=MONEY_CONTEXT)
-    return _tidy(value, money=metric.measure in MONEY_MEASURES or metric.measure == "cost")
-
-
-def _tidy(value: Decimal, *, money: bool) -> Decimal | int:
-    if value == value.to_integral_value() and not money:
-        return int(value)
-    normal = value.normalize(MONEY_CONTEXT)
-    return normal if normal.as_tuple().exponent <= 0 else normal.quantize(Decimal(1))  # type: ignore[operator]

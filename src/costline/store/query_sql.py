@@ -31,9 +31,9 @@ from costline.core.query import (
     Metric,
     Query,
     QueryResult,
-    finish_value,
     metadata_path,
 )
+from costline.core.query_values import finish_value
 from costline.core.timebuckets import Offset
 from costline.core.units import ROOT_OF
 from costline.store.dialects import Dialect
