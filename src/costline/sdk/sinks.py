@@ -1,11 +1,11 @@
 """Where recorded events go: a bounded buffer drained by one background thread into a transport.
 
-The application's thread only appends a dict to a deque (and counts a drop when the deque is full). The
-worker thread takes batches, serializes them (orjson; datetimes, Decimals and ``Usage`` are converted
-there, not on the app's thread) and hands them to a transport:
+The application's thread only appends a dict to a deque (and counts a drop when the deque is full); the
+dict is JSON-ready (``spill.wire_usage``, ``spill.wire_cost``; datetimes orjson writes natively). The worker
+thread takes batches, serializes each in one orjson call (``spill.dumps``) and hands them to a transport:
 
-- ``HttpTransport``: ``POST {host}/v1/ingest`` with gzip and HTTP Basic auth, over ``http.client`` from the
-  standard library (no runtime dependency; one kept-alive connection).
+- ``HttpTransport``: ``POST {host}/v1/ingest`` with gzip (``COMPRESS_LEVEL``) and HTTP Basic auth, over
+  ``http.client`` from the standard library (no runtime dependency; one kept-alive connection).
 - ``EmbeddedTransport``: the ingestion pipeline on a store opened in this process.
 
 A batch that fails for a reason that may pass (connection refused, timeout, 5xx, 408, 429, a store error) is

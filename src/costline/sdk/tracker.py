@@ -257,32 +257,26 @@ class Tracker:
                     metadata = dict(metadata or {})
                     hook(metadata)
                 trace = CURRENT_TRACE.get()
-                # Only JSON-ready values (str, int, None, datetime, plain dicts): the sender serialises the
-                # batch in one orjson call, with no per-event conversion (docs/sdk.md "Delivery").
                 if trace is None:
-                    event = {
-                        "type": "generation", "id": event_id, "trace_id": event_id, "parent_id": None,
-                        "name": name, "start_time": start, "end_time": start if end_time is None else utc(end_time),
-                        "model": model or None, "provider": provider,
-                        "usage": None if parsed_usage is None else wire_usage(parsed_usage),
-                        "cost": None if provided is None else wire_cost(provided), "attributes": attrs,
-                        "metadata": dict(metadata) if metadata else None, "user_id": None, "session_id": None,
-                        "environment": config.environment, "release": config.release,
-                        "level": "WARNING" if error else None, "status_message": error,
-                    }
+                    trace_id, parent_id, user_id, session_id = event_id, None, None, None
+                    environment, release = config.environment, config.release
                 else:
                     parent = CURRENT_OBSERVATION.get()
-                    event = {
-                        "type": "generation", "id": event_id, "trace_id": trace.id,
-                        "parent_id": parent.id if parent is not None and parent.trace is trace else None,
-                        "name": name, "start_time": start, "end_time": start if end_time is None else utc(end_time),
-                        "model": model or None, "provider": provider,
-                        "usage": None if parsed_usage is None else wire_usage(parsed_usage),
-                        "cost": None if provided is None else wire_cost(provided), "attributes": attrs,
-                        "metadata": dict(metadata) if metadata else None, "user_id": trace.user_id,
-                        "session_id": trace.session_id, "environment": trace.environment, "release": trace.release,
-                        "level": "WARNING" if error else None, "status_message": error,
-                    }
+                    trace_id, user_id, session_id = trace.id, trace.user_id, trace.session_id
+                    parent_id = parent.id if parent is not None and parent.trace is trace else None
+                    environment, release = trace.environment, trace.release
+                # Only JSON-ready values (str, int, None, datetime, plain dicts): the sender serialises the
+                # batch in one orjson call, with no per-event conversion (docs/sdk.md "Delivery").
+                event = {
+                    "type": "generation", "id": event_id, "trace_id": trace_id, "parent_id": parent_id,
+                    "name": name, "start_time": start, "end_time": start if end_time is None else utc(end_time),
+                    "model": model or None, "provider": provider,
+                    "usage": None if parsed_usage is None else wire_usage(parsed_usage),
+                    "cost": None if provided is None else wire_cost(provided), "attributes": attrs,
+                    "metadata": dict(metadata) if metadata else None, "user_id": user_id, "session_id": session_id,
+                    "environment": environment, "release": release,
+                    "level": "WARNING" if error else None, "status_message": error,
+                }
                 self._shipper.put(event)
             return breakdown
         except Exception as exc:
