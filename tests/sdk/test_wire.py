@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal as D
-from pathlib import Path
 
 import orjson
 import pytest
@@ -57,7 +56,7 @@ def test_queued_events_need_no_conversion(bundled_book: PriceBook) -> None:
     tracker.shutdown()
 
 
-def test_the_wire_carries_exact_strings(ingest: Ingest, bundled_book: PriceBook, tmp_path: Path) -> None:
+def test_the_wire_carries_exact_strings(ingest: Ingest, bundled_book: PriceBook) -> None:
     tracker = Tracker(host=ingest.url, public_key="pk", secret_key="sk", book=bundled_book, **FAST)
     record_three(tracker)
     assert tracker.flush(timeout=30)
