@@ -176,7 +176,7 @@ class Tracker:
             if not model:
                 return calc_cost(usage or _EMPTY_USAGE, None, at=at, provider=provider, provided=cost or None,
                                  unpriced_reason="no model given")
-            book = self.book
+            book = self._book if self._book is not None else self.book
             provider_id = book.normalize_provider(provider)
             record = book.resolve(model, provider_id, at=at)
             return calc_cost(usage or _EMPTY_USAGE, record, at=at, attributes=attributes, provided=cost or None,
