@@ -70,6 +70,26 @@ def test_events_arrive_priced_with_trace_attributes(server: Server, bundled_book
     assert obs["retrieve"]["type"].lower() == "span"
 
 
+def test_record_generation_is_stored_as_recorded(server: Server, bundled_book: PriceBook) -> None:
+    tracker = tracker_for(server, bundled_book)
+    with tracker.trace(name="wire") as t:
+        local = tracker.record_generation(model="gpt-4o", usage={"input_tokens": 1000, "cache_read_tokens": 200,
+                                                                 "output_tokens": 50}, name="priced")
+        tracker.record_generation(model="gpt-4o", usage={"input_tokens": 10}, cost={"total": "0.000400"},
+                                  name="provided")
+    assert tracker.flush(timeout=30)
+    assert tracker.stats["sent"] == 3 and tracker.stats["rejected"] == 0
+    tracker.shutdown()
+    with server.client() as c:
+        trace = c.get(f"/api/public/traces/{t.id}").json()
+    obs = {o["name"]: o for o in trace["observations"]}
+    # 800 × 2.5 + 200 × 1.25 + 50 × 10 = 2750 per million → $0.00275; the provided total wins: $0.0004
+    assert local.total == D("0.00275") and D(str(obs["priced"]["calculatedTotalCost"])) == D("0.00275")
+    assert obs["priced"]["usageDetails"] == {"input": 800, "input_cached_tokens": 200, "output": 50, "total": 1050}
+    assert D(str(obs["provided"]["calculatedTotalCost"])) == D("0.0004")
+    assert D(str(trace["totalCost"])) == D("0.00315")
+
+
 def test_rejected_items_are_counted_not_retried(server: Server, bundled_book: PriceBook) -> None:
     tracker = tracker_for(server, bundled_book)
     tracker.record_generation(model="gpt-4o", usage={"input_tokens": 10})

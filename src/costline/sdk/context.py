@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from costline.core.cost import CostBreakdown
 from costline.core.usage import Usage
+from costline.sdk.spill import wire_cost, wire_usage
 
 if TYPE_CHECKING:
     from costline.sdk.tracker import Tracker
@@ -243,7 +244,8 @@ class ObservationHandle:
             "type": self.type, "id": self.id, "trace_id": trace.id, "parent_id": self.parent_id,
             "name": self.name, "start_time": self.start_time, "end_time": self.end_time,
             "completion_start_time": self.completion_start_time, "model": self.model,
-            "provider": self.provider, "usage": self.usage, "cost": self.cost,
+            "provider": self.provider, "usage": None if self.usage is None else wire_usage(self.usage),
+            "cost": None if self.cost is None else wire_cost(self.cost),
             "attributes": self.attributes, "metadata": self.metadata or None,
             "user_id": trace.user_id, "session_id": trace.session_id,
             "environment": trace.environment, "release": trace.release,

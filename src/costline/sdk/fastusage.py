@@ -50,9 +50,12 @@ def fast_usage(raw: Mapping[str, Any]) -> Usage:
             _PLANS[key] = plan
     if plan is None:
         return Usage(raw)
+    zeros = False
     for value in raw.values():
         if type(value) is not int or value < 0:
             return Usage(raw)
+        if not value:
+            zeros = True
     pairs, groups = plan
     for child, parent in pairs:
         if raw[child] > raw[parent]:
@@ -60,4 +63,5 @@ def fast_usage(raw: Mapping[str, Any]) -> Usage:
     for parent, children in groups:
         if sum(raw[c] for c in children) > raw[parent]:
             return Usage(raw)
-    return Usage.validated({unit: value for unit, value in raw.items() if value})
+    # validated() copies the mapping; without zeros to drop there is nothing to filter first
+    return Usage.validated({unit: value for unit, value in raw.items() if value} if zeros else raw)

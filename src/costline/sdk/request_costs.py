@@ -35,6 +35,7 @@ from costline.core.cost import CostBreakdown, PricingStatus
 from costline.core.money import DEFAULT_CURRENCY, MONEY_CONTEXT, decimal_str, to_decimal
 from costline.core.usage import Usage
 from costline.errors import CostlineError
+from costline.sdk.spill import readable
 from costline.sdk.tracker import Tracker, get_tracker
 
 log = logging.getLogger("costline.sdk")
@@ -184,6 +185,9 @@ def llm_item(breakdown: CostBreakdown, usage: Usage | None, model: str | None, p
 def item_from_event(tracker: Tracker, event: Mapping[str, Any]) -> CostItem | None:
     """The cost item of an observation event sent through ``Tracker.emit`` (None: it costs nothing)."""
     kind = event.get("type")
+    if kind == "trace":
+        return None
+    event = readable(event)  # usage and cost as Usage and Decimal (events carry them JSON-ready)
     cost = event.get("cost")
     metadata = event.get("metadata") or {}
     if kind == "trace" or (kind not in LLM_TYPES and not cost) or metadata.get(COST_ITEM_KEY):

@@ -1,11 +1,11 @@
 """Where recorded events go: a bounded buffer drained by one background thread into a transport.
 
-The application's thread only appends a dict to a deque (and counts a drop when the deque is full). The
-worker thread takes batches, serializes them (orjson; datetimes, Decimals and ``Usage`` are converted
-there, not on the app's thread) and hands them to a transport:
+The application's thread only appends a dict to a deque (and counts a drop when the deque is full); the
+dict is JSON-ready (``spill.wire_usage``, ``spill.wire_cost``; datetimes orjson writes natively). The worker
+thread takes batches, serializes each in one orjson call (``spill.dumps``) and hands them to a transport:
 
-- ``HttpTransport``: ``POST {host}/v1/ingest`` with gzip and HTTP Basic auth, over ``http.client`` from the
-  standard library (no runtime dependency; one kept-alive connection).
+- ``HttpTransport``: ``POST {host}/v1/ingest`` with gzip (``COMPRESS_LEVEL``) and HTTP Basic auth, over
+  ``http.client`` from the standard library (no runtime dependency; one kept-alive connection).
 - ``EmbeddedTransport``: the ingestion pipeline on a store opened in this process.
 
 A batch that fails for a reason that may pass (connection refused, timeout, 5xx, 408, 429, a store error) is
@@ -46,6 +46,9 @@ Event = dict[str, Any]
 LOGGED_ERRORS = 5
 #: 4xx replies that may pass: retried like 5xx
 RETRIED_STATUSES = frozenset({408, 429})
+#: gzip level of request bodies: level 1 compresses a batch of generations 24:1 (level 5: 25:1) in less than half
+#: the CPU time (docs/benchmarks.md, "SDK overhead"); zlib releases the GIL while it compresses
+COMPRESS_LEVEL = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class HttpTransport:
         self.netloc = parts.netloc
         self.path = (parts.path.rstrip("/") or "") + "/v1/ingest"
         self.timeout = config.timeout
+        self.compresslevel = COMPRESS_LEVEL
         self.headers = {
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
@@ -126,7 +130,7 @@ class HttpTransport:
         return self._conn
 
     def send(self, events: list[Event]) -> SendResult:
-        body = gzip.compress(dumps({"events": events}), compresslevel=5, mtime=0)
+        body = gzip.compress(dumps({"events": events}), compresslevel=self.compresslevel, mtime=0)
         try:
             conn = self._connection()
             conn.request("POST", self.path, body=body, headers=self.headers)
@@ -281,7 +285,9 @@ class Shipper:
             if self.transport is not None:
                 return
         queue.append(event)
-        if len(queue) >= self.batch_size and self.transport is not None:
+        # Event.set() takes a lock; while a batch waits the flag is already set (or the worker is busy and
+        # takes the next batch without waiting), so the app's thread only reads it.
+        if len(queue) >= self.batch_size and self.transport is not None and not self._wake.is_set():
             self._wake.set()
 
     @property

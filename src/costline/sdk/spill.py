@@ -17,6 +17,7 @@ was fixed) and keeps in the file only what still fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -30,6 +31,7 @@ from typing import Any
 import orjson
 
 from costline.core.usage import Usage
+from costline.errors import CostlineError
 
 Event = dict[str, Any]
 
@@ -42,7 +44,7 @@ def _default(value: object) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Usage):
-        return {unit: (str(q) if isinstance(q, Decimal) else q) for unit, q in value.quantities.items()}
+        return wire_usage(value)
     if isinstance(value, MappingProxyType | Mapping):
         return dict(value)
     if isinstance(value, set | frozenset):
@@ -50,9 +52,60 @@ def _default(value: object) -> Any:
     return str(value)
 
 
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def dumps(value: object) -> bytes:
-    """JSON the server reads: exact decimals as strings, datetimes as RFC 3339, anything else as text."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS)
+    """JSON the server reads: exact decimals as strings, datetimes as RFC 3339, anything else as text.
+
+    Events built by the tracker hold only values orjson writes natively (``wire_usage``, ``wire_cost``), so
+    ``_default`` is not called for them; it is there for what users put in metadata. Non-string keys (only
+    possible in metadata) need ``OPT_NON_STR_KEYS``, which halves orjson's speed, so it is used only when
+    the plain call refuses a key."""
+    try:
+        return orjson.dumps(value, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(value, default=_default, option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
+
+
+def wire_usage(usage: Usage) -> dict[str, Any]:
+    """A ``Usage`` as an event's ``usage`` member: its quantities as a plain dict orjson writes natively, with
+    decimal quantities (non-token units) as exact strings. Token counts are ints, so this is usually the
+    Usage's own dict, shared rather than copied: a Usage is immutable and the dict is only read (serialised)."""
+    quantities = usage._lookup
+    for value in quantities.values():
+        if type(value) is not int:
+            return {unit: q if type(q) is int else str(q) for unit, q in quantities.items()}
+    return quantities
+
+
+def wire_cost(cost: Mapping[str, Decimal]) -> dict[str, str]:
+    """Provided amounts as an event's ``cost`` member: exact decimal strings."""
+    return {unit: str(amount) for unit, amount in cost.items()}
+
+
+def readable(event: Mapping[str, Any]) -> Event:
+    """A copy of a queued event with ``usage`` as a ``Usage`` and ``cost`` amounts as ``Decimal`` (queued
+    events hold them as JSON-ready dicts; ``Tracker.events()``)."""
+    out = dict(event)
+    usage = out.get("usage")
+    if isinstance(usage, Mapping):
+        # a line of an older spill file that the server would reject stays as it is
+        with contextlib.suppress(CostlineError):
+            out["usage"] = Usage(usage)
+    cost = out.get("cost")
+    if isinstance(cost, Mapping):
+        out["cost"] = {unit: _amount(amount) for unit, amount in cost.items()}
+    return out
+
+
+def _amount(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except ArithmeticError:  # not a number (an older spill line): as it is
+            return value
+    return value
 
 
 def item_index(message: str, item_id: object, events: Sequence[Event]) -> int:

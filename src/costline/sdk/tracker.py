@@ -16,11 +16,10 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from costline.api import cost as price_call
 from costline.core.cost import CostBreakdown, calc_cost
 from costline.core.money import to_decimal
 from costline.core.resolve import PriceBook
@@ -36,10 +35,13 @@ from costline.sdk.context import (
 )
 from costline.sdk.fastusage import fast_usage
 from costline.sdk.sinks import EmbeddedTransport, HttpTransport, Shipper, Transport
+from costline.sdk.spill import readable, wire_cost, wire_usage
 
 log = logging.getLogger("costline.sdk")
 
 _EMPTY_USAGE = Usage.validated({})
+_now = datetime.now
+_UTC = UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,15 +167,20 @@ class Tracker:
     def price(self, model: str | None, provider: str | None, usage: Usage | None, at: datetime,
               attributes: Mapping[str, str] | None, cost: Mapping[str, Decimal] | None,
               error: str | None = None) -> CostBreakdown:
-        """The cost as of ``at`` with the local book; unpriced (with the reason) when it cannot be priced."""
+        """The cost as of ``at`` (timezone-aware) with the local book; unpriced (with the reason) when it cannot
+        be priced. The same steps as ``costline.cost`` for a ``Usage`` and checked amounts, without its
+        argument conversions (this runs on the app's thread for every generation)."""
         try:
             if error is not None and not cost:
                 return calc_cost(_EMPTY_USAGE, None, at=at, model=model, provider=provider, unpriced_reason=error)
             if not model:
                 return calc_cost(usage or _EMPTY_USAGE, None, at=at, provider=provider, provided=cost or None,
                                  unpriced_reason="no model given")
-            return price_call(usage or _EMPTY_USAGE, model=model, provider=provider, at=at, attributes=attributes,
-                              provided=cost or None, book=self.book)
+            book = self._book if self._book is not None else self.book
+            provider_id = book.normalize_provider(provider)
+            record = book.resolve(model, provider_id, at=at)
+            return calc_cost(usage or _EMPTY_USAGE, record, at=at, attributes=attributes, provided=cost or None,
+                             model=None if record else model, provider=provider_id if record is None else None)
         except Exception as exc:
             log.warning("costline: could not price %r: %s", model, exc)
             return calc_cost(_EMPTY_USAGE, None, at=at, model=model, provider=provider, unpriced_reason=str(exc))
@@ -221,10 +228,17 @@ class Tracker:
     ) -> CostBreakdown:
         """Record one finished model call and return its cost (priced as of ``start_time``, default now)."""
         try:
-            start = utc(start_time)
-            end = start if end_time is None else utc(end_time)
-            if raw_usage is None and usage_format is None and (usage is None or isinstance(usage, Usage)):
-                parsed_usage, error = usage, None
+            start = _now(_UTC) if start_time is None else utc(start_time)
+            error: str | None = None
+            if raw_usage is None and usage_format is None:
+                if usage is None or type(usage) is Usage:
+                    parsed_usage = usage
+                else:  # the common case: a mapping of quantities (as parse_usage, without its result object)
+                    try:
+                        parsed_usage = usage if isinstance(usage, Usage) else fast_usage(usage)
+                    except Exception as exc:
+                        log.warning("costline: usage ignored: %s", exc)
+                        parsed_usage, error = None, f"usage: {exc}"
             else:
                 parsed = self.parse_usage(usage, raw_usage, usage_format)
                 parsed_usage, error = parsed.usage, parsed.error
@@ -236,28 +250,34 @@ class Tracker:
             attrs = dict(attributes) if attributes else None
             breakdown = self.price(model, provider, parsed_usage, start, attrs, provided, error=error)
             if self._enabled:
-                trace = CURRENT_TRACE.get()
-                parent = CURRENT_OBSERVATION.get()
-                event_id = self.new_id()
+                event_id = f"{self._prefix}{next(self._counter):012x}"  # new_id(), inlined
                 config = self.config
                 hook = _context.generation_hook  # set while a budget guard is open (costline.sdk.budget)
                 if hook is not None:
                     metadata = dict(metadata or {})
                     hook(metadata)
-                self._shipper.put({
-                    "type": "generation", "id": event_id,
-                    "trace_id": trace.id if trace is not None else event_id,
-                    "parent_id": parent.id if parent is not None and trace is not None and parent.trace is trace
-                    else None,
-                    "name": name, "start_time": start, "end_time": end, "model": model or None,
-                    "provider": provider, "usage": parsed_usage, "cost": provided, "attributes": attrs,
-                    "metadata": dict(metadata) if metadata else None,
-                    "user_id": trace.user_id if trace is not None else None,
-                    "session_id": trace.session_id if trace is not None else None,
-                    "environment": trace.environment if trace is not None else config.environment,
-                    "release": trace.release if trace is not None else config.release,
+                trace = CURRENT_TRACE.get()
+                if trace is None:
+                    trace_id, parent_id, user_id, session_id = event_id, None, None, None
+                    environment, release = config.environment, config.release
+                else:
+                    parent = CURRENT_OBSERVATION.get()
+                    trace_id, user_id, session_id = trace.id, trace.user_id, trace.session_id
+                    parent_id = parent.id if parent is not None and parent.trace is trace else None
+                    environment, release = trace.environment, trace.release
+                # Only JSON-ready values (str, int, None, datetime, plain dicts): the sender serialises the
+                # batch in one orjson call, with no per-event conversion (docs/sdk.md "Delivery").
+                event = {
+                    "type": "generation", "id": event_id, "trace_id": trace_id, "parent_id": parent_id,
+                    "name": name, "start_time": start, "end_time": start if end_time is None else utc(end_time),
+                    "model": model or None, "provider": provider,
+                    "usage": None if parsed_usage is None else wire_usage(parsed_usage),
+                    "cost": None if provided is None else wire_cost(provided), "attributes": attrs,
+                    "metadata": dict(metadata) if metadata else None, "user_id": user_id, "session_id": session_id,
+                    "environment": environment, "release": release,
                     "level": "WARNING" if error else None, "status_message": error,
-                })
+                }
+                self._shipper.put(event)
             return breakdown
         except Exception as exc:
             log.exception("costline: could not record a generation of %r", model)
@@ -334,8 +354,9 @@ class Tracker:
         return self.config.mode
 
     def events(self) -> list[dict[str, Any]]:
-        """Copies of the events waiting in the buffer (in local mode: the newest ``max_buffer`` recorded)."""
-        return [dict(e) for e in list(self._shipper.queue)]
+        """Copies of the events waiting in the buffer (in local mode: the newest ``max_buffer`` recorded), with
+        ``usage`` as a ``Usage`` and ``cost`` amounts as ``Decimal`` (queued, they are JSON-ready dicts)."""
+        return [readable(e) for e in list(self._shipper.queue)]
 
     def __enter__(self) -> Tracker:
         return self
