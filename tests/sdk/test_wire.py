@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal as D
+from pathlib import Path
 
 import orjson
 import pytest
 from tests.sdk.test_spill import FAST, Ingest
+from tests.server.harness import make_server
 
 from costline.core.resolve import PriceBook
 from costline.core.usage import Usage
@@ -73,3 +75,30 @@ def test_the_wire_carries_exact_strings(ingest: Ingest, bundled_book: PriceBook)
 def test_metadata_keeps_what_orjson_cannot_write_natively() -> None:
     body = dumps({"metadata": {1: "int key", "amount": D("1.10"), "tags": {"b", "a"}}})
     assert orjson.loads(body) == {"metadata": {"1": "int key", "amount": "1.10", "tags": ["a", "b"]}}
+
+
+def test_a_value_orjson_cannot_write_does_not_stall_the_sender(tmp_path: Path) -> None:
+    """A token count past 64 bits used to make every send of its batch fail before any request (orjson refuses
+    the integer): the batch was retried forever and its valid neighbour never arrived. Now the batch goes out,
+    the real server rejects that item, the SDK spills it with the server's reason and the neighbour is stored."""
+    srv, _ = make_server("duckdb", tmp_path / "server")
+    srv.start()
+    spill = tmp_path / "spill.jsonl"
+    try:
+        tracker = Tracker(host=srv.url, public_key=srv.public_key, secret_key=srv.secret_key, spill_path=spill,
+                          **FAST)
+        try:
+            tracker.record_generation(model="gpt-4o", usage={"input_tokens": 10, "output_tokens": 5}, name="ok")
+            tracker.record_generation(model="gpt-4o", usage={"input_tokens": 2**64, "output_tokens": 5},
+                                      name="huge")
+            assert tracker.flush(timeout=30)
+        finally:
+            tracker.shutdown(timeout=30)
+        lines = [orjson.loads(line) for line in spill.read_bytes().splitlines()]
+        assert [(line["kind"], line["event"]["name"]) for line in lines] == [("rejected", "huge")]
+        assert "input_tokens" in lines[0]["reason"]
+        with srv.client() as client:
+            names = [e["name"] for e in client.get("/v1/events").json()["data"]]
+        assert names == ["ok"]
+    finally:
+        srv.stop()

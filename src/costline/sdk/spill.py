@@ -18,6 +18,7 @@ was fixed) and keeps in the file only what still fails.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import threading
@@ -65,7 +66,19 @@ def dumps(value: object) -> bytes:
     try:
         return orjson.dumps(value, default=_default, option=_OPTIONS)
     except orjson.JSONEncodeError:
-        return orjson.dumps(value, default=_default, option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(value, default=_default, option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError:
+            # what orjson cannot write at all (an integer past 64 bits): the standard library can, so the
+            # server answers that item with its error and the rest of the batch is delivered (never a batch
+            # retried forever because one value cannot be serialised)
+            return json.dumps(value, default=_stdlib_default, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _stdlib_default(value: object) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return _default(value)
 
 
 def wire_usage(usage: Usage) -> dict[str, Any]:
