@@ -207,3 +207,23 @@ def test_money_display() -> None:
     assert money(Decimal(0)) == "$0.00"
     assert money(Decimal("-2.61")) == "-$2.61"
     assert money(None) == "unpriced"
+
+
+def test_a_revoked_key_ends_its_dashboard_session(server: Server) -> None:
+    token = json.loads((server.data_dir / "server.json").read_text())["token"]
+    admin = {"Authorization": f"Bearer {token}"}
+    made = httpx.post(f"{server.url}/v1/admin/projects/{server.project_id}/keys", headers=admin, timeout=30)
+    assert made.status_code in (200, 201), made.text
+    public, secret = made.json()["public_key"], made.json()["secret_key"]
+    client, reply = sign_in(server, public, secret)
+    with closing(client):
+        assert reply.status_code == 303
+        assert client.get("/ui/traces").status_code == 200
+        revoked = httpx.post(f"{server.url}/v1/admin/keys/{public}/revoke", headers=admin, timeout=30)
+        assert revoked.status_code == 200, revoked.text
+        page = client.get("/ui/traces")
+        assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    # and the revoked key cannot sign in again
+    second, again = sign_in(server, public, secret)
+    with closing(second):
+        assert again.status_code == 401

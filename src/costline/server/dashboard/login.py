@@ -93,7 +93,7 @@ async def login(request: Request) -> Response:
         session = new_session(only, ADMIN, now, admin_fingerprint(dash.key, state.admin_token_hash))
     elif public and secret:
         key = await run_in_threadpool(state.store.find_key_by_public, public)
-        if key is not None and hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+        if key is not None and hmac.compare_digest(key.secret_hash, hash_secret(secret)) and key.active(now):
             session = new_session(key.project_id, key.public_key, now)
     if session is None:
         return _login_form(request, FAILED, status=401, next_path=next_path)

@@ -115,7 +115,7 @@ async def viewer(request: Request) -> Session | Response:
         request.state.api_key = ApiKey(project.id, "local-admin", "", project.created_at)
         return session
     api_key = await run_in_threadpool(state.store.find_key_by_public, session.public_key)
-    if api_key is None or api_key.project_id != session.project_id:
-        return _to_login(request)
+    if api_key is None or api_key.project_id != session.project_id or not api_key.active(state.clock()):
+        return _to_login(request)  # the key was removed, revoked, or its rotation grace period ended
     request.state.api_key = api_key
     return session
