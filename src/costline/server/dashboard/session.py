@@ -4,9 +4,10 @@ The cookie holds the project, the public key it was opened with, a random CSRF t
 base64url JSON followed by an HMAC-SHA256 of that text. The HMAC key is derived from the seal key
 (``COSTLINE_SEAL_KEY`` or ``<data_dir>/seal.key``, 0600: server/seals.py), so every server sharing the seal key
 accepts the same sessions and nobody without it can forge or alter one. A session lasts ``SESSION_HOURS`` and
-ends earlier when its key is no longer in the store or is revoked (checked on every page) or, for an admin session, when the
-server's admin token changes (it restarted). The cookie is ``HttpOnly``, ``SameSite=Lax`` (a link from an
-alert opens the page signed in; pages only read) and ``Secure`` when the request came over HTTPS.
+ends earlier when its key is no longer in the store or is revoked (checked on every page) or, for an admin
+session, when the server's admin token changes (it restarted). The cookie is ``HttpOnly``, ``SameSite=Lax``
+(a link from an alert opens the page signed in; pages only read) and ``Secure`` when the request came over
+HTTPS.
 
 Forms are CSRF-safe twice over: every POST carries the session's token (sign-in: a token from a short-lived
 cookie, double-submitted), and a POST whose ``Origin`` (or, without one, ``Referer``) is another origin is
