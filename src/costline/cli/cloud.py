@@ -6,34 +6,19 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import defaultdict
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
 
 from costline.cli.context import CliContext, pass_cli
+from costline.cli.output import emit, format_options
+from costline.cloud.report import BY_KEYS, by_keys, cloud_report, lint_context, lint_filter
 from costline.errors import CostlineError
 from costline.server import local_admin
 from costline.settings import Settings
 from costline.store.base import Store, StoreError, open_store
-
-#: what ``--by`` accepts → how a line's value is read (docs/cloud.md)
-BY_KEYS = ("service", "provider", "account", "billing_account", "region", "category", "service_category",
-           "charge_category", "day", "month")
-#: short names people write → the SERVICE values Cost Explorer uses
-SHORT_SERVICE_NAMES = {
-    "ECS": "Amazon Elastic Container Service", "Amazon ECS": "Amazon Elastic Container Service",
-    "EC2": "Amazon Elastic Compute Cloud - Compute", "Amazon EC2": "Amazon Elastic Compute Cloud - Compute",
-    "RDS": "Amazon Relational Database Service", "Amazon RDS": "Amazon Relational Database Service",
-    "S3": "Amazon Simple Storage Service", "Amazon S3": "Amazon Simple Storage Service",
-    "ELB": "Amazon Elastic Load Balancing", "EFS": "Amazon Elastic File System", "Lambda": "AWS Lambda",
-    "DynamoDB": "Amazon DynamoDB", "CloudWatch": "AmazonCloudWatch", "Amazon CloudWatch": "AmazonCloudWatch",
-    "ElastiCache": "Amazon ElastiCache", "Bedrock": "Amazon Bedrock", "ECR": "Amazon EC2 Container Registry (ECR)",
-}
 
 
 @click.group("cloud")
@@ -162,30 +147,6 @@ def _range(today: bool, week: bool, month: bool, start: str | None, end: str | N
     return low, high
 
 
-def _value(obs: Any, key: str) -> str:
-    meta = obs.metadata
-    if key.startswith("tag:"):
-        tags = meta.get("tags") or {}
-        return f"{key[4:]}${tags.get(key[4:], '')}"
-    if key == "service":
-        return str(meta.get("service", obs.name or ""))
-    if key == "provider":
-        return str(obs.provider or "")
-    if key == "account":
-        return str(meta.get("sub_account_id") or meta.get("billing_account_id") or "")
-    if key == "billing_account":
-        return str(meta.get("billing_account_id", ""))
-    if key == "region":
-        return str(meta.get("region_id") or meta.get("region_name") or "")
-    if key in ("category", "charge_category"):
-        return str(meta.get("charge_category", ""))
-    if key == "service_category":
-        return str(meta.get("service_category", ""))
-    if key == "day":
-        return str(obs.start_time.date())
-    return str(obs.start_time.strftime("%Y-%m"))
-
-
 def _load_filter(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
@@ -203,37 +164,18 @@ def _load_filter(path: Path | None) -> dict[str, Any] | None:
     return expr  # type: ignore[no-any-return]
 
 
-def cloud_report(observations: Sequence[Any], by: Sequence[str], expr: dict[str, Any] | None) -> dict[str, Any]:
-    """Totals by the ``by`` keys, credits and refunds on their own lines, and the untagged share of each tag."""
-    from costline.cloud.explorer import cost_line
-    from costline.cloud.expression import matches
+def _remote(obj: CliContext, store_url: str | None) -> local_admin.RunningServer | None:
+    """The running server that owns the store (when the store cannot be opened directly), else None."""
+    from costline.cli.remote import running_server
 
-    groups: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
-    credits: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
-    untagged: dict[str, Decimal] = defaultdict(Decimal)
-    total = Decimal(0)
-    for obs in observations:
-        if expr is not None and not matches(expr, cost_line(obs).line):
-            continue
-        amount = obs.total_cost or Decimal(0)
-        total += amount
-        key = tuple(_value(obs, k) for k in by)
-        category = str(obs.metadata.get("charge_category", ""))
-        if category in ("Credit", "Adjustment") or (category != "Usage" and amount < 0):
-            credits[(category or "Credit", *key)] += amount
-        else:
-            groups[key] += amount
-        for k in by:
-            if k.startswith("tag:") and not (obs.metadata.get("tags") or {}).get(k[4:]):
-                untagged[k[4:]] += amount
-    rows = [{**dict(zip(by, key, strict=True)), "cost": format(v, "f")}
-            for key, v in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))]
-    credit_rows = [{"charge_category": key[0], **dict(zip(by, key[1:], strict=True)), "cost": format(v, "f")}
-                   for key, v in sorted(credits.items())]
-    shares = {k: {"cost": format(v, "f"), "share": format((v / total * 100).quantize(Decimal("0.01")), "f")
-                  if total else "0"} for k, v in untagged.items()}
-    return {"total": format(total, "f"), "currency": "USD", "rows": rows, "credits_and_refunds": credit_rows,
-            "untagged": shares}
+    return running_server(_settings(obj, store_url))
+
+
+def _server_call(server: local_admin.RunningServer, method: str, path: str, project_id: str | None, *,
+                 params: dict[str, str] | None = None, body: Any = None) -> Any:
+    from costline.cli.remote import call
+
+    return call(server, method, path, params=params, body=body, project_id=project_id)
 
 
 @cloud_group.command("report")
@@ -246,126 +188,121 @@ def cloud_report(observations: Sequence[Any], by: Sequence[str], expr: dict[str,
               help="A Cost Explorer Expression in JSON (a file with a Filter member also works).")
 @click.option("--by", default="service", show_default=True,
               help=f"Comma-separated: {', '.join(BY_KEYS)} or tag:<Key>.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--project", "project_id")
-@click.option("--store", "store_url")
+@format_options
+@click.option("--project", "project_id", help="Project id (default: the only project).")
+@click.option("--store", "store_url", help="Store URL (default: the data directory's DuckDB file). While "
+              "`costline serve` runs for it, the report comes from the server.")
 @pass_cli
 def report_command(obj: CliContext, today: bool, week: bool, month: bool, start: str | None, end: str | None,
                    filter_file: Path | None, by: str, fmt: str, project_id: str | None, store_url: str | None) -> None:
     """Cloud spend of every provider in the imported bills, by service (or other keys)."""
-    keys = [k.strip() for k in by.split(",") if k.strip()]
-    for key in keys:
-        if key not in BY_KEYS and not (key.startswith("tag:") and len(key) > 4):
-            raise click.BadParameter(f"{key!r}; use {', '.join(BY_KEYS)} or tag:<Key>", param_hint="--by")
+    try:
+        keys = by_keys(by)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("by: "), param_hint="--by") from None
     low, high = _range(today, week, month, start, end, datetime.now(UTC))
     expr = _load_filter(filter_file)
-    store = open_store(_settings(obj, store_url).resolved_store_url)
     try:
-        project = _project(store, project_id)
-        lines = list(store.iter_observations(start=low, end=high, project_id=project, type_is="cloud"))
-    finally:
-        store.close()
-    report = cloud_report(lines, keys, expr)
-    report["from"], report["to"] = low.isoformat(), high.isoformat()
+        store = open_store(_settings(obj, store_url).resolved_store_url)
+    except StoreError:
+        server = _remote(obj, store_url)
+        if server is None:
+            raise
+        params = {"from": low.isoformat(), "to": high.isoformat(), "by": ",".join(keys)}
+        if expr is not None:
+            params["filter"] = json.dumps(expr)
+        report = _server_call(server, "GET", "/v1/cloud/report", project_id, params=params)
+    else:
+        try:
+            project = _project(store, project_id)
+            lines = list(store.iter_observations(start=low, end=high, project_id=project, type_is="cloud"))
+        finally:
+            store.close()
+        report = cloud_report(lines, keys, expr)
+        report["from"], report["to"] = low.isoformat(), high.isoformat()
+    _print_report(report, keys, fmt, low, high)
+
+
+def _report_rows(report: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
+    """The report's lines in one list: totals by key (charge category empty), then credits and refunds."""
+    rows = [{**{k: row[k] for k in keys}, "charge_category": "", "cost": row["cost"]} for row in report["rows"]]
+    rows += [{**{k: row[k] for k in keys}, "charge_category": row["charge_category"], "cost": row["cost"]}
+             for row in report["credits_and_refunds"]]
+    return rows
+
+
+def _print_report(report: dict[str, Any], keys: list[str], fmt: str, low: datetime, high: datetime) -> None:
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
         return
+    rows = _report_rows(report, keys)
     if fmt == "csv":
         import csv
         import sys
 
+        from costline.export.records import csv_cell
+
         writer = csv.writer(sys.stdout)
-        writer.writerow([*keys, "cost"])
-        for row in report["rows"]:
-            writer.writerow([*(row[k] for k in keys), row["cost"]])
-        for row in report["credits_and_refunds"]:
-            writer.writerow([*(f"{row['charge_category']}: {row[k]}" for k in keys), row["cost"]])
-        writer.writerow(["total", *([""] * (len(keys) - 1)), report["total"]])
+        writer.writerow([*keys, "charge_category", "cost"])
+        for row in rows:
+            writer.writerow([csv_cell(str(row[k])) for k in (*keys, "charge_category")] + [row["cost"]])
+        writer.writerow(["total", *([""] * len(keys)), report["total"]])
         return
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"cloud cost {low.date()} .. {high.date()} (end exclusive), USD")
+    table = Table(title=f"cloud cost {low.date()} .. {high.date()} (end exclusive), USD; credits and refunds "
+                        "on their own lines")
     for key in keys:
         table.add_column(key)
+    table.add_column("charge category")
     table.add_column("cost", justify="right")
-    for row in report["rows"]:
-        table.add_row(*(row[k] for k in keys), row["cost"])
-    for row in report["credits_and_refunds"]:
-        table.add_row(*(f"{row['charge_category']}: {row[k]}" for k in keys), row["cost"])
-    table.add_row("total", *([""] * (len(keys) - 1)), report["total"])
-    import sys
-
+    for row in rows:
+        table.add_row(*(str(row[k]) for k in keys), row["charge_category"], row["cost"])
+    table.add_row("total", *([""] * len(keys)), report["total"])
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     for key, share in report["untagged"].items():
         click.echo(f"untagged ({key}): {share['cost']} USD, {share['share']} % of the total")
 
 
-def lint_filter(expr: Any, services: set[str], tag_keys: set[str]) -> list[str]:
-    """Warnings for a valid Expression that cannot mean what it seems."""
-    warnings: list[str] = []
-
-    def walk(node: Any, where: str) -> None:
-        for op in ("And", "Or"):
-            for i, child in enumerate(node.get(op) or []):
-                walk(child, f"{where}.{op}[{i}]")
-        if node.get("Not") is not None:
-            walk(node["Not"], f"{where}.Not")
-        for kind in ("Dimensions", "Tags", "CostCategories"):
-            leaf = node.get(kind)
-            if leaf is None:
-                continue
-            for value in leaf.get("Values") or []:
-                if "*" in value or "?" in value:
-                    warnings.append(f"{where}.{kind}: {value!r} is a literal in Cost Explorer (no wildcards): it "
-                                    "matches only that exact text; list the values (costline cloud report "
-                                    "--by tag:KEY shows them)")
-            if kind == "Dimensions" and leaf.get("Key") == "SERVICE":
-                for value in leaf.get("Values") or []:
-                    if services and value not in services:
-                        hint = SHORT_SERVICE_NAMES.get(value)
-                        seen = ", ".join(sorted(services)[:12])
-                        warnings.append(f"{where}.Dimensions: SERVICE {value!r} is not a SERVICE value in the "
-                                        f"imported data" + (f" (did you mean {hint!r}?)" if hint else "") +
-                                        f"; values seen: {seen}")
-            if kind == "Tags" and leaf.get("Key") and tag_keys and leaf["Key"] not in tag_keys:
-                warnings.append(f"{where}.Tags: no imported line carries the tag key {leaf['Key']!r} "
-                                f"(keys seen: {', '.join(sorted(tag_keys)[:12])})")
-
-    walk(expr, "Filter")
-    return warnings
-
-
 @cloud_group.command("lint")
 @click.argument("filter_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--project", "project_id")
-@click.option("--store", "store_url")
+@format_options
+@click.option("--project", "project_id", help="Project id (default: the only project).")
+@click.option("--store", "store_url", help="Store URL (default: the data directory's DuckDB file). While "
+              "`costline serve` runs for it, the check runs on the server.")
 @pass_cli
-def lint_command(obj: CliContext, filter_file: Path, project_id: str | None, store_url: str | None) -> None:
+def lint_command(obj: CliContext, filter_file: Path, fmt: str, project_id: str | None,
+                 store_url: str | None) -> None:
     """Check a Cost Explorer filter file: syntax as GetCostAndUsage checks it, then what cannot mean what it
-    seems (wildcards, short service names, tags no imported line carries). Exit 1 when it warns."""
+    seems (wildcards, short service names, tags no imported AWS line carries). Exit 1 when it warns."""
     expr = _load_filter(filter_file)
-    services: set[str] = set()
-    tag_keys: set[str] = set()
     try:
         store = open_store(_settings(obj, store_url).resolved_store_url)
     except StoreError:
-        store = None
-    if store is not None:
+        server = _remote(obj, store_url)
+        if server is None:
+            raise
+        warnings = list(_server_call(server, "POST", "/v1/cloud/lint", project_id, body=expr)["warnings"])
+    else:
         try:
             project = _project(store, project_id)
-            for obs in store.iter_observations(project_id=project, type_is="cloud"):
-                if obs.provider == "aws":
-                    services.add(str(obs.metadata.get("service", "")))
-                tag_keys.update((obs.metadata.get("tags") or {}).keys())
+            services, tag_keys = lint_context(store.iter_observations(project_id=project, type_is="cloud"))
         finally:
             store.close()
-    warnings = lint_filter(expr, services, tag_keys)
-    for warning in warnings:
-        click.echo(f"warning: {warning}")
+        warnings = lint_filter(expr, services, tag_keys)
+    if fmt != "table":
+        emit(fmt, data={"file": str(filter_file), "warnings": warnings}, columns=["warning"],
+             rows=[{"warning": w} for w in warnings])
+    else:
+        for warning in warnings:
+            click.echo(f"warning: {warning}")
+        if not warnings:
+            click.echo(f"{filter_file}: ok")
     if warnings:
         raise SystemExit(1)
-    click.echo(f"{filter_file}: ok")
 
 
 @cloud_group.command("prices")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from costline.core.money import decimal_str
+from costline.export.records import csv_cell
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("table", "json", "csv")
@@ -54,8 +55,10 @@ def csv_value(value: Any) -> str:
     if isinstance(value, Decimal):
         return decimal_str(value)
     if isinstance(value, Mapping | list | tuple):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
+        return csv_cell(json.dumps(value, ensure_ascii=False, default=str))
+    if isinstance(value, int | float):
+        return str(value)
+    return csv_cell(str(value))  # a spreadsheet runs a cell starting with = + - @: neutralised
 
 
 def emit_csv_rows(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:

@@ -13,8 +13,8 @@ from typing import Any, Final
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from costline.cli.cloud import cloud_report
 from costline.cli.render import per_label, rate_text
+from costline.cloud.report import cloud_report
 from costline.core.events import Observation
 from costline.core.price import PriceRecord
 from costline.core.query import MAX_LIMIT, parse_time

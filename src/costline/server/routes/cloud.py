@@ -19,11 +19,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from costline.cloud import explorer
-from costline.cloud.expression import ValidationException
+from costline.cloud.expression import ValidationException, validate
 from costline.cloud.files import BillingFileError
 from costline.cloud.importer import BillingImportError, import_billing
 from costline.cloud.ledger import OBSERVATION_TYPE
 from costline.cloud.lines import FORMATS
+from costline.cloud.report import by_keys, cloud_report, lint_context, lint_filter
+from costline.core.limits import iso_utc
 from costline.server import sigv4
 from costline.server.app import key_of, state_of
 from costline.server.body import read_body
@@ -71,6 +73,64 @@ async def import_file(request: Request) -> JSONResponse:
     data = summary.as_json()
     data["files"] = [filename or "body"]
     return JSONResponse(data)
+
+
+def _report(state: Any, project: str, start: datetime, end: datetime, keys: list[str],
+            expr: Mapping[str, Any] | None) -> dict[str, Any]:
+    lines = list(state.store.iter_observations(start=start, end=end, project_id=project, type_is=OBSERVATION_TYPE))
+    report = cloud_report(lines, keys, dict(expr) if expr is not None else None)
+    report["from"], report["to"] = start.isoformat(), end.isoformat()
+    return report
+
+
+def _cloud_filter(text: str | None, where: str) -> Mapping[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        expr = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ValidationException(f"{where}: not JSON") from None
+    if isinstance(expr, Mapping) and set(expr) == {"Filter"}:  # a cost-filter.json holding {"Filter": ...}
+        expr = expr["Filter"]
+    validate(expr)
+    return expr  # type: ignore[no-any-return]
+
+
+@router.get("/v1/cloud/report", summary="Cloud spend by service, account, region, tag... (costline cloud report)")
+async def report(request: Request) -> JSONResponse:
+    state = state_of(request)
+    q = request.query_params
+    try:
+        keys = by_keys(q.get("by", "service"))
+        start, end = iso_utc(q.get("from", "")), iso_utc(q.get("to", ""))
+        if start >= end:
+            raise ValueError("from: must be before to (the end is exclusive)")
+        expr = _cloud_filter(q.get("filter"), "filter")
+    except ValidationException as exc:
+        return JSONResponse({"message": f"filter: {exc}"}, status_code=400)
+    except ValueError as exc:
+        text = str(exc)
+        message = text if text.startswith(("by:", "from:")) else "from, to: ISO 8601 date-times (the end exclusive)"
+        return JSONResponse({"message": message}, status_code=400)
+    body = await run_in_threadpool(_report, state, key_of(request).project_id, start, end, keys, expr)
+    return JSONResponse(body)
+
+
+def _lint(state: Any, project: str, expr: Mapping[str, Any]) -> list[str]:
+    services, tag_keys = lint_context(state.store.iter_observations(project_id=project, type_is=OBSERVATION_TYPE))
+    return lint_filter(expr, services, tag_keys)
+
+
+@router.post("/v1/cloud/lint", summary="Check a Cost Explorer filter against the imported data (costline cloud lint)")
+async def lint(request: Request) -> JSONResponse:
+    state = state_of(request)
+    body = await read_body(request, MAX_CE_BODY)
+    try:
+        expr = _cloud_filter(body.decode("utf-8", "replace"), "body")
+    except ValidationException as exc:
+        return JSONResponse({"message": str(exc)}, status_code=400)
+    warnings = await run_in_threadpool(_lint, state, key_of(request).project_id, expr or {})
+    return JSONResponse({"warnings": warnings})
 
 
 # --- Cost Explorer ------------------------------------------------------------------------------------------
