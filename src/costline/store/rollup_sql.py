@@ -1,12 +1,13 @@
 """Exact hourly rollups: which queries they answer, how those compile, and how dirty hours are kept.
 
-``rollup_hours`` (migration 0007) holds, per (project, UTC hour, model, provider, environment, attributed
-user, type), the exact DECIMAL sum of ``total_cost``, the row count and the unpriced count. A query is answered
-from it only when everything it uses is there (``plan``): the observations view, sums of cost, counts and
-unpriced counts (no other measure, no average, no percentile), dimensions and text filters on those columns,
-and time buckets that are unions of whole UTC hours in the query's zone (every offset of the zone over the
-range, and every change of it, on a whole hour: Europe/Berlin yes, Asia/Kolkata +5:30 no). Anything else is
-compiled from raw rows as before (``query_sql``).
+``rollup_user_hours`` (migration 0007) holds, per (project, UTC hour, model, provider, environment,
+attributed user, type), the exact DECIMAL sum of ``total_cost``, the row count and the unpriced count;
+``rollup_hours`` the same without the user (summed from the first), for questions that do not read users. A
+query is answered from one only when everything it uses is there (``plan``): the observations view, sums of
+cost, counts and unpriced counts (no other measure, no average, no percentile), dimensions and text filters on
+those columns, and time buckets that are unions of whole UTC hours in the query's zone (every offset of the
+zone over the range, and every change of it, on a whole hour: Europe/Berlin yes, Asia/Kolkata +5:30 no).
+Anything else is compiled from raw rows as before (``query_sql``).
 
 Exactness: a rollup row is recomputed from raw rows (``refresh``), never adjusted. Every write marks the hours
 it touches dirty in the same transaction (``dirty_marks``): the new hour of each observation, the old hour of
@@ -181,16 +182,22 @@ def refresh(run: Run, dialect: Dialect, project_id: str | None, hours: Iterable[
     params: list[Any] = []
     scope = _scope(project_id, "project_id", params)
     run(f"DELETE FROM rollup_dirty WHERE {scope} AND hour IN ({marks})", [*params, *hours])
-    run(f"DELETE FROM rollup_hours WHERE {scope} AND hour IN ({marks})", [*params, *hours])
+    for table in ("rollup_user_hours", "rollup_hours"):
+        run(f"DELETE FROM {table} WHERE {scope} AND hour IN ({marks})", [*params, *hours])
     params = []
     scope = _scope(project_id, "o.project_id", params)
     ranges, range_params = _ranges([(h, h + HOUR) for h in hours])
     hour = hour_expr(dialect, "o.start_time")
-    run(f"INSERT INTO rollup_hours SELECT o.project_id, {hour}, o.model, o.provider, o.environment, "
+    run(f"INSERT INTO rollup_user_hours SELECT o.project_id, {hour}, o.model, o.provider, o.environment, "
         "COALESCE(t.user_id, o.user_id), o.type, sum(o.total_cost), count(*), "
         "sum(CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END) FROM observations o "
         "LEFT JOIN traces t ON t.project_id = o.project_id AND t.id = o.trace_id "
         f"WHERE {scope} AND ({ranges}) GROUP BY 1, 2, 3, 4, 5, 6, 7", [*params, *range_params])
+    params = []
+    scope = _scope(project_id, "project_id", params)
+    run("INSERT INTO rollup_hours SELECT project_id, hour, model, provider, environment, type, sum(cost), "
+        f"CAST(sum(n) AS BIGINT), CAST(sum(unpriced) AS BIGINT) FROM rollup_user_hours WHERE {scope} "
+        f"AND hour IN ({marks}) GROUP BY 1, 2, 3, 4, 5, 6", [*params, *hours])
 
 
 def _ranges(spans: Sequence[tuple[datetime | None, datetime | None]]) -> tuple[str, list[Any]]:
@@ -252,8 +259,10 @@ class _RollupBuilder(_Builder):
         if dirty:
             where.append(f"r.hour NOT IN ({', '.join('?' for _ in dirty)})")
             params.extend(dirty)
-        rolled = ("SELECT r.project_id, r.hour AS start_time, r.model, r.provider, r.environment, r.user_id, r.type, "
-                  f"r.cost, r.n, r.unpriced FROM rollup_hours r WHERE {' AND '.join(where)}")
+        # the rollup without users has far fewer rows: read it unless the question reads users
+        table, user_column = ("rollup_user_hours", "r.user_id") if p.uses_user else ("rollup_hours", "NULL")
+        rolled = (f"SELECT r.project_id, r.hour AS start_time, r.model, r.provider, r.environment, {user_column} AS "
+                  f"user_id, r.type, r.cost, r.n, r.unpriced FROM {table} r WHERE {' AND '.join(where)}")
         spans: list[tuple[datetime | None, datetime | None]] = [(h, h + HOUR) for h in dirty]
         if q.start is not None and p.first is not None and q.start < p.first:
             spans.append((q.start, p.first))

@@ -1,10 +1,22 @@
 -- Hourly rollups for the dashboard's sums and counts and for budget checks (store/rollup_sql.py).
--- rollup_hours: exact sums per (project, UTC hour, model, provider, environment, attributed user, type); a
+-- rollup_user_hours: exact sums per (project, UTC hour, model, provider, environment, attributed user, type),
+-- rollup_hours: the same without the user (far fewer rows, for questions that do not read users); a
 -- (project, hour) in rollup_dirty is recomputed from raw rows before a rollup answers for it (until then raw
 -- rows answer for that hour); a trace in rollup_dirty_traces changed its user, so the hours of its
 -- observations are made dirty before a query that reads users. Writes fill both dirty tables in their
 -- own transaction. Existing data starts dirty: the first query rolls it up.
 CREATE TABLE rollup_hours (
+    project_id VARCHAR NOT NULL,
+    hour TIMESTAMPTZ NOT NULL,
+    model VARCHAR,
+    provider VARCHAR,
+    environment VARCHAR NOT NULL,
+    type VARCHAR NOT NULL,
+    cost DECIMAL(38, 12),
+    n BIGINT NOT NULL,
+    unpriced BIGINT NOT NULL
+);
+CREATE TABLE rollup_user_hours (
     project_id VARCHAR NOT NULL,
     hour TIMESTAMPTZ NOT NULL,
     model VARCHAR,
