@@ -257,14 +257,16 @@ class SqlStore(KeySql, ControlSql):
         """Serialise rollup refreshes until COMMIT (a backend without a store-wide lock)."""
 
     def _refresh_rollups(self, conn: Any, project_id: str | None, plan: rollup_sql.Plan) -> None:
-        """Recompute the dirty hours in the plan's range but the newest (still being written, most likely:
-        raw rows answer for it); resolve traces whose user changed first when the query reads users."""
+        """Recompute the dirty hours in the plan's range before the current one (which is still being written:
+        raw rows answer for it, as for any hour dirtied after this); resolve traces whose user changed first
+        when the query reads users."""
         self._lock_rollups(conn)
         run = self._runner(conn)
         if plan.uses_user:
             rollup_sql.resolve_traces(run, self.DIALECT, project_id)
-        hours = rollup_sql.dirty_hours(run, project_id, plan)
-        rollup_sql.refresh(run, self.DIALECT, project_id, hours[:-1])
+        current = rollup_sql.floor_hour(datetime.now(UTC))
+        hours = [h for h in rollup_sql.dirty_hours(run, project_id, plan) if h < current]
+        rollup_sql.refresh(run, self.DIALECT, project_id, hours)
 
     def _rollup_compiled(self, conn: Any, query: Query, plan: rollup_sql.Plan,
                          offsets: Sequence[timebuckets.Offset] | None) -> Compiled:
