@@ -129,7 +129,6 @@ class DuckDBStore(SqlStore):
     """``Store`` on a DuckDB file. Thread-safe: every call takes the store's lock."""
 
     DIALECT = DuckDBDialect()
-    ROLLUP_BUDGETS = True
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -191,6 +191,9 @@ class PostgresStore(SqlStore):
         conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")  # each statement sees the commits before it
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK])
 
+    def _analyze_rollups(self, conn: Any) -> None:
+        conn.execute("ANALYZE rollup_hours, rollup_user_hours")
+
     def _snapshot(self, conn: Any) -> None:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 

@@ -32,9 +32,13 @@ from costline.store.dialects import Dialect, PostgresDialect
 from costline.store.query_sql import Compiled, _Builder
 
 HOUR = timedelta(hours=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR_US = 3_600_000_000
 #: dimensions (and text filter fields) the rollup has a column for
 DIMENSIONS = frozenset({"model", "provider", "environment", "user", "type", "project", "source"})
+#: a refresh of this many hours or more updates the planner's statistics (PostgreSQL would otherwise plan
+#: the first queries on a just-filled table as if it were empty)
+ANALYZE_AFTER = 24
 #: granularities whose buckets are unions of hours (when the zone's offsets are whole hours)
 GRANULARITIES = frozenset({"hour", "day", "week", "month"})
 
@@ -159,7 +163,7 @@ def resolve_traces(run: Run, dialect: Dialect, project_id: str | None) -> None:
         mark_rows(run, dialect, f"project_id = ? AND {dialect.one_of('trace_id')}", [p, sorted(set(ids))])
 
 
-def dirty_hours(run: Run, project_id: str | None, p: Plan) -> list[datetime]:
+def dirty_hours(run: Run, dialect: Dialect, project_id: str | None, p: Plan) -> list[datetime]:
     params: list[Any] = []
     where = [_scope(project_id, "project_id", params)]
     if p.first is not None:
@@ -168,8 +172,9 @@ def dirty_hours(run: Run, project_id: str | None, p: Plan) -> list[datetime]:
     if p.stop is not None:
         where.append("hour < ?")
         params.append(p.stop)
-    found = run(f"SELECT DISTINCT hour FROM rollup_dirty WHERE {' AND '.join(where)}", params)
-    return sorted(h.astimezone(UTC) for (h,) in found)
+    # epoch microseconds: DuckDB hands TIMESTAMPTZ values to Python slowly
+    found = run(f"SELECT DISTINCT {dialect.epoch_us('hour')} FROM rollup_dirty WHERE {' AND '.join(where)}", params)
+    return sorted(EPOCH + timedelta(microseconds=int(us)) for (us,) in found)
 
 
 def refresh(run: Run, dialect: Dialect, project_id: str | None, hours: Iterable[datetime]) -> None:

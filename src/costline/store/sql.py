@@ -40,7 +40,8 @@ class SqlStore(KeySql, ControlSql):
 
     PARAM: ClassVar[str] = "?"
     DIALECT: ClassVar[Dialect]
-    #: budget checks read the rollup too (DuckDB, which scans; PostgreSQL reads one user's rows by index)
+    #: budget checks read the rollup too; off on both stores: the current hour is read raw anyway, and on
+    #: the measured layouts the rollup's extra statements cost more than they save (docs/benchmarks.md)
     ROLLUP_BUDGETS: ClassVar[bool] = False
     #: answer the queries the rollup can from it (``rollup_sql``); False: raw rows only (tests compare both)
     use_rollups: bool = True
@@ -265,8 +266,13 @@ class SqlStore(KeySql, ControlSql):
         if plan.uses_user:
             rollup_sql.resolve_traces(run, self.DIALECT, project_id)
         current = rollup_sql.floor_hour(datetime.now(UTC))
-        hours = [h for h in rollup_sql.dirty_hours(run, project_id, plan) if h < current]
+        hours = [h for h in rollup_sql.dirty_hours(run, self.DIALECT, project_id, plan) if h < current]
         rollup_sql.refresh(run, self.DIALECT, project_id, hours)
+        if len(hours) >= rollup_sql.ANALYZE_AFTER:
+            self._analyze_rollups(conn)
+
+    def _analyze_rollups(self, conn: Any) -> None:
+        """Refresh the planner's statistics after a large roll-up (PostgreSQL)."""
 
     def _rollup_compiled(self, conn: Any, query: Query, plan: rollup_sql.Plan,
                          offsets: Sequence[timebuckets.Offset] | None) -> Compiled:
@@ -278,7 +284,7 @@ class SqlStore(KeySql, ControlSql):
             scope = rollup_sql._scope(query.project_id, "project_id", params)
             if run(f"SELECT 1 FROM rollup_dirty_traces WHERE {scope} LIMIT 1", params):
                 return compile_query(query, self.DIALECT, offsets)
-        dirty = rollup_sql.dirty_hours(run, query.project_id, plan)
+        dirty = rollup_sql.dirty_hours(run, self.DIALECT, query.project_id, plan)
         return rollup_sql.compile_rollup(query, self.DIALECT, offsets, plan, dirty)
 
     def _usage_compiled(self, conn: Any, query: Query) -> Compiled:
