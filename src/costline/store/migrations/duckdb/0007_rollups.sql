@@ -1,4 +1,4 @@
--- Hourly rollups for the dashboard's sums and counts and for budget checks (store/rollup_sql.py).
+-- Hourly rollups for the dashboard's sums and counts (store/rollup_sql.py).
 -- rollup_user_hours: exact sums per (project, UTC hour, model, provider, environment, attributed user, type),
 -- rollup_hours: the same without the user (far fewer rows, for questions that do not read users); a
 -- (project, hour) in rollup_dirty is recomputed from raw rows before a rollup answers for it (until then raw
