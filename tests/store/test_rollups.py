@@ -237,3 +237,61 @@ def _projects(store: Store) -> None:
 
     for p in ("p1", "p2"):
         store.create_project(Project(p, p, NOW), ApiKey(p, f"pk-{p}", f"hash-{p}", NOW))
+
+
+def test_concurrent_writes_and_refreshing_queries_lose_no_hour(store: Store, store_url: str) -> None:
+    """Writers move calls between hours while queries roll those hours up (on PostgreSQL through a second
+    store object, as a second server would): afterwards the rollup answer is still the raw one."""
+    import threading
+
+    from costline.store.base import open_store
+
+    others = [open_store(store_url)] if store_url.startswith("postgres") else []
+    readers = [*others, store]
+    question = {"from": "2026-10-24T00:00:00Z", "to": "2026-10-25T00:00:00Z", "dimensions": ["user", "model"],
+                "metrics": ["sum:cost", "count", "unpriced"]}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        rng = random.Random(w)
+        try:
+            for n in range(25):
+                batch = [Observation(project_id="p1", id=f"w{w}-{rng.randrange(12)}", trace_id=f"wt{w}",
+                                     start_time=datetime(2026, 10, 24, rng.randrange(6, 14), rng.randrange(60),
+                                                         tzinfo=UTC),
+                                     type="generation", model=rng.choice(("gpt-4o", "claude-sonnet-4")),
+                                     total_cost=D(rng.randrange(1, 10**6)).scaleb(-9), pricing_status="priced",
+                                     user_id=rng.choice(("u1", "u2"))) for _ in range(3)]
+                store.write(observations=list({o.id: o for o in batch}.values()))
+                if n % 5 == 0:
+                    store.write(traces=[Trace(project_id="p1", id=f"wt{w}", timestamp=batch[0].start_time,
+                                              user_id=rng.choice(("u3", None)))])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def reader(s: Store) -> None:
+        query = parse_query(question, now=NOW, project_id="p1")
+        try:
+            while not stop.is_set():
+                s.query(query)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=reader, args=(s,)) for s in readers]
+        workers = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+        for t in [*threads, *workers]:
+            t.start()
+        for t in workers:
+            t.join()
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        rolled, plain = both(store, question)
+        assert rolled.rows == plain.rows and rolled.rows
+        assert rollup_rows(store) > 0
+    finally:
+        for s in others:
+            s.close()
