@@ -19,7 +19,7 @@ from costline.core.enforce import CounterUsage
 from costline.core.query import Metric, Query
 from costline.store import rows
 from costline.store.base import AlertState, ControlObject, DeliveryEntry, Reservation
-from costline.store.query_sql import compile_query
+from costline.store.query_sql import Compiled, compile_query
 
 T = TypeVar("T")
 _SUM = Metric("cost", "sum")
@@ -35,6 +35,10 @@ class ControlSql:
     _q: Callable[[str], str]
     DIALECT: ClassVar[Any]
     PARAM: ClassVar[str] = "?"
+
+    def _usage_compiled(self, conn: Any, query: Query) -> Compiled:
+        """The statement reading one counter's spend (the rollup's where the store uses it: ``SqlStore``)."""
+        return compile_query(query, self.DIALECT)
 
     def _lock_counters(self, conn: Any, keys: Sequence[str]) -> None:
         """Serialise reservations on these counters until COMMIT (a backend without a store-wide lock)."""
@@ -128,7 +132,7 @@ class ControlSql:
         columns: list[str] = []
         params: list[Any] = []
         for i, (key, query) in enumerate(counters):
-            compiled = compile_query(query, self.DIALECT)
+            compiled = self._usage_compiled(conn, query)
             aliases = {metric: alias for _, alias, metric, _ in compiled.outputs}
             parts.append(f"({compiled.sql}) q{i}")
             params.extend(compiled.params)

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from costline.core.events import Observation, Score, Trace
-from costline.store import rows
+from costline.store import rollup_sql, rows
 from costline.store.base import StoreError, ensure_private_dir
 from costline.store.dialects import DuckDBDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations, pending_migrations
@@ -233,6 +233,7 @@ class DuckDBStore(SqlStore):
         if not payloads:
             return
         with self._transaction("write") as conn:
+            rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces)
             for table, payload in payloads:
                 conn.execute(_UPSERTS[table], [payload])
 
@@ -255,6 +256,7 @@ class DuckDBStore(SqlStore):
             scope = " AND project_id = ?"
             params.append(project_id)
         with self._transaction("purge") as conn:
+            rollup_sql.mark_rows(self._runner(conn), self.DIALECT, f"start_time < ?{scope}", params)
             deleted = conn.execute(f"DELETE FROM observations WHERE start_time < ?{scope}", params).fetchall()
             conn.execute(f"DELETE FROM scores WHERE \"timestamp\" < ?{scope}", params)
             conn.execute(
@@ -267,6 +269,10 @@ class DuckDBStore(SqlStore):
     def replace_groups(self, project_id: str, group_ids: Sequence[str], observations: Sequence[Observation]) -> int:
         values = [rows.observation_row(o) for o in observations]
         with self._transaction("replacing imported billing periods") as conn:
+            run = self._runner(conn)
+            rollup_sql.mark_rows(run, self.DIALECT, "project_id = ? AND type = 'cloud' AND list_contains(?, trace_id)",
+                                 [project_id, list(group_ids)])
+            rollup_sql.dirty_marks(run, self.DIALECT, observations, ())
             removed = conn.execute(
                 "DELETE FROM observations WHERE project_id = ? AND type = 'cloud' AND list_contains(?, trace_id) "
                 "RETURNING id", [project_id, list(group_ids)],

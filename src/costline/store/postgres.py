@@ -22,7 +22,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 
 from costline.core.events import Observation, Score, Trace
-from costline.store import rows
+from costline.store import rollup_sql, rows
 from costline.store.base import StoreError, UnstorableTextError, redact_url
 from costline.store.dialects import PostgresDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations
@@ -41,6 +41,8 @@ ID_LOCKS = int.from_bytes(b"clML", "big")
 ID_LOCK = int.from_bytes(b"clMI", "big")
 #: a merge of more ids than this takes ``(ID_LOCKS, 0)`` exclusively instead of a lock per id
 MAX_ID_LOCKS = 64
+#: pg_advisory_xact_lock key serialising rollup refreshes ("clRollup" as a 64-bit integer)
+ROLLUP_LOCK = int.from_bytes(b"clRollup", "big")
 
 
 #: ``url`` with any password replaced by ``***``, for messages
@@ -185,6 +187,16 @@ class PostgresStore(SqlStore):
     def _columns(self, columns: Sequence[Column]) -> str:
         return _names(columns)
 
+    def _lock_rollups(self, conn: Any) -> None:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")  # each statement sees the commits before it
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK])
+
+    def _analyze_rollups(self, conn: Any) -> None:
+        conn.execute("ANALYZE rollup_hours, rollup_user_hours")
+
+    def _snapshot(self, conn: Any) -> None:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
     def _lock_counters(self, conn: Any, keys: Sequence[str]) -> None:
         # READ COMMITTED whatever the server's default: each statement then takes its snapshot after the locks
         # are held; under REPEATABLE READ the snapshot would predate the lock wait and miss the holds before it
@@ -271,6 +283,7 @@ class PostgresStore(SqlStore):
         if not (observations or traces or scores):
             return
         with self._transaction("write") as cur:
+            rollup_sql.dirty_marks(self._runner(cur), self.DIALECT, observations, traces)
             self._write_rows(cur, observations, traces, scores)
 
     def _write_rows(self, cur: Any, observations: Sequence[Observation], traces: Sequence[Trace],
@@ -306,6 +319,7 @@ class PostgresStore(SqlStore):
             scope = " AND project_id = %s"
             params.append(project_id)
         with self._transaction("purge") as cur:
+            rollup_sql.mark_rows(self._runner(cur), self.DIALECT, f"start_time < ?{scope.replace('%s', '?')}", params)
             cur.execute(f"DELETE FROM observations WHERE start_time < %s{scope}", params)
             deleted = cur.rowcount
             cur.execute(f'DELETE FROM scores WHERE "timestamp" < %s{scope}', params)
@@ -319,6 +333,10 @@ class PostgresStore(SqlStore):
     def replace_groups(self, project_id: str, group_ids: Sequence[str], observations: Sequence[Observation]) -> int:
         values = [rows.observation_row(o) for o in observations]
         with self._transaction("replacing imported billing periods") as cur:
+            run = self._runner(cur)
+            rollup_sql.mark_rows(run, self.DIALECT, "project_id = ? AND type = 'cloud' AND trace_id = ANY(?)",
+                                 [project_id, list(group_ids)])
+            rollup_sql.dirty_marks(run, self.DIALECT, observations, ())
             cur.execute("DELETE FROM observations WHERE project_id = %s AND type = 'cloud' AND trace_id = ANY(%s)",
                         [project_id, list(group_ids)])
             removed = cur.rowcount

@@ -17,7 +17,7 @@ from costline.core import timebuckets
 from costline.core.events import Observation, Score, Trace
 from costline.core.limits import EARLIEST, LATEST
 from costline.core.query import Query, QueryResult
-from costline.store import rows
+from costline.store import rollup_sql, rows
 from costline.store.base import (
     OBSERVATION_FILTERS,
     ApiKey,
@@ -30,7 +30,7 @@ from costline.store.base import (
 from costline.store.control_sql import ControlSql
 from costline.store.dialects import Dialect
 from costline.store.keys_sql import KeySql
-from costline.store.query_sql import compile_query, finish
+from costline.store.query_sql import Compiled, compile_query, finish
 from costline.store.rows import Column
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -41,6 +41,11 @@ class SqlStore(KeySql, ControlSql):
 
     PARAM: ClassVar[str] = "?"
     DIALECT: ClassVar[Dialect]
+    #: budget checks read the rollup too; off on both stores: the current hour is read raw anyway, and on
+    #: the measured layouts the rollup's extra statements cost more than they save (docs/benchmarks.md)
+    ROLLUP_BUDGETS: ClassVar[bool] = False
+    #: answer the queries the rollup can from it (``rollup_sql``); False: raw rows only (tests compare both)
+    use_rollups: bool = True
 
     def _transaction(self, what: str) -> AbstractContextManager[Any]:
         raise NotImplementedError
@@ -86,6 +91,7 @@ class SqlStore(KeySql, ControlSql):
             stored_obs = self._read_observations(conn, project_id, obs_ids) if obs_ids else {}
             stored_traces = self._read_traces(conn, project_id, trc_ids) if trc_ids else {}
             observations, traces = merge(stored_obs, stored_traces)
+            rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, stored_obs, stored_traces)
             self._write_rows(conn, observations, traces, scores)
         return observations, traces
 
@@ -226,8 +232,68 @@ class SqlStore(KeySql, ControlSql):
         offsets = None
         if query.granularity and (query.start is None or query.end is None):
             offsets = self._data_offsets(query)
-        compiled = compile_query(query, self.DIALECT, offsets)
-        return finish(query, compiled, self._fetch(self._q(compiled.sql), compiled.params))
+        elif query.granularity:
+            offsets = timebuckets.offsets(query.tz, query.start, query.end)  # type: ignore[arg-type]
+        plan = rollup_sql.plan(query, offsets) if self.use_rollups else None
+        if plan is None:
+            compiled = compile_query(query, self.DIALECT, offsets)
+            return finish(query, compiled, self._fetch(self._q(compiled.sql), compiled.params))
+        with self._transaction("rolling up") as conn:
+            self._refresh_rollups(conn, query.project_id, plan)
+        with self._transaction("query") as conn:
+            self._snapshot(conn)
+            compiled = self._rollup_compiled(conn, query, plan, offsets)
+            return finish(query, compiled, self._runner(conn)(compiled.sql, compiled.params))
+
+    # rollups -----------------------------------------------------------------------------------------------
+    def _runner(self, conn: Any) -> rollup_sql.Run:
+        def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            cur = conn.execute(self._q(sql), params)
+            return cur.fetchall() if cur.description is not None else []
+        return run
+
+    def _snapshot(self, conn: Any) -> None:
+        """Make the transaction's reads one snapshot (PostgreSQL: REPEATABLE READ; DuckDB's lock does it)."""
+
+    def _lock_rollups(self, conn: Any) -> None:
+        """Serialise rollup refreshes until COMMIT (a backend without a store-wide lock)."""
+
+    def _refresh_rollups(self, conn: Any, project_id: str | None, plan: rollup_sql.Plan) -> None:
+        """Recompute the dirty hours in the plan's range before the current one (which is still being written:
+        raw rows answer for it, as for any hour dirtied after this); resolve traces whose user changed first
+        when the query reads users."""
+        self._lock_rollups(conn)
+        run = self._runner(conn)
+        if plan.uses_user:
+            rollup_sql.resolve_traces(run, self.DIALECT, project_id)
+        current = rollup_sql.floor_hour(datetime.now(UTC))
+        hours = [h for h in rollup_sql.dirty_hours(run, self.DIALECT, project_id, plan) if h < current]
+        rollup_sql.refresh(run, self.DIALECT, project_id, hours)
+        if len(hours) >= rollup_sql.ANALYZE_AFTER:
+            self._analyze_rollups(conn)
+
+    def _analyze_rollups(self, conn: Any) -> None:
+        """Refresh the planner's statistics after a large roll-up (PostgreSQL)."""
+
+    def _rollup_compiled(self, conn: Any, query: Query, plan: rollup_sql.Plan,
+                         offsets: Sequence[timebuckets.Offset] | None) -> Compiled:
+        """The rollup statement for ``query`` given the dirty hours read in this transaction; the raw one
+        while a trace's user change is not yet resolved into dirty hours and the query reads users."""
+        run = self._runner(conn)
+        if plan.uses_user:
+            params: list[Any] = []
+            scope = rollup_sql._scope(query.project_id, "project_id", params)
+            if run(f"SELECT 1 FROM rollup_dirty_traces WHERE {scope} LIMIT 1", params):
+                return compile_query(query, self.DIALECT, offsets)
+        dirty = rollup_sql.dirty_hours(run, self.DIALECT, query.project_id, plan)
+        return rollup_sql.compile_rollup(query, self.DIALECT, offsets, plan, dirty)
+
+    def _usage_compiled(self, conn: Any, query: Query) -> Compiled:
+        plan = rollup_sql.plan(query, None) if self.use_rollups and self.ROLLUP_BUDGETS else None
+        if plan is None:
+            return compile_query(query, self.DIALECT)
+        self._refresh_rollups(conn, query.project_id, plan)
+        return self._rollup_compiled(conn, query, plan, None)
 
     def _data_offsets(self, query: Query) -> list[timebuckets.Offset]:
         """The zone's offsets over the range the data covers (for a query without a range)."""
