@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -314,6 +315,25 @@ def test_python_sdk_3x_reads(deployment: Deployment) -> None:
     assert [s["id"] for s in out["sessions"]["data"]] == ["s2", "s1"]
     assert [t["id"] for t in out["session"]["traces"]] == ["t1", "t2"]
     assert out["bad_limit"]["status"] == 400 and "limit" in json.dumps(out["bad_limit"]["body"])
+
+
+def test_python_sdk_5_reads_observations_by_cursor(deployment: Deployment) -> None:
+    """SDK 5's ``observations.get_many`` (``/api/public/v2/observations``): cursor pages, field groups."""
+    server = deployment.server
+    env = {**os.environ, "LANGFUSE_HOST": server.url, "LANGFUSE_PUBLIC_KEY": server.public_key,
+           "LANGFUSE_SECRET_KEY": server.secret_key, "LANGFUSE_TRACING_ENABLED": "false"}
+    env.pop("LANGFUSE_BASE_URL", None)
+    spec = {"user": "alice", "from": "2026-11-01T00:00:00+00:00"}
+    proc = subprocess.run([sys.executable, str(CLIENTS / "langfuse_v5_reads.py"), json.dumps(spec)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    pages = json.loads(proc.stdout)["pages"]
+    assert [len(p["data"]) for p in pages] == [2, 1]  # limit 2: a cursor to the second page, none after it
+    items = [o for p in pages for o in p["data"]]
+    assert [o["id"] for o in items] == ["t2-gen0", "t1-gen1", "t1-gen0"]
+    # three gpt-4o-mini calls of the seeded budget, each PER_CALL (worked out at the top of this module)
+    assert sum((D(str(o["totalCost"])) for o in items), D(0)) == 3 * PER_CALL
+    assert all(o.get("input") is None and o["usageDetails"] for o in items)  # io not asked for; usage was
 
 
 NODE_DIR = CLIENTS / "node"
