@@ -40,6 +40,7 @@ REFUSED_WEBHOOKS = [
     ("0177.0.0.1", "a loopback address"),  # octal
     ("[::ffff:127.0.0.1]", "a loopback address"),  # IPv4-mapped IPv6
     ("[::ffff:a9fe:a9fe]", "a link-local address"),  # the metadata service, mapped
+    ("[::7f00:1]", "a loopback address"),  # IPv4-compatible IPv6 (deprecated form)
     ("[64:ff9b::a9fe:a9fe]", "a link-local address"),  # the metadata service through NAT64
     ("[2002:7f00:1::]", "a loopback address"),  # 6to4 around 127.0.0.1
     ("[::1]", "a loopback address"),

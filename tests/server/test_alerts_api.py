@@ -173,3 +173,19 @@ def test_test_sends_and_bad_rules(setup: tuple[Server, Receiver]) -> None:
             assert answer.status_code == 400, (body, answer.text)
             assert answer.json()["message"].startswith(field), answer.json()
     assert any(r["event"] == "test" for r in receiver.received)
+
+
+def test_missing_channels_are_refused_and_used_channels_are_kept(setup: tuple[Server, Receiver]) -> None:
+    srv, receiver = setup
+    with srv.client() as client:
+        bad = client.post("/v1/budgets", json={"name": "b-missing", "window": "day", "limit": "1",
+                                               "notify": ["nowhere"]})
+        assert bad.status_code == 400 and "budget.notify[0]: no channel 'nowhere'" in bad.json()["message"]
+        assert client.put("/v1/channels/spare", json={"webhook": receiver.url, "secret": SECRET}).status_code == 200
+        made = client.post("/v1/budgets", json={"name": "b-spare", "window": "day", "limit": "1",
+                                                "notify": ["spare"]})
+        assert made.status_code == 201, made.text
+        kept = client.delete("/v1/channels/spare")
+        assert kept.status_code == 409 and "budget 'b-spare'" in kept.json()["message"]
+        assert client.delete("/v1/budgets/b-spare").status_code == 200
+        assert client.delete("/v1/channels/spare").status_code == 200

@@ -61,6 +61,8 @@ def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None
     for network in _NAT64:
         if address in network:
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if 1 < int(address) < 1 << 32:  # IPv4-compatible ``::a.b.c.d`` (deprecated, still routed by some stacks)
+        return ipaddress.IPv4Address(int(address))
     return None
 
 

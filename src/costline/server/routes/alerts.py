@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -120,10 +121,22 @@ async def put_channel(request: Request, name: str) -> JSONResponse:
     return JSONResponse({"name": name, **redact_channel(raw)})
 
 
+def _channel_users(store: Any, project: str, name: str) -> list[str]:
+    """The alert rules and budgets of the project that notify the channel ``name``."""
+    users = [f"alert rule {o.id!r}" for o in store.list_control("alert", project)
+             if name in (o.spec.get("channels") or [])]
+    users += [f"budget {o.id!r}" for o in store.list_control("budget", project) if name in (o.spec.get("notify") or [])]
+    return users
+
+
 @router.delete("/v1/channels/{name}", summary="Delete a notification channel")
 async def delete_channel(request: Request, name: str) -> JSONResponse:
     state = state_of(request)
     project = key_of(request).project_id
+    users = await run_in_threadpool(_channel_users, state.store, project, name)
+    if users:  # deleting it would leave rules and budgets that never notify
+        return JSONResponse({"message": f"channel {name!r} is used by {', '.join(users)}; change or delete "
+                                        "them first"}, status_code=409)
     deleted = await run_in_threadpool(state.store.delete_control, project, "channel", name)
     state.alerts.changed(project)
     if not deleted:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from costline.control.budgets import BudgetNotFoundError, BudgetService, budget_object, usage_summary
+from costline.control.channels import require_channels
 from costline.control.check import CheckError, parse_check
 from costline.control.forecasts import month_forecast
 from costline.core.budgets import SCOPE_KEYS, parse_budget, scope_key
@@ -56,6 +57,9 @@ async def create_budget(request: Request) -> JSONResponse:
     project = key_of(request).project_id
     raw = await control_json(request)
     budget = parse_budget(raw, "budget")
+    if budget.notify:  # a channel that does not exist would be stored and never notify
+        found = await run_in_threadpool(state.store.list_control, "channel", project)
+        require_channels([c.id for c in found], budget.notify, "budget.notify")
     now = state.clock()
     source = raw.get("source", "api") if isinstance(raw, Mapping) else "api"
     await run_in_threadpool(state.store.put_control, budget_object(project, budget, str(source), now))
