@@ -17,7 +17,8 @@ import click
 
 from costline.cli.context import CliContext, pass_cli
 from costline.cli.control_client import HttpControl, NotFoundError
-from costline.cli.render import console, emit_json
+from costline.cli.output import emit_data, format_options
+from costline.cli.render import console
 from costline.cli.serve import _open, _settings
 from costline.server import keys, local_admin
 from costline.store.base import Store, ensure_private_dir
@@ -114,10 +115,6 @@ def _store_option(f: Any) -> Any:
                         "`costline serve` runs for it, the command goes through the server.")(f)
 
 
-def _json_option(f: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
-
-
 def _print_pair(made: Mapping[str, Any]) -> None:
     out = console()
     out.print(f"  public key: {made['public_key']}")
@@ -132,14 +129,14 @@ def keys_group() -> None:
 @keys_group.command("list")
 @click.option("--project", "project_id", metavar="ID", help="Only this project's keys.")
 @_store_option
-@_json_option
+@format_options
 @pass_cli
-def list_command(obj: CliContext, project_id: str | None, store_url: str | None, as_json: bool) -> None:
+def list_command(obj: CliContext, project_id: str | None, store_url: str | None, fmt: str) -> None:
     """List keys with their creation, last use (recorded at most once a minute) and revocation time."""
     with _client(obj, store_url) as client:
         found = client.list(project_id)
-    if as_json:
-        emit_json(found)
+    if fmt != "table":
+        emit_data(fmt, found)
         return
     from rich.table import Table
 
@@ -153,14 +150,14 @@ def list_command(obj: CliContext, project_id: str | None, store_url: str | None,
 @keys_group.command("create")
 @click.option("--project", "project_id", metavar="ID", required=True, help="The project the key reaches.")
 @_store_option
-@_json_option
+@format_options
 @pass_cli
-def create_command(obj: CliContext, project_id: str, store_url: str | None, as_json: bool) -> None:
+def create_command(obj: CliContext, project_id: str, store_url: str | None, fmt: str) -> None:
     """Create a key pair for a project and print it (the secret is shown only now)."""
     with _client(obj, store_url) as client:
         made = client.create(project_id)
-    if as_json:
-        emit_json(made)
+    if fmt != "table":
+        emit_data(fmt, made)
         return
     console().print(f"new key for project {made['project_id']}")
     _print_pair(made)
@@ -169,14 +166,14 @@ def create_command(obj: CliContext, project_id: str, store_url: str | None, as_j
 @keys_group.command("revoke")
 @click.argument("public_key")
 @_store_option
-@_json_option
+@format_options
 @pass_cli
-def revoke_command(obj: CliContext, public_key: str, store_url: str | None, as_json: bool) -> None:
+def revoke_command(obj: CliContext, public_key: str, store_url: str | None, fmt: str) -> None:
     """Revoke PUBLIC_KEY now: every server sharing the store refuses it within COSTLINE_KEY_CACHE_TTL."""
     with _client(obj, store_url) as client:
         done = client.revoke(public_key)
-    if as_json:
-        emit_json(done)
+    if fmt != "table":
+        emit_data(fmt, done)
         return
     console().print(f"revoked {done['public_key']} (project {done['project_id']}) at {done['revoked_at']}")
 
@@ -186,9 +183,9 @@ def revoke_command(obj: CliContext, public_key: str, store_url: str | None, as_j
 @click.option("--grace", default="0", show_default=True, metavar="DURATION",
               help="Keep the old key working this long (90s, 30m, 1h, 2d; at most 30 days).")
 @_store_option
-@_json_option
+@format_options
 @pass_cli
-def rotate_command(obj: CliContext, public_key: str, grace: str, store_url: str | None, as_json: bool) -> None:
+def rotate_command(obj: CliContext, public_key: str, grace: str, store_url: str | None, fmt: str) -> None:
     """Issue a new pair for PUBLIC_KEY's project and revoke PUBLIC_KEY (now, or after --grace)."""
     try:
         seconds = keys.parse_grace(grace).total_seconds()
@@ -196,8 +193,8 @@ def rotate_command(obj: CliContext, public_key: str, grace: str, store_url: str 
         raise click.BadParameter(str(exc).removeprefix("grace: "), param_hint="--grace") from None
     with _client(obj, store_url) as client:
         done = client.rotate(public_key, seconds)
-    if as_json:
-        emit_json(done)
+    if fmt != "table":
+        emit_data(fmt, done)
         return
     old, new = done["old"], done["new"]
     console().print(f"new key for project {new['project_id']}")

@@ -63,6 +63,9 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
         obj.data_dir = serve_data_dir
     settings = _settings(obj, bind_host=host, port=port, store_url=store_url)
     ensure_private_dir(settings.data_dir)
+    # files the server creates (DuckDB's write-ahead log, exports, the seal key) are private to its user even in
+    # a data directory someone else made readable
+    os.umask(0o077)
     store = _open(settings)
     out = console()
     if not store.list_projects():

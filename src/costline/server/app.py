@@ -130,8 +130,8 @@ def _admin_key(state: ServerState, request: Request) -> ApiKey | JSONResponse:
     project = next((p for p in projects if p.id == wanted), None)
     if project is None:
         names = ", ".join(p.id for p in projects) or "none"
-        return JSONResponse({"message": f"name the project in the {PROJECT_HEADER} header (projects: {names})"},
-                            status_code=400)
+        return JSONResponse({"message": f"name the project: --project on the command line, the {PROJECT_HEADER} "
+                                        f"header over HTTP (projects: {names})"}, status_code=400)
     return ApiKey(project.id, ADMIN_PUBLIC_KEY, "", project.created_at)
 
 
