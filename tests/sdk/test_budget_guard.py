@@ -225,8 +225,9 @@ def test_a_failed_model_call_is_recorded_and_releases_the_hold(
     with pytest.raises(openai.RateLimitError), \
             budget_guard("gpt-4o", user=user, environment=env, usage=USAGE, tracker=remote) as grant:
         client.chat.completions.create(model=grant.model, messages=MESSAGES)
-    # the failed call was recorded (level ERROR, no usage): the guard left the hold for it to release
-    assert D(standing(http, budget, user)["used"]) == D("0.0075")
+    # the failed call was recorded (level ERROR, no usage): the guard left the hold for it to release, so until
+    # the tracker's sender delivers it the hold stands (the sender may already have, then it is released)
+    assert D(standing(http, budget, user)["used"]) in (D("0.0075"), D(0))
     assert remote.flush(timeout=30)
     [generation] = stored(http, user)
     assert generation["level"] == "ERROR" and generation["metadata"][RESERVATION_KEY] == grant.reservation_id
