@@ -237,3 +237,14 @@ def test_budgets_and_metrics_watch_cloud_spend(imported: Server) -> None:
                  "to": "2024-10-01T00:00:00Z"}
         rows = client.get("/v1/metrics", params={"query": json.dumps(query)}).json()["data"]
         assert [(r["source"], Decimal(r["sum_cost"])) for r in rows] == [("cloud", Decimal("20.52022672899"))]
+
+
+@pytest.mark.parametrize(("period", "granularity"), [
+    ({"Start": "2024-09-01", "End": "9999-12-31"}, "MONTHLY"),  # a month step past year 9999 used to overflow
+    ({"Start": "2000-01-01T00:00:00Z", "End": "2024-01-01T00:00:00Z"}, "HOURLY"),  # 210,000 periods
+])
+def test_extreme_ranges_are_validation_errors(imported: Server, period: dict[str, str], granularity: str) -> None:
+    with pytest.raises(ClientError) as caught:
+        ce(imported).get_cost_and_usage(TimePeriod=period, Granularity=granularity, Metrics=["UnblendedCost"])
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400

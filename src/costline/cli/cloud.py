@@ -15,6 +15,7 @@ import click
 from costline.cli.context import CliContext, pass_cli
 from costline.cli.output import emit, format_options
 from costline.cloud.report import BY_KEYS, by_keys, cloud_report, lint_context, lint_filter
+from costline.core.limits import iso_utc
 from costline.errors import CostlineError
 from costline.server import local_admin
 from costline.settings import Settings
@@ -137,11 +138,11 @@ def _range(today: bool, week: bool, month: bool, start: str | None, end: str | N
         return first, (first + timedelta(days=32)).replace(day=1)
     if start is None or end is None:
         raise click.UsageError("give --today, --week, --month or both --from and --to")
-    try:
-        low = datetime.fromisoformat(start).replace(tzinfo=UTC)
-        high = datetime.fromisoformat(end).replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--from/--to") from None
+    try:  # naive = UTC, an offset is honoured, years 1000..9000 (core/limits.py)
+        low, high = iso_utc(start), iso_utc(end)
+    except ValueError:
+        raise click.BadParameter(f"{start!r}, {end!r}: ISO 8601 dates or date-times from the year 1000 to 9000",
+                                 param_hint="--from/--to") from None
     if low >= high:
         raise click.BadParameter("--from must be before --to (the end is exclusive)")
     return low, high

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from costline.cloud.expression import Line, ValidationException, matches, validate
 from costline.core.events import Observation
+from costline.core.limits import EARLIEST, LATEST
 from costline.core.money import decimal_str
 
 METRICS: Final = ("AmortizedCost", "BlendedCost", "NetAmortizedCost", "NetUnblendedCost", "NormalizedUsageAmount",
@@ -39,6 +40,8 @@ DIMENSION_KEYS: Final[Mapping[str, str]] = {
     "INVOICING_ENTITY": "provider_name", "LEGAL_ENTITY_NAME": "provider_name", "PURCHASE_TYPE": "charge_category",
 }
 PAGE_SIZE: Final = 500
+#: the most periods one answer holds (an HOURLY range of years would otherwise build millions)
+MAX_PERIODS: Final = 20_000
 _DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})(T\d{2}:\d{2}:\d{2}Z)?$")
 
 
@@ -88,10 +91,14 @@ def _instant(text: Any, name: str) -> datetime:
                                   "(\\d{4}-\\d{2}-\\d{2})(T\\d{2}:\\d{2}:\\d{2}Z)?")
     try:
         if "T" in text:
-            return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+            moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        else:
+            moment = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise ValidationException(f"Invalid {name} date {text}") from None
+    if not EARLIEST <= moment <= LATEST:  # bucket steps past year 9999 would overflow
+        raise ValidationException(f"Invalid {name} date {text}")
+    return moment
 
 
 def time_period(request: Mapping[str, Any]) -> tuple[datetime, datetime]:
@@ -159,9 +166,13 @@ def _granularity(request: Mapping[str, Any], start: datetime, end: datetime) -> 
 
 
 def buckets(start: datetime, end: datetime, granularity: str) -> list[tuple[datetime, datetime]]:
+    """The periods of ``[start, end)``; at most ``MAX_PERIODS`` (a longer range is a ValidationException)."""
     out: list[tuple[datetime, datetime]] = []
     cursor = start
     while cursor < end:
+        if len(out) >= MAX_PERIODS:
+            raise ValidationException(f"The time period holds more than {MAX_PERIODS} {granularity.lower()} "
+                                      "periods; ask for a shorter range or a coarser granularity")
         if granularity == "HOURLY":
             nxt = cursor + timedelta(hours=1)
         elif granularity == "DAILY":
