@@ -14,6 +14,7 @@ import click
 
 from costline.cli.context import CliContext, pass_cli
 from costline.cli.output import emit, format_options
+from costline.cli.serve import _settings as serve_settings
 from costline.cloud.report import BY_KEYS, by_keys, cloud_report, lint_context, lint_filter
 from costline.core.limits import iso_utc
 from costline.errors import CostlineError
@@ -28,12 +29,7 @@ def cloud_group() -> None:
 
 
 def _settings(obj: CliContext, store_url: str | None) -> Settings:
-    settings = obj.settings
-    if store_url:
-        from dataclasses import replace
-
-        settings = replace(settings, store_url=store_url)
-    return settings
+    return serve_settings(obj, store_url=store_url)  # None keeps the default store
 
 
 def _project(store: Store, project_id: str | None) -> str:
