@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -102,7 +103,6 @@ _GENERIC_USAGE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("output_text_tokens", ("gen_ai.usage.text.output_tokens",)),
 )
 _TOTAL_KEYS = ("gen_ai.usage.total_tokens", "llm.token_count.total")
-_USAGE_UNITS = {key: unit for unit, keys in _GENERIC_USAGE for key in keys}
 
 # Langfuse cost_details keys -> costline units (a costline unit name maps to itself)
 _COST_UNITS: Mapping[str, str] = {
@@ -126,6 +126,72 @@ _SERVICE_TIER_KEYS = (
 )
 ENVIRONMENT_KEYS = ("langfuse.environment", "deployment.environment.name", "deployment.environment")
 _ENVIRONMENT = re.compile(r"^[a-z0-9_-]+$")
+
+
+_TOOL_KEYS = ("gen_ai.tool.name", "gen_ai.tool.call.id")
+_COST_KEYS = ("gen_ai.usage.cost", "llm.cost.total")
+_PARAMETER_JSON_KEYS = ("langfuse.observation.model.parameters", "llm.invocation_parameters")
+_REQUEST = "gen_ai.request."
+_INVOCATION = "llm.invocation_parameters."
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which of the rules' attributes one key set holds, worked out once per distinct key set (``plan_for``).
+
+    Instrumentations send the same attribute names on every span, so a batch of 1,000 spans has a handful of
+    key sets. The rules below take the plan and look up only the keys it lists: a key that is absent reads as
+    ``None``, which every rule skips, so reading the present keys only, in the same order, gives the same
+    answers as reading every key.
+    """
+
+    langfuse: bool  # some key starts with "langfuse." (only the Langfuse SDKs send these)
+    environment: bool  # an environment key is present (else the scope's environment applies)
+    provider_keys: tuple[str, ...]
+    langfuse_usage: bool
+    #: generic usage: (unit, its keys present, in precedence order) for every unit sent
+    usage_units: tuple[tuple[str, tuple[str, ...]], ...]
+    total_keys: tuple[str, ...]
+    model_keys: tuple[str, ...]
+    fallback_model_keys: tuple[str, ...]
+    tool_keys: tuple[str, ...]
+    langfuse_model: bool  # a key the Langfuse Python SDK <= 3.3 sends on generations
+    cost_details: bool
+    cost_keys: tuple[str, ...]
+    tier_keys: tuple[str, ...]
+    parameter_json_keys: tuple[str, ...]
+    #: (attribute, parameter name) for every ``gen_ai.request.*`` / ``llm.invocation_parameters.*`` key
+    parameters: tuple[tuple[str, str], ...]
+
+
+def plan_for(keys: tuple[str, ...]) -> Plan:
+    """The plan of one key set (keys in the span's order)."""
+    present = frozenset(keys)
+
+    def having(candidates: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(key for key in candidates if key in present)
+
+    return Plan(
+        langfuse=any(key.startswith("langfuse.") for key in keys),
+        environment=not present.isdisjoint(ENVIRONMENT_KEYS),
+        provider_keys=having(_PROVIDER_KEYS),
+        langfuse_usage="langfuse.observation.usage_details" in present,
+        usage_units=tuple((unit, having(names)) for unit, names in _GENERIC_USAGE if having(names)),
+        total_keys=having(_TOTAL_KEYS),
+        model_keys=having(_MODEL_KEYS),
+        fallback_model_keys=having(_FALLBACK_MODEL_KEYS),
+        tool_keys=having(_TOOL_KEYS),
+        langfuse_model=(any(key in present for key in _LANGFUSE_MODEL_KEYS)
+                        or any(key.startswith("langfuse.observation.prompt.") for key in keys)),
+        cost_details="langfuse.observation.cost_details" in present,
+        cost_keys=having(_COST_KEYS),
+        tier_keys=having(_SERVICE_TIER_KEYS),
+        parameter_json_keys=having(_PARAMETER_JSON_KEYS),
+        parameters=tuple(
+            (key, key[len(_REQUEST if key.startswith(_REQUEST) else _INVOCATION):]) for key in keys
+            if key.startswith((_REQUEST, _INVOCATION)) and key != "gen_ai.request.model"
+        ),
+    )
 
 
 def attr(key: str) -> str:
@@ -190,15 +256,11 @@ def langfuse_sdk(scope_name: str, scope_version: str, resource: Attrs) -> tuple[
     return version[:1] >= (5,), resource.get("telemetry.sdk.language") == "python" and version[:2] <= (3, 3)
 
 
-def observation_type(attrs: Attrs, old_langfuse_python: bool) -> str:
+def observation_type(attrs: Attrs, old_langfuse_python: bool, plan: Plan) -> str:
     """B.3, first match wins; lower-case costline names. ``old_langfuse_python``: see ``langfuse_sdk``."""
     declared = attrs.get("langfuse.observation.type")
     declared = declared.strip().lower() if isinstance(declared, str) else None
-    if (
-        declared == "span" and old_langfuse_python
-        and (any(k in attrs for k in _LANGFUSE_MODEL_KEYS)
-             or any(k.startswith("langfuse.observation.prompt.") for k in attrs))
-    ):
+    if declared == "span" and old_langfuse_python and plan.langfuse_model:
         return "generation"
     if declared in OBSERVATION_TYPES:
         return declared
@@ -210,9 +272,9 @@ def observation_type(attrs: Attrs, old_langfuse_python: bool) -> str:
         found = _OPERATIONS.get(operation.strip().lower())
         if found is not None:
             return found
-    if first(attrs, "gen_ai.tool.name", "gen_ai.tool.call.id") is not None:
+    if plan.tool_keys and first(attrs, *plan.tool_keys) is not None:
         return "tool"
-    if text(attrs, *_FALLBACK_MODEL_KEYS) is not None:
+    if plan.fallback_model_keys and text(attrs, *plan.fallback_model_keys) is not None:
         return "generation"
     return "span"
 
@@ -222,14 +284,15 @@ def is_aggregate(attrs: Attrs) -> bool:
     return isinstance(operation, str) and operation in _AGGREGATE_OPERATIONS
 
 
-def model(attrs: Attrs) -> str | None:
-    if is_aggregate(attrs):
+def model(attrs: Attrs, aggregate: bool, plan: Plan) -> str | None:
+    """``aggregate``: ``is_aggregate(attrs)``, worked out once per span by the caller."""
+    if aggregate:
         return text(attrs, "langfuse.observation.model.name")
-    return text(attrs, *_MODEL_KEYS)
+    return text(attrs, *plan.model_keys)
 
 
-def provider(attrs: Attrs) -> str | None:
-    name = text(attrs, *_PROVIDER_KEYS)
+def provider(attrs: Attrs, plan: Plan) -> str | None:
+    name = text(attrs, *plan.provider_keys)
     if name is None:
         return None
     name = name.strip()
@@ -271,26 +334,21 @@ def _langfuse_usage(attrs: Attrs) -> tuple[Usage | None, Mapping[str, Decimal] |
     return got.usage, got.provided_cost
 
 
-def _generic_usage(attrs: Attrs, provider_id: str | None) -> Usage | None:
-    sent = {_USAGE_UNITS[key] for key in attrs if key in _USAGE_UNITS}
-    if not sent:
-        return None
+def _generic_usage(attrs: Attrs, provider_id: str | None, plan: Plan) -> Usage | None:
     q: dict[str, int] = {}
-    for unit, keys in _GENERIC_USAGE:
-        if unit in sent:
-            for key in keys:
-                number = _token_count(attrs, key)
-                if number is not None:
-                    q[unit] = number
-                    break
+    for unit, keys in plan.usage_units:  # only the units sent, each with its keys present, in precedence order
+        for key in keys:
+            number = _token_count(attrs, key)
+            if number is not None:
+                q[unit] = number
+                break
     if not q:
         return None
     total = None
-    for key in _TOTAL_KEYS:
-        if key in attrs:
-            total = _token_count(attrs, key)
-            if total is not None:
-                break
+    for key in plan.total_keys:
+        total = _token_count(attrs, key)
+        if total is not None:
+            break
     if provider_id in _EXCLUSIVE_INPUT_PROVIDERS:  # Anthropic's exclusive input_tokens passed through (docstring)
         cache = q.get("cache_read_tokens", 0) + q.get("cache_write_tokens", 0)
         given = q.get("input_tokens", 0)
@@ -299,14 +357,16 @@ def _generic_usage(attrs: Attrs, provider_id: str | None) -> Usage | None:
     return Usage(q)
 
 
-def usage(attrs: Attrs, provider_id: str | None) -> tuple[Usage | None, Mapping[str, Decimal] | None]:
+def usage(
+    attrs: Attrs, provider_id: str | None, aggregate: bool, plan: Plan
+) -> tuple[Usage | None, Mapping[str, Decimal] | None]:
     """(usage, cost the usage dict itself reported); ``UsageError`` when a subset exceeds its parent."""
-    found = _langfuse_usage(attrs)
+    found = _langfuse_usage(attrs) if plan.langfuse_usage else None
     if found is not None:
         return found
-    if is_aggregate(attrs):
+    if aggregate:
         return None, None
-    return _generic_usage(attrs, provider_id), None
+    return _generic_usage(attrs, provider_id, plan), None
 
 
 def _amount(value: object, where: str) -> Decimal:
@@ -348,21 +408,21 @@ def langfuse_cost(details: Mapping[str, Any], where: str) -> dict[str, Decimal] 
     return cost
 
 
-def provided_cost(attrs: Attrs) -> dict[str, Decimal] | None:
+def provided_cost(attrs: Attrs, aggregate: bool, plan: Plan) -> dict[str, Decimal] | None:
     """B.6: ``langfuse.observation.cost_details`` > ``gen_ai.usage.cost`` > ``llm.cost.total``.
 
     A zero ``gen_ai.usage.cost`` / ``llm.cost.total`` is ignored: OpenLIT reports 0 for models missing from its
     own price table, and costline's price would otherwise be overridden by it.
     """
     key = "langfuse.observation.cost_details"
-    details = attrs.get(key)
+    details = attrs.get(key) if plan.cost_details else None
     if details is not None:
         details = loads(details)
         if isinstance(details, Mapping) and details:
             return langfuse_cost(details, attr(key))
-    if is_aggregate(attrs):
+    if aggregate:
         return None
-    for key in ("gen_ai.usage.cost", "llm.cost.total"):
+    for key in plan.cost_keys:
         value = attrs.get(key)
         if value is not None and value != "":
             amount = _amount(value, attr(key))
@@ -388,30 +448,25 @@ def metadata(attrs: Attrs, prefix: str, decode: bool) -> dict[str, Any]:
     return out
 
 
-_REQUEST = "gen_ai.request."
-_INVOCATION = "llm.invocation_parameters."
-
-
-def model_parameters(attrs: Attrs) -> dict[str, Any] | None:
-    for key in ("langfuse.observation.model.parameters", "llm.invocation_parameters"):
+def model_parameters(attrs: Attrs, plan: Plan) -> dict[str, Any] | None:
+    for key in plan.parameter_json_keys:
         raw = attrs.get(key)
         if raw is None:
             continue
         parsed = loads(raw)
         if isinstance(parsed, Mapping) and parsed:
             return dict(parsed)
+    if not plan.parameters:
+        return None
     params: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if key.startswith((_REQUEST, _INVOCATION)) and key != "gen_ai.request.model":
-            params[key[len(_REQUEST if key.startswith(_REQUEST) else _INVOCATION):]] = value
+    for key, name in plan.parameters:  # in the attributes' order: of two keys naming one parameter, the last wins
+        params[name] = attrs[key]
     return params or None
 
 
-def price_attributes(attrs: Attrs) -> dict[str, str] | None:
+def price_attributes(attrs: Attrs, plan: Plan) -> dict[str, str] | None:
     """The OpenAI service tier actually applied (response first; a requested ``auto`` is not a tier)."""
-    for key in _SERVICE_TIER_KEYS:
-        if key not in attrs:
-            continue
+    for key in plan.tier_keys:
         tier = text(attrs, key)
         if tier is not None and tier.strip().lower() != "auto":
             return {"service_tier": tier.strip()}

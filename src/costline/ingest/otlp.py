@@ -103,6 +103,24 @@ class _Span:
     attrs: Mapping[str, Any]
     status_code: int
     status_message: str
+    plan: oa.Plan
+
+
+#: attribute key sets seen -> their plan; most batches hold a few key sets (one per instrumentation and span kind)
+_PLANS: dict[tuple[str, ...], oa.Plan] = {}
+_MAX_PLANS = 512
+_MAX_PLANNED_KEYS = 64  # a span with more attributes is planned each time, never cached (bounded memory)
+
+
+def _plan(keys: tuple[str, ...]) -> oa.Plan:
+    plan = _PLANS.get(keys)
+    if plan is None:
+        plan = oa.plan_for(keys)
+        if len(keys) <= _MAX_PLANNED_KEYS and sum(map(len, keys)) <= 64 * _MAX_PLANNED_KEYS:
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[keys] = plan
+    return plan
 
 
 def decode_otlp(body: bytes, content_type: str) -> Decoded:
@@ -369,15 +387,17 @@ def _span(
         assert trace is not None
         if isinstance(code, str):
             code = _STATUS_CODES.get(code, parse_count(code) or 0)
+        parent = _id(parent_id, 8, path, "parentSpanId", optional=True)
+        start_ns = _nanos(start, path, "startTimeUnixNano")
+        end_ns = _nanos(end, path, "endTimeUnixNano")
+        attrs = read_attributes()
         return _Span(  # positional, in field order: measurably faster than keywords once per span
-            path, scope, trace, span,
-            _id(parent_id, 8, path, "parentSpanId", optional=True),
+            path, scope, trace, span, parent,
             name if isinstance(name, str) else "",
-            _nanos(start, path, "startTimeUnixNano"),
-            _nanos(end, path, "endTimeUnixNano"),
-            read_attributes(),
+            start_ns, end_ns, attrs,
             code if isinstance(code, int) and not isinstance(code, bool) else 0,
             message if isinstance(message, str) else "",
+            _plan(tuple(attrs)),
         )
     except _MalformedError as exc:
         return ItemError(item_id, str(exc))
@@ -416,11 +436,12 @@ def _decode(items: list[_Span | ItemError]) -> Decoded:
 
 def _events(span: _Span) -> tuple[ObservationEvent, _TraceValues | None, bool, str | None]:
     """(observation, trace values or None, is root, the trace name to use if none is sent: a root's name)."""
-    a, scope = span.attrs, span.scope
-    name = oa.text(a, "gen_ai.tool.name") or span.name or None
-    provider = oa.provider(a)
+    a, scope, plan = span.attrs, span.scope, span.plan
+    name = (plan.tool_keys and oa.text(a, "gen_ai.tool.name")) or span.name or None
+    provider = oa.provider(a, plan) if plan.provider_keys else None
+    aggregate = oa.is_aggregate(a)
     try:
-        usage, usage_cost = oa.usage(a, provider)
+        usage, usage_cost = oa.usage(a, provider, aggregate, plan)
     except UsageError as exc:
         if str(exc).startswith("attributes["):
             raise
@@ -432,7 +453,7 @@ def _events(span: _Span) -> tuple[ObservationEvent, _TraceValues | None, bool, s
     from_meta = _NO_TRACE_META
     tags = completion_start = status_message = trace_name = None
     release, version = scope.release, scope.version
-    if any(key.startswith("langfuse.") for key in a):  # only the Langfuse SDKs send these; others skip the work
+    if plan.langfuse:  # only the Langfuse SDKs send these; others skip the work
         obs_meta = oa.metadata(a, "langfuse.observation.metadata", scope.v5)
         trace_meta = oa.metadata(a, "langfuse.trace.metadata", scope.v5)
         if obs_meta or trace_meta:  # the SDK's trace keys in metadata stand in for missing trace attributes
@@ -445,18 +466,19 @@ def _events(span: _Span) -> tuple[ObservationEvent, _TraceValues | None, bool, s
         completion_start = oa.iso_time(a.get("langfuse.observation.completion_start_time"))
         status_message = oa.text(a, "langfuse.observation.status_message")
         trace_name = oa.text(a, "langfuse.trace.name")
-    environment = (scope.environment if a.keys().isdisjoint(oa.ENVIRONMENT_KEYS)
-                   else oa.environment(a, scope.resource))
+    environment = oa.environment(a, scope.resource) if plan.environment else scope.environment
     start = _time(span.start_ns)
     observation = ObservationEvent(
         id=span.span_id, trace_id=span.trace_id, parent_id=span.parent_id,
-        type=oa.observation_type(a, scope.old_langfuse_python), name=name,
+        type=oa.observation_type(a, scope.old_langfuse_python, plan), name=name,
         start_time=start, end_time=_time(span.end_ns), completion_start_time=completion_start,
-        model=oa.model(a), provider=provider, usage=usage, provided_cost=oa.provided_cost(a) or usage_cost,
-        attributes=oa.price_attributes(a), user_id=user_id, session_id=session_id, tags=tags,
+        model=oa.model(a, aggregate, plan), provider=provider, usage=usage,
+        provided_cost=oa.provided_cost(a, aggregate, plan) or usage_cost,
+        attributes=oa.price_attributes(a, plan) if plan.tier_keys else None,
+        user_id=user_id, session_id=session_id, tags=tags,
         metadata=obs_meta or None, environment=environment, release=release, version=version,
         level=oa.level(a, span.status_code), status_message=status_message or span.status_message or None,
-        model_parameters=oa.model_parameters(a),
+        model_parameters=oa.model_parameters(a, plan),
     )
     is_root = span.parent_id is None or oa.is_true(a.get("langfuse.internal.as_root"))
     public = a.get("langfuse.trace.public")
