@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from operator import itemgetter
@@ -46,6 +46,7 @@ __all__ = ["decode_otlp", "encode_response"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _HEX = frozenset("0123456789abcdef")
+_ZERO_SPAN, _ZERO_TRACE = bytes(8), bytes(16)
 _TRACE_UPDATE_KEYS = (
     "langfuse.trace.name", "langfuse.trace.input", "langfuse.trace.output", "langfuse.trace.tags", "langfuse.tags",
     "user.id", "session.id", "langfuse.user.id", "langfuse.session.id", "gen_ai.conversation.id",
@@ -63,6 +64,20 @@ _NAMES = {
     "environment": "attributes (environment)", "release": "attributes (release)",
     "version": "attributes (version)", "status_message": "status.message",
 }
+
+
+#: TraceEvent fields a span reports, but for its id and name
+_TRACE_VALUES = ("timestamp", "user_id", "session_id", "tags", "metadata", "environment", "release", "version",
+                 "public")
+# _events builds both events positionally: importing this module fails if their fields are reordered or renamed
+if tuple(f.name for f in fields(TraceEvent)) != ("id", "name", *_TRACE_VALUES) or tuple(
+    f.name for f in fields(ObservationEvent)
+) != (
+    "id", "trace_id", "parent_id", "type", "name", "start_time", "end_time", "completion_start_time", "model",
+    "provider", "usage", "provided_cost", "attributes", "user_id", "session_id", "tags", "metadata",
+    "environment", "release", "version", "level", "status_message", "model_parameters",
+):
+    raise ImportError("costline.ingest.otlp builds ObservationEvent / TraceEvent positionally: update _events")
 
 
 class _MalformedError(Exception):
@@ -232,10 +247,22 @@ def _from_protobuf(body: bytes) -> list[_Span | ItemError]:
             scope = _scope(resource, scope_spans.scope.name, scope_spans.scope.version)
             spans_path = f"resourceSpans[{r}].scopeSpans[{s}].spans"
             for i, span in enumerate(scope_spans.spans):
+                span_id, trace_id, parent = span.span_id, span.trace_id, span.parent_span_id
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 status = span.status
+                if (  # the common case, valid ids and times, without _span's checks (same result)
+                    len(span_id) == 8 and span_id != _ZERO_SPAN and len(trace_id) == 16 and trace_id != _ZERO_TRACE
+                    and (not parent or len(parent) == 8) and start <= MAX_INTEGER and end <= MAX_INTEGER
+                ):
+                    attrs = _pb_attributes(span.attributes)
+                    items.append(_Span(
+                        f"{spans_path}[{i}]", scope, trace_id.hex(), span_id.hex(),
+                        parent.hex() if parent and parent != _ZERO_SPAN else None, span.name, start, end, attrs,
+                        status.code, status.message, _plan(tuple(attrs)),
+                    ))
+                    continue
                 items.append(_span(
-                    f"{spans_path}[{i}]", scope, span.trace_id, span.span_id,
-                    span.parent_span_id, span.name, span.start_time_unix_nano, span.end_time_unix_nano,
+                    f"{spans_path}[{i}]", scope, trace_id, span_id, parent, span.name, start, end,
                     status.code, status.message, partial(_pb_attributes, span.attributes),
                 ))
     return items
@@ -403,41 +430,52 @@ def _span(
         return ItemError(item_id, str(exc))
 
 
-#: a trace's fields as one span reports them (``None`` = not sent); merged per trace into one ``TraceEvent``
-_TraceValues = dict[str, Any]
+#: (is root, the trace event, the trace name the span sent, the trace name to use if no span sends one)
+_TraceItem = tuple[bool, TraceEvent, str | None, str | None]
 
 
 def _decode(items: list[_Span | ItemError]) -> Decoded:
     out = Decoded(merge=False)  # spans are complete when exported: replace, never read-merge
-    traces: dict[str, list[tuple[bool, _TraceValues, str | None]]] = {}
+    observations, accepted, errors = out.observations, out.accepted, out.errors
+    traces: dict[str, list[_TraceItem]] = {}
     for item in items:
         if isinstance(item, ItemError):
-            out.errors.append(item)
+            errors.append(item)
             continue
         try:
-            observation, trace, is_root, fallback_name = _events(item)
+            observation, trace = _events(item)
         except CostlineError as exc:
-            out.errors.append(ItemError(item.span_id, f"{item.path}.{exc}"))
+            errors.append(ItemError(item.span_id, f"{item.path}.{exc}"))
             continue
         try:
             check_observation(observation, _NAMES)
             if trace is not None:
-                check_trace(TraceEvent(id=item.trace_id, **trace), _NAMES)
+                check_trace(trace[1], _NAMES)
         except LimitError as exc:
-            out.errors.append(ItemError(item.span_id, f"{item.path}.{exc}"))
+            errors.append(ItemError(item.span_id, f"{item.path}.{exc}"))
             continue
-        out.observations.append(observation)
-        out.accepted.append(observation.id)
+        observations.append(observation)
+        accepted.append(observation.id)
         if trace is not None:
-            traces.setdefault(item.trace_id, []).append((is_root, trace, fallback_name))
-    out.traces = [_merge_traces(trace_id, events) for trace_id, events in traces.items()]
+            found = traces.get(item.trace_id)
+            if found is None:
+                traces[item.trace_id] = [trace]
+            else:
+                found.append(trace)
+    out.traces = [events[0][1] if len(events) == 1 else _merge_traces(trace_id, events)
+                  for trace_id, events in traces.items()]
     return out
 
 
-def _events(span: _Span) -> tuple[ObservationEvent, _TraceValues | None, bool, str | None]:
-    """(observation, trace values or None, is root, the trace name to use if none is sent: a root's name)."""
+def _events(span: _Span) -> tuple[ObservationEvent, _TraceItem | None]:
+    """The span's observation, and what it says of its trace (``None``: nothing).
+
+    The trace event is the one a trace of this span alone gets: named by ``langfuse.trace.name``, else after
+    the span when it is a root. Its name is the observation's name or passes the same check, so checking this
+    event refuses exactly what checking the trace values as sent would.
+    """
     a, scope, plan = span.attrs, span.scope, span.plan
-    name = (plan.tool_keys and oa.text(a, "gen_ai.tool.name")) or span.name or None
+    name = (oa.text(a, "gen_ai.tool.name") if plan.tool_keys else None) or span.name or None
     provider = oa.provider(a, plan) if plan.provider_keys else None
     aggregate = oa.is_aggregate(a)
     try:
@@ -468,17 +506,13 @@ def _events(span: _Span) -> tuple[ObservationEvent, _TraceValues | None, bool, s
         trace_name = oa.text(a, "langfuse.trace.name")
     environment = oa.environment(a, scope.resource) if plan.environment else scope.environment
     start = _time(span.start_ns)
-    observation = ObservationEvent(
-        id=span.span_id, trace_id=span.trace_id, parent_id=span.parent_id,
-        type=oa.observation_type(a, scope.old_langfuse_python, plan), name=name,
-        start_time=start, end_time=_time(span.end_ns), completion_start_time=completion_start,
-        model=oa.model(a, aggregate, plan), provider=provider, usage=usage,
-        provided_cost=oa.provided_cost(a, aggregate, plan) or usage_cost,
-        attributes=oa.price_attributes(a, plan) if plan.tier_keys else None,
-        user_id=user_id, session_id=session_id, tags=tags,
-        metadata=obs_meta or None, environment=environment, release=release, version=version,
-        level=oa.level(a, span.status_code), status_message=status_message or span.status_message or None,
-        model_parameters=oa.model_parameters(a, plan),
+    observation = ObservationEvent(  # positional, in field order (checked at import): faster than keywords
+        span.span_id, span.trace_id, span.parent_id, oa.observation_type(a, scope.old_langfuse_python, plan),
+        name, start, _time(span.end_ns), completion_start, oa.model(a, aggregate, plan), provider, usage,
+        oa.provided_cost(a, aggregate, plan) or usage_cost,
+        oa.price_attributes(a, plan) if plan.tier_keys else None, user_id, session_id, tags, obs_meta or None,
+        environment, release, version, oa.level(a, span.status_code),
+        status_message or span.status_message or None, oa.model_parameters(a, plan),
     )
     is_root = span.parent_id is None or oa.is_true(a.get("langfuse.internal.as_root"))
     public = a.get("langfuse.trace.public")
@@ -486,29 +520,33 @@ def _events(span: _Span) -> tuple[ObservationEvent, _TraceValues | None, bool, s
         oa.first(a, *_TRACE_UPDATE_KEYS) is not None or bool(trace_meta) or oa.is_true(public)
         or any(from_meta[key] is not None for key in _TRACE_META_KEYS)
     ):
-        return observation, None, False, None
-    trace = {
-        "name": trace_name, "timestamp": start if is_root else None, "user_id": user_id, "session_id": session_id,
-        "tags": tags, "metadata": trace_meta or None, "environment": environment, "release": release,
-        "version": version, "public": None if public is None else oa.is_true(public),
-    }
-    return observation, trace, is_root, name if is_root else None
+        return observation, None
+    root_name = name if is_root else None
+    trace = TraceEvent(  # positional, in field order (checked at import)
+        span.trace_id, trace_name if trace_name is not None else root_name, start if is_root else None, user_id,
+        session_id, tags, trace_meta or None, environment, release, version,
+        None if public is None else oa.is_true(public),
+    )
+    return observation, (is_root, trace, trace_name, root_name)
 
 
-def _merge_traces(trace_id: str, events: list[tuple[bool, _TraceValues, str | None]]) -> TraceEvent:
-    """One event per trace: later values win, the root span's over its children's; the trace is named by
-    ``langfuse.trace.name`` from any span, else after its root span."""
-    if len(events) > 1:
-        events = sorted(events, key=itemgetter(0))  # stable: children first, then roots
-    merged = events[0][1]  # updated in place: each span's values are used only here
-    for _, values, _ in events[1:]:
-        for field, value in values.items():
+def _merge_traces(trace_id: str, events: list[_TraceItem]) -> TraceEvent:
+    """One event for the spans of one trace: later values win, the root span's over its children's; the trace
+    is named by ``langfuse.trace.name`` from any span, else after its (first) root span."""
+    events = sorted(events, key=itemgetter(0))  # stable: children first, then roots
+    _, first, first_name, _ = events[0]
+    merged: dict[str, Any] = {"name": first_name, **{field: getattr(first, field) for field in _TRACE_VALUES}}
+    for _, event, sent_name, _ in events[1:]:
+        if sent_name is not None:
+            merged["name"] = sent_name
+        for field in _TRACE_VALUES:
+            value = getattr(event, field)
             if value is not None and field != "metadata":
                 merged[field] = value
-        if values["metadata"]:
-            merged["metadata"] = {**(merged["metadata"] or {}), **values["metadata"]}
+        if event.metadata:
+            merged["metadata"] = {**(merged["metadata"] or {}), **event.metadata}
     if merged["name"] is None:  # named after its (first) root span
-        for _, _, root_name in events:
+        for _, _, _, root_name in events:
             if root_name:
                 merged["name"] = root_name
                 break
