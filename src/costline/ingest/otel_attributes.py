@@ -28,9 +28,9 @@ from decimal import Decimal
 from typing import Any
 
 from costline.core.events import LEVELS
-from costline.core.limits import iso_utc, parse_count, preview
+from costline.core.limits import MAX_INTEGER, iso_utc, parse_count, preview
 from costline.core.money import to_decimal
-from costline.core.units import UNITS
+from costline.core.units import ANCESTORS, DIRECT_PARENTS, ROOT_OF, UNITS
 from costline.core.usage import Usage
 from costline.errors import CostlineError, ExtractionError
 from costline.extract import extract_usage
@@ -354,7 +354,57 @@ def _generic_usage(attrs: Attrs, provider_id: str | None, plan: Plan) -> Usage |
         given = q.get("input_tokens", 0)
         if cache and (cache > given or total == given + cache + q.get("output_tokens", 0)):
             q["input_tokens"] = given + cache
-    return Usage(q)
+    return token_usage(q)
+
+
+_SubsetChecks = tuple[
+    tuple[str, ...],  # units that need their root unit, which is not among them: must be 0
+    tuple[tuple[str, str], ...],  # (unit, an ancestor among them): unit <= ancestor
+    tuple[tuple[str, tuple[str, ...]], ...],  # (parent, its children along one axis, 2 or more): sum <= parent
+]
+_SUBSET_CHECKS: dict[tuple[str, ...], _SubsetChecks] = {}
+
+
+def _subset_checks(units: tuple[str, ...]) -> _SubsetChecks:
+    """The comparisons ``Usage`` makes for this set of units (its ``_check_subsets``, from the same tables)."""
+    checks = _SUBSET_CHECKS.get(units)
+    if checks is None:
+        present = set(units)
+        sums: dict[tuple[str, str], list[str]] = {}
+        for unit in units:
+            for parent, axis in DIRECT_PARENTS[unit]:
+                if parent in present:
+                    sums.setdefault((parent, axis), []).append(unit)
+        checks = _SUBSET_CHECKS[units] = (
+            tuple(unit for unit in units if unit in ROOT_OF and ROOT_OF[unit] not in present),
+            tuple((unit, ancestor) for unit in units for ancestor in sorted(ANCESTORS[unit]) if ancestor in present),
+            tuple((parent, tuple(children)) for (parent, _), children in sums.items() if len(children) > 1),
+        )
+    return checks
+
+
+def token_usage(q: dict[str, int]) -> Usage:
+    """``Usage(q)`` for token counts already read as non-negative ints of known units (``_generic_usage``).
+
+    ``Usage`` validates every quantity and its subsets. Here the counts are ints of known token units, so what
+    is left to check is the range and the subset comparisons, compiled once per set of units from the tables
+    ``Usage`` reads; when they all hold the validated record is built directly, otherwise ``Usage(q)`` runs and
+    raises its own error.
+    """
+    needs_root, ordered, sums = _subset_checks(tuple(q))
+    valid = max(q.values()) <= MAX_INTEGER  # plain loops below: generator expressions cost more than the checks
+    for unit in needs_root:
+        if q[unit]:
+            valid = False
+    for unit, ancestor in ordered:
+        if q[unit] > q[ancestor]:
+            valid = False
+    for parent, children in sums:
+        if sum([q[child] for child in children]) > q[parent]:
+            valid = False
+    if not valid:
+        return Usage(q)  # raises the error naming the units (or, were these checks stricter, accepts)
+    return Usage.validated({unit: number for unit, number in q.items() if number})
 
 
 def usage(
