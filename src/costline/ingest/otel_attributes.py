@@ -129,6 +129,10 @@ _ENVIRONMENT = re.compile(r"^[a-z0-9_-]+$")
 
 
 _TOOL_KEYS = ("gen_ai.tool.name", "gen_ai.tool.call.id")
+USER_KEYS = ("langfuse.user.id", "user.id")
+SESSION_KEYS = ("langfuse.session.id", "session.id", "gen_ai.conversation.id")
+OBSERVATION_METADATA = "langfuse.observation.metadata"
+TRACE_METADATA = "langfuse.trace.metadata"
 _COST_KEYS = ("gen_ai.usage.cost", "llm.cost.total")
 _PARAMETER_JSON_KEYS = ("langfuse.observation.model.parameters", "llm.invocation_parameters")
 _REQUEST = "gen_ai.request."
@@ -162,6 +166,11 @@ class Plan:
     parameter_json_keys: tuple[str, ...]
     #: (attribute, parameter name) for every ``gen_ai.request.*`` / ``llm.invocation_parameters.*`` key
     parameters: tuple[tuple[str, str], ...]
+    user_keys: tuple[str, ...]
+    session_keys: tuple[str, ...]
+    #: (attribute, metadata key) for every ``langfuse.observation.metadata.<key>`` / ``langfuse.trace.metadata.<key>``
+    observation_metadata: tuple[tuple[str, str], ...]
+    trace_metadata: tuple[tuple[str, str], ...]
 
 
 def plan_for(keys: tuple[str, ...]) -> Plan:
@@ -170,6 +179,10 @@ def plan_for(keys: tuple[str, ...]) -> Plan:
 
     def having(candidates: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(key for key in candidates if key in present)
+
+    def dotted(prefix: str) -> tuple[tuple[str, str], ...]:
+        start = prefix + "."
+        return tuple((key, key[len(start):]) for key in keys if key.startswith(start) and len(key) > len(start))
 
     return Plan(
         langfuse=any(key.startswith("langfuse.") for key in keys),
@@ -191,6 +204,10 @@ def plan_for(keys: tuple[str, ...]) -> Plan:
             (key, key[len(_REQUEST if key.startswith(_REQUEST) else _INVOCATION):]) for key in keys
             if key.startswith((_REQUEST, _INVOCATION)) and key != "gen_ai.request.model"
         ),
+        user_keys=having(USER_KEYS),
+        session_keys=having(SESSION_KEYS),
+        observation_metadata=dotted(OBSERVATION_METADATA),
+        trace_metadata=dotted(TRACE_METADATA),
     )
 
 
@@ -481,8 +498,11 @@ def provided_cost(attrs: Attrs, aggregate: bool, plan: Plan) -> dict[str, Decima
     return None
 
 
-def metadata(attrs: Attrs, prefix: str, decode: bool) -> dict[str, Any]:
-    """``<prefix>`` (a JSON object) plus every ``<prefix>.<key>``; values JSON-decoded when ``decode`` (v5)."""
+def metadata(attrs: Attrs, prefix: str, decode: bool, dotted: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """``<prefix>`` (a JSON object) plus every ``<prefix>.<key>``; values JSON-decoded when ``decode`` (v5).
+
+    ``dotted``: the (attribute, key) pairs of the ``<prefix>.<key>`` attributes, in order (``Plan``).
+    """
     out: dict[str, Any] = {}
     bare = attrs.get(prefix)
     if bare is not None:
@@ -491,10 +511,9 @@ def metadata(attrs: Attrs, prefix: str, decode: bool) -> dict[str, Any]:
             out.update(parsed)
         else:
             out["metadata"] = parsed
-    dotted = prefix + "."
-    for key, value in attrs.items():
-        if key.startswith(dotted) and len(key) > len(dotted):
-            out[key[len(dotted):]] = loads(value) if decode else value
+    for key, name in dotted:
+        value = attrs[key]
+        out[name] = loads(value) if decode else value
     return out
 
 

@@ -484,16 +484,16 @@ def _events(span: _Span) -> tuple[ObservationEvent, _TraceItem | None]:
         if str(exc).startswith("attributes["):
             raise
         raise UsageError(f"attributes (token usage): {exc}") from None
-    user_id = oa.text(a, "langfuse.user.id", "user.id")
-    session_id = oa.text(a, "langfuse.session.id", "session.id", "gen_ai.conversation.id")
+    user_id = oa.text(a, *plan.user_keys)
+    session_id = oa.text(a, *plan.session_keys)
     obs_meta: dict[str, Any] = {}
     trace_meta: dict[str, Any] = {}
     from_meta = _NO_TRACE_META
     tags = completion_start = status_message = trace_name = None
     release, version = scope.release, scope.version
     if plan.langfuse:  # only the Langfuse SDKs send these; others skip the work
-        obs_meta = oa.metadata(a, "langfuse.observation.metadata", scope.v5)
-        trace_meta = oa.metadata(a, "langfuse.trace.metadata", scope.v5)
+        obs_meta = oa.metadata(a, oa.OBSERVATION_METADATA, scope.v5, plan.observation_metadata)
+        trace_meta = oa.metadata(a, oa.TRACE_METADATA, scope.v5, plan.trace_metadata)
         if obs_meta or trace_meta:  # the SDK's trace keys in metadata stand in for missing trace attributes
             from_meta = {key: obs_meta.get(key, trace_meta.get(key)) for key in _TRACE_META_KEYS}
             user_id = user_id or oa.text(from_meta, "langfuse_user_id")
