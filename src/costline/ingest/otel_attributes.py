@@ -565,9 +565,21 @@ def environment(attrs: Attrs, resource: Attrs) -> str | None:
     for key in ENVIRONMENT_KEYS:
         value = text(attrs, key) or text(resource, key)
         if value is not None:
-            env = re.sub(r"^langfuse[-_]", "", value.strip().lower())[:40]
-            return env if _ENVIRONMENT.match(env) else "default"
+            env = _ENVIRONMENT_NAMES.get(value)
+            if env is None:
+                env = _LANGFUSE_PREFIX.sub("", value.strip().lower())[:40]
+                env = env if _ENVIRONMENT.match(env) else "default"
+                if len(value) <= 64:  # one SDK sends the same value on every span; a bounded cache of short ones
+                    if len(_ENVIRONMENT_NAMES) >= 256:
+                        _ENVIRONMENT_NAMES.clear()
+                    _ENVIRONMENT_NAMES[value] = env
+            return env
     return None
+
+
+_LANGFUSE_PREFIX = re.compile(r"^langfuse[-_]")
+#: environment value as sent -> its normalised name
+_ENVIRONMENT_NAMES: dict[str, str] = {}
 
 
 def tags(value: object) -> tuple[str, ...] | None:
