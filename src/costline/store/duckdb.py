@@ -124,7 +124,7 @@ def _payloads(observations: Sequence[Observation], traces: Sequence[Trace],
     return [(table, _batch_json(_TABLES[table], values)) for table, values in batches if values]
 
 
-class _StoredKey(Exception):
+class _StoredKeyError(Exception):
     """A plain INSERT met a key already stored (``DuckDBStore.write`` then upserts)."""
 
 
@@ -250,9 +250,9 @@ class DuckDBStore(SqlStore):
                     try:
                         conn.execute(_INSERTS[table], [payload])
                     except duckdb.ConstraintException as exc:
-                        raise _StoredKey from exc
+                        raise _StoredKeyError from exc
             return
-        except _StoredKey:
+        except _StoredKeyError:
             pass
         with self._transaction("write") as conn:
             rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces)
