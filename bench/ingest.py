@@ -1,12 +1,19 @@
 """Drive a running ``costline serve`` over real HTTP and report sustained events/s and the server's memory.
 
-    python bench/ingest.py [--events 200000] [--backend duckdb|postgres|both] [--clients 2]
+    python bench/ingest.py [--events 200000] [--backend duckdb|postgres|both] [--clients 2] [--native-only]
+                           [--ceiling | --no-ceiling]
 
 For each backend it starts ``costline serve`` on a free loopback port (DuckDB file in a temporary
 directory, or a fresh schema in ``COSTLINE_TEST_POSTGRES_URL``), then sends (1) native ``/v1/ingest``
 batches of 1,000 generations and (2) OTLP protobuf batches of 1,000 GenAI spans, from ``--clients``
 concurrent connections. Bodies are built before the clock starts. Events/s = events acknowledged / wall
 time; RSS is sampled from /proc every 0.2 s (peak = VmHWM).
+
+The ceiling (DuckDB runs, unless ``--no-ceiling``): the least a server could do with the same native bodies
+on this machine, served the same way (one uvicorn process, the body parsed on the event loop, the write in
+a thread under one lock): parse with orjson, append the events to a DuckDB table (no key, no index) through
+an Arrow table, reply with the count. Nothing is validated, priced or indexed. costline's native
+throughput is reported as a share of it.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
@@ -142,7 +151,95 @@ def drive(url: str, path: str, bodies: list[bytes], headers: dict[str, str], cli
     return time.perf_counter() - start
 
 
-def run_backend(backend: str, events: int, clients: int, report: Callable[[str], None]) -> None:
+def ceiling_app(db_path: str) -> Callable[..., Any]:
+    """The ceiling server (an ASGI app): orjson, one Arrow table per body, a plain append, the count back."""
+    import asyncio
+
+    import duckdb
+    import pyarrow as pa
+
+    conn = duckdb.connect(db_path, config={"memory_limit": "1GB"})
+    lock = threading.Lock()
+    created = False
+
+    def append(events: list[dict[str, Any]]) -> None:
+        nonlocal created
+        batch = pa.Table.from_pylist(events)
+        with lock:
+            conn.register("batch", batch)
+            try:
+                if not created:
+                    conn.execute("CREATE TABLE events AS SELECT * FROM batch LIMIT 0")
+                    created = True
+                conn.execute("BEGIN TRANSACTION")
+                conn.execute("INSERT INTO events SELECT * FROM batch")
+                conn.execute("COMMIT")
+            finally:
+                conn.unregister("batch")
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        events = orjson.loads(b"".join(chunks))["events"]
+        if events:
+            await asyncio.to_thread(append, events)
+        reply = orjson.dumps({"accepted": len(events)})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": reply})
+
+    return app
+
+
+def serve_ceiling(port: int, db_path: str) -> None:
+    import uvicorn
+
+    uvicorn.run(ceiling_app(db_path), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def run_ceiling(events: int, clients: int, report: Callable[[str], None]) -> float:
+    """Start the ceiling server in its own process, send it the native bodies, return its events/s."""
+    import socket
+    import subprocess
+
+    tmp = Path(tempfile.mkdtemp(prefix="costline-bench-ceiling-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-ceiling", str(port), str(tmp / "ceiling.duckdb")])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(url, content=b'{"events": []}', timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the ceiling server did not start") from None
+                time.sleep(0.1)
+        n = max(1, events // BATCH)
+        bodies = native_bodies(n)
+        with RssSampler(proc.pid) as rss:
+            seconds = drive(url, "/", bodies, {"Content-Type": "application/json"}, clients)
+            peak = rss.peak()
+        rate = n * BATCH / seconds
+        report(f"ceiling   native {n * BATCH:>9,} events in {seconds:6.1f} s = {rate:>8,.0f}/s   (orjson + Arrow "
+               f"append to DuckDB, nothing else; RSS peak {peak / 1024 / 1024:.0f} MiB)")
+        return rate
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def run_backend(backend: str, events: int, clients: int, report: Callable[[str], None],
+                native_only: bool = False) -> float:
     tmp = Path(tempfile.mkdtemp(prefix=f"costline-bench-{backend}-"))
     server, schema = make_server(backend, tmp)
     server.start()
@@ -157,16 +254,20 @@ def run_backend(backend: str, events: int, clients: int, report: Callable[[str],
                                                                "Content-Type": "application/json"}, clients)
             del bodies
             mid_rss = rss._read("VmRSS")
-            bodies = otlp_bodies(n)
-            otlp_s = drive(server.url, "/v1/traces", bodies, {"Authorization": auth,
-                                                              "Content-Type": "application/x-protobuf"}, clients)
+            otlp_s = 0.0
+            if not native_only:
+                bodies = otlp_bodies(n)
+                otlp_s = drive(server.url, "/v1/traces", bodies, {"Authorization": auth,
+                                                                  "Content-Type": "application/x-protobuf"}, clients)
             end_rss = rss._read("VmRSS")
             peak = rss.peak()
         mib = 1024 * 1024
+        otlp = (f"OTLP protobuf {n * BATCH:>9,} spans in {otlp_s:6.1f} s = {n * BATCH / otlp_s:>8,.0f}/s   "
+                if otlp_s else "")
         report(f"{backend:<9} native {n * BATCH:>9,} events in {native_s:6.1f} s = {n * BATCH / native_s:>8,.0f}/s   "
-               f"OTLP protobuf {n * BATCH:>9,} spans in {otlp_s:6.1f} s = {n * BATCH / otlp_s:>8,.0f}/s   "
-               f"RSS start {start_rss / mib:.0f} MiB, after native {mid_rss / mib:.0f}, after OTLP "
-               f"{end_rss / mib:.0f}, peak {peak / mib:.0f} MiB")
+               f"{otlp}RSS start {start_rss / mib:.0f} MiB, after native {mid_rss / mib:.0f}, "
+               + ("" if native_only else f"after OTLP {end_rss / mib:.0f}, ") + f"peak {peak / mib:.0f} MiB")
+        return n * BATCH / native_s
     finally:
         server.stop()
         base = postgres_url()
@@ -175,16 +276,26 @@ def run_backend(backend: str, events: int, clients: int, report: Callable[[str],
 
 
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve-ceiling":  # the ceiling server's own process
+        serve_ceiling(int(sys.argv[2]), sys.argv[3])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--backend", choices=["duckdb", "postgres", "both"], default="both")
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--native-only", action="store_true", help="skip the OTLP run")
+    parser.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True,
+                        help="time the ceiling server too (DuckDB runs; default on)")
     args = parser.parse_args()
+    load = os.getloadavg()
     print(f"batches of {BATCH}, {args.clients} concurrent clients, {os.cpu_count()} cores, "
-          f"python {sys.version.split()[0]}")
+          f"python {sys.version.split()[0]}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     backends = ["duckdb", "postgres"] if args.backend == "both" else [args.backend]
+    ceiling = run_ceiling(args.events, args.clients, print) if args.ceiling and "duckdb" in backends else None
     for backend in backends:
-        run_backend(backend, args.events, args.clients, print)
+        rate = run_backend(backend, args.events, args.clients, print, args.native_only)
+        if ceiling:
+            print(f"{backend:<9} native = {100 * rate / ceiling:.0f} % of the ceiling")
 
 
 if __name__ == "__main__":

@@ -133,3 +133,25 @@ def test_auth_is_required_and_scoped(server: Server) -> None:
                    headers={"Authorization": f"Bearer {server.secret_key}"})
     assert r.status_code == 200
     assert httpx.get(f"{server.url}/api/public/health").status_code == 200  # open on loopback
+
+
+def test_a_call_reported_again_in_a_later_batch_is_counted_once(server: Server) -> None:
+    """The inner report arrives first (its parent not yet stored), a span between them next, and the outer
+    report last, in a batch of its own with no parent link: the outer one is still found to duplicate it."""
+    trace_id = uuid.uuid4().hex
+    usage = {"input_tokens": 1000, "output_tokens": 200}  # gpt-4o: 1000 × 2.5 + 200 × 10 = 4500 / 1M = 0.0045
+    inner = gen(id=f"{trace_id}-inner", trace_id=trace_id, parent_id=f"{trace_id}-span", model="gpt-4o-2024-08-06",
+                provider="openai", usage=usage, start_time="2026-11-01T12:00:00.5Z", end_time="2026-11-01T12:00:02Z")
+    span = {"type": "span", "id": f"{trace_id}-span", "trace_id": trace_id, "parent_id": f"{trace_id}-outer",
+            "start_time": T0}
+    outer = gen(id=f"{trace_id}-outer", trace_id=trace_id, model="gpt-4o", provider="openai", usage=usage,
+                start_time=T0, end_time="2026-11-01T12:00:03Z")
+    with server.client() as c:
+        replies = [c.post("/v1/ingest", json={"events": [event]}) for event in (inner, span, outer)]
+        assert [r.status_code for r in replies] == [200, 200, 200], [r.text for r in replies]
+        [cost] = replies[2].json()["costs"]
+        assert (cost["id"], cost["total"], cost["status"]) == (outer["id"], None, "duplicate")
+        stored = c.get(f"/v1/traces/{trace_id}").json()["observations"]
+    by_id = {o["id"]: o for o in stored}
+    assert by_id[inner["id"]]["pricing_status"] == "priced" and D(by_id[inner["id"]]["total_cost"]) == D("0.0045")
+    assert by_id[outer["id"]]["pricing_status"] == "duplicate" and by_id[outer["id"]]["total_cost"] is None

@@ -234,6 +234,25 @@ def test_writing_the_same_id_again_replaces_the_row(store: Store) -> None:
     assert store.get_observations("p1", ["obs-1"])["obs-1"].name == "second"
 
 
+def test_a_batch_mixing_new_and_stored_ids_replaces_and_adds(store: Store, backend: str) -> None:
+    # DuckDB tries a plain INSERT first and upserts the batch when one key is already stored: the stored row
+    # (in observations, or only in traces, or only in scores) must be replaced and the new ones added
+    store.write([observation()], [trace()])
+    store.write([observation(name="again"), observation("obs-2", name="new")], [trace(name="renamed")])
+    stored = store.get_observations("p1", ["obs-1", "obs-2"])
+    assert (stored["obs-1"].name, stored["obs-2"].name, store.count_observations()) == ("again", "new", 2)
+    assert store.get_traces("p1", ["trace-1"])["trace-1"].name == "renamed"
+    store.write([observation("obs-3")], [trace(name="third"), trace("trace-2")])  # only the trace is stored
+    assert store.count_observations() == 3
+    assert store.get_traces("p1", ["trace-1", "trace-2"])["trace-1"].name == "third"
+    assert set(store.get_traces("p1", ["trace-1", "trace-2"])) == {"trace-1", "trace-2"}
+    score = Score(project_id="p1", id="s-1", name="quality", value=D("0.5"), timestamp=AT)
+    store.write(scores=[score])
+    store.write([observation("obs-4")], scores=[replace(score, value=D("0.75"))])  # only the score is stored
+    assert store.count_observations() == 4
+    assert [s.value for s in stored_scores(store, backend)] == [D("0.75")]
+
+
 def test_projects_are_isolated(store: Store) -> None:
     store.write([observation(project_id="p1", name="one"), observation(project_id="p2", name="two")],
                 [trace(project_id="p1", name="one"), trace(project_id="p2", name="two")])
@@ -259,6 +278,12 @@ def test_trace_observations_in_start_order(store: Store) -> None:
         ("t", "a"), ("t", "b"), ("t", "c"), ("u", "other")]
     assert store.traces_observations("p1", []) == []
     assert [o.id for o in store.traces_observations("p2", ["t", "u"])] == ["elsewhere"]
+    # linked_only: the traces holding an observation with a parent (the rows above have none)
+    assert store.traces_observations("p1", ["u", "t"], linked_only=True) == []
+    store.write([simple("child", AT, trace_id="t", parent_id="a"), simple("p2-child", AT, project_id="p2",
+                                                                          trace_id="u", parent_id="x")])
+    assert [o.id for o in store.traces_observations("p1", ["u", "t"], linked_only=True)] == [
+        "a", "b", "child", "c"]
 
 
 def test_iter_observations_filters_and_pages(store: Store) -> None:

@@ -167,7 +167,9 @@ class Pipeline:
                                     if o.type in PRICED_TYPES and o.total_cost is not None and o.usage))
         if not traces:
             return list(written)
-        stored = {o.id: o for o in self.store.traces_observations(project_id, traces)}
+        # a pair is an observation and one of its ancestors: only traces holding an observation with a parent
+        # can hold one, so only those are read (a batch of flat calls reads no row)
+        stored = {o.id: o for o in self.store.traces_observations(project_id, traces, linked_only=True)}
         counted = {outer: inner for outer, inner in find_duplicates(stored.values()).items()
                    if stored[outer].pricing_status != DUPLICATE}
         if not counted:

@@ -237,8 +237,11 @@ class Store(Protocol):
     # reads -------------------------------------------------------------------------------------------
     def trace_observations(self, project_id: str, trace_id: str) -> list[Observation]: ...
 
-    def traces_observations(self, project_id: str, trace_ids: Sequence[str]) -> list[Observation]:
-        """The observations of several traces of one project, in (trace id, start_time, id) order."""
+    def traces_observations(self, project_id: str, trace_ids: Sequence[str],
+                            linked_only: bool = False) -> list[Observation]:
+        """The observations of several traces of one project, in (trace id, start_time, id) order. With
+        ``linked_only``, only of the traces holding an observation with a parent (the others hold no
+        ancestor/descendant pair: what the duplicate check looks for)."""
         ...
 
     def count_observations(self, project_id: str | None = None) -> int: ...

@@ -105,6 +105,9 @@ _TABLES: Mapping[str, tuple[Column, ...]] = {
     "observations": rows.OBSERVATION_COLUMNS, "traces": rows.TRACE_COLUMNS, "scores": rows.SCORE_COLUMNS,
 }
 _UPSERTS = {table: _upsert_sql(table, columns) for table, columns in _TABLES.items()}
+#: the same rows as plain INSERTs: ~3x cheaper than the upsert (which probes and locks the key index per row)
+#: but refused when a key is already stored; ``write`` tries them first (see there)
+_INSERTS = {table: sql.partition(" ON CONFLICT ")[0] for table, sql in _UPSERTS.items()}
 _BY_IDS = "WHERE project_id = ? AND id IN (SELECT unnest(?::VARCHAR[]))"
 _OBSERVATIONS_BY_ID = f"SELECT {_OBS} FROM observations {_BY_IDS}"
 _TRACES_BY_ID = f"SELECT {_select(rows.TRACE_COLUMNS)} FROM traces {_BY_IDS}"
@@ -119,6 +122,10 @@ def _payloads(observations: Sequence[Observation], traces: Sequence[Trace],
         ("scores", [rows.score_row(s) for s in rows.latest_by_key(scores)]),
     ]
     return [(table, _batch_json(_TABLES[table], values)) for table, values in batches if values]
+
+
+class _StoredKeyError(Exception):
+    """A plain INSERT met a key already stored (``DuckDBStore.write`` then upserts)."""
 
 
 #: rows per statement when an import replaces billing periods
@@ -232,6 +239,21 @@ class DuckDBStore(SqlStore):
         payloads = _payloads(observations, traces, scores)  # built before taking the lock
         if not payloads:
             return
+        # Most writes carry new ids only (a complete record is sent once): first try plain INSERTs, with the
+        # dirty hours of the new rows alone (no stored version to read). A key already stored makes DuckDB
+        # refuse the INSERT; the transaction is rolled back whole and written again as upserts, marking the
+        # stored rows' hours too. Both run under the store's lock, so nothing can be stored in between.
+        try:
+            with self._transaction("write") as conn:
+                rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, {})
+                for table, payload in payloads:
+                    try:
+                        conn.execute(_INSERTS[table], [payload])
+                    except duckdb.ConstraintException as exc:
+                        raise _StoredKeyError from exc
+            return
+        except _StoredKeyError:
+            pass
         with self._transaction("write") as conn:
             rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces)
             for table, payload in payloads:

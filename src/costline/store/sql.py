@@ -128,13 +128,20 @@ class SqlStore(KeySql, ControlSql):
         )
         return [rows.observation_from_row(r) for r in found]
 
-    def traces_observations(self, project_id: str, trace_ids: Sequence[str]) -> list[Observation]:
+    def traces_observations(self, project_id: str, trace_ids: Sequence[str],
+                            linked_only: bool = False) -> list[Observation]:
         if not trace_ids:
             return []
+        where = f"project_id = ? AND {self.DIALECT.one_of('trace_id')}"
+        params: list[Any] = [project_id, list(trace_ids)]
+        if linked_only:  # one statement: a batch of unlinked traces costs a scan of two columns, no rows back
+            where = f"project_id = ? AND trace_id IN (SELECT trace_id FROM observations WHERE {where} " \
+                    "AND parent_id IS NOT NULL)"
+            params.insert(0, project_id)
         found = self._fetch(
             self._q(f"SELECT {self._columns(rows.OBSERVATION_COLUMNS)} FROM observations "
-                    f"WHERE project_id = ? AND {self.DIALECT.one_of('trace_id')} ORDER BY trace_id, start_time, id"),
-            [project_id, list(trace_ids)],
+                    f"WHERE {where} ORDER BY trace_id, start_time, id"),
+            params,
         )
         return [rows.observation_from_row(r) for r in found]
 
