@@ -28,6 +28,11 @@ from costline.store.base import Store
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 MODELS = (("gpt-4o", "openai"), ("claude-sonnet-4", "anthropic"), (None, None))
 USERS = ("u1", "u2", "u3", None)
+#: observation metadata: a feature, none (the trace's applies), an object (no scalar value), a nested key
+OBS_METADATA: tuple[dict[str, Any], ...] = (
+    {}, {}, {"feature": "chat"}, {"feature": "search"}, {"feature": {"x": 1}}, {"nested": {"k": "o"}},
+    {"feature": 7})
+TRACE_METADATA: tuple[dict[str, Any], ...] = ({}, {"feature": "t-chat"}, {"nested": {"k": "t"}, "feature": "t-s"})
 #: the data's spans: both Berlin DST changes, hours before and after
 SPANS = ((datetime(2026, 3, 28, 12, tzinfo=UTC), 36), (datetime(2026, 10, 24, 12, tzinfo=UTC), 36))
 
@@ -41,7 +46,7 @@ def _obs(rng: random.Random, project: str, trace: str, n: int, start: datetime, 
         type=rng.choice(("generation", "generation", "cloud")) if model else "span", model=model, provider=provider,
         total_cost=total, cost={"total": total} if total is not None else {},
         pricing_status=None if model is None else ("unpriced" if unpriced else "priced"), user_id=user,
-        environment=rng.choice(("production", "staging")),
+        environment=rng.choice(("production", "staging")), metadata=rng.choice(OBS_METADATA),
     )
 
 
@@ -58,7 +63,8 @@ def seed(store: Store) -> tuple[list[Observation], list[Trace]]:
                     start = base + timedelta(minutes=rng.randrange(0, 150), microseconds=rng.randrange(10**6))
                     observations.append(_obs(rng, project, trace, n, start, rng.choice(USERS)))
                 if rng.random() < 0.6:
-                    traces.append(Trace(project_id=project, id=trace, timestamp=base, user_id=rng.choice(USERS)))
+                    traces.append(Trace(project_id=project, id=trace, timestamp=base, user_id=rng.choice(USERS),
+                                        metadata=rng.choice(TRACE_METADATA)))
     store.write(observations=observations)
     store.write(traces=traces)
     return observations, traces
@@ -90,6 +96,30 @@ QUESTIONS: list[dict[str, Any]] = [
 ]
 
 
+#: cost per trace (traces view) and cost by a metadata key: edge hours, DST, +5:30 buckets (raw), nested keys
+TRACE_AND_METADATA_QUESTIONS: list[dict[str, Any]] = [
+    {"from": "2026-03-28T00:00:00Z", "to": "2026-11-01T00:00:00Z", "view": "traces",
+     "metrics": ["p95:cost", "p50:cost", "sum:cost", "avg:cost", "min:cost", "max:cost", "count", "unpriced",
+                 "sum:observations", "p90:observations"]},
+    {"from": "2026-10-24T13:20:00Z", "to": "2026-10-25T15:10:00Z", "view": "traces",
+     "metrics": ["p95:cost", "count", "avg:cost", "unpriced"]},
+    {"from": "2026-03-28T14:00:00Z", "to": "2026-03-29T09:00:00Z", "view": "traces", "metrics": ["p99:cost", "count"]},
+    {"from": "2026-03-01T00:00:00Z", "to": "2026-11-01T00:00:00Z", "dimensions": ["metadata.feature"],
+     "metrics": ["sum:cost", "count", "unpriced"]},
+    {"from": "2026-10-24T00:00:00Z", "to": "2026-10-27T00:00:00Z", "granularity": "day",
+     "timezone": "Europe/Berlin", "dimensions": ["metadata.feature"], "metrics": ["sum:cost", "count"]},
+    {"from": "2026-03-28T00:00:00Z", "to": "2026-04-01T00:00:00Z", "granularity": "day",
+     "timezone": "Asia/Kolkata", "dimensions": ["metadata.feature"], "metrics": ["sum:cost", "count"]},
+    {"from": "2026-10-24T03:17:00Z", "to": "2026-10-26T05:45:30Z", "dimensions": ["metadata.nested.k"],
+     "metrics": ["sum:cost", "count"]},
+    {"from": "2026-03-01T00:00:00Z", "to": "2026-11-01T00:00:00Z", "metrics": ["sum:cost", "count"],
+     "filters": [{"field": "metadata.feature", "operator": "in", "value": ["chat", "t-chat"]}]},
+    {"from": "2026-03-01T00:00:00Z", "to": "2026-11-01T00:00:00Z", "dimensions": ["metadata.feature"],
+     "metrics": ["sum:cost"], "filters": [{"field": "metadata.feature", "operator": "is not null"}],
+     "order_by": [{"field": "sum_cost", "direction": "desc"}], "limit": 2},
+]
+
+
 def both(store: Store, raw: dict[str, Any], project: str | None = "p1") -> tuple[QueryResult, QueryResult]:
     query = parse_query(raw, now=NOW, project_id=project)
     store.use_rollups = True  # type: ignore[attr-defined]
@@ -103,7 +133,7 @@ def both(store: Store, raw: dict[str, Any], project: str | None = "p1") -> tuple
 
 
 def assert_all_equal(store: Store) -> None:
-    for raw in QUESTIONS:
+    for raw in QUESTIONS + TRACE_AND_METADATA_QUESTIONS:
         for project in ("p1", "p2", None):
             rolled, plain = both(store, raw, project)
             assert rolled.rows == plain.rows, (raw, project)
@@ -114,6 +144,15 @@ def rollup_rows(store: Store) -> int:
     found = store._fetch("SELECT (SELECT count(*) FROM rollup_hours), "  # type: ignore[attr-defined]
                          "(SELECT count(*) FROM rollup_user_hours)")
     return min(int(found[0][0]), int(found[0][1]))
+
+
+def new_rows(store: Store) -> bool:
+    """The trace and metadata rollups hold rows, some traces single-hour and some not."""
+    found = store._fetch("SELECT (SELECT count(*) FROM rollup_trace_hours WHERE single), "  # type: ignore[attr-defined]
+                         "(SELECT count(*) FROM rollup_trace_hours WHERE NOT single), "
+                         "(SELECT count(*) FROM rollup_meta_hours WHERE key = 'feature'), "
+                         "(SELECT count(*) FROM rollup_meta_hours WHERE key = 'nested.k')")
+    return all(int(v) > 0 for v in found[0])
 
 
 def test_which_queries_the_rollup_answers() -> None:
@@ -132,8 +171,21 @@ def test_which_queries_the_rollup_answers() -> None:
     assert planned({**base, "granularity": "minute"}) is None
     assert planned({**base, "metrics": ["p95:cost"]}) is None
     assert planned({**base, "metrics": ["avg:cost"]}) is None
-    assert planned({**base, "dimensions": ["metadata.team"]}) is None
-    assert planned({**base, "view": "traces"}) is None
+    p = planned({**base, "dimensions": ["metadata.team"]})
+    assert p is not None and (p.kind, p.key, p.uses_user) == ("metadata", "team", True)
+    p = planned({**base, "view": "traces", "metrics": ["p95:cost"]})
+    assert p is not None and p.kind == "traces"
+    # two keys, a key with another dimension or filter, a numeric filter: raw
+    assert planned({**base, "dimensions": ["metadata.team", "metadata.feature"]}) is None
+    assert planned({**base, "dimensions": ["metadata.team", "model"]}) is None
+    assert planned({**base, "dimensions": ["metadata.team"],
+                    "filters": [{"field": "model", "operator": "=", "value": "m"}]}) is None
+    assert planned({**base, "dimensions": ["metadata.team"], "metrics": ["p95:cost"]}) is None
+    # the traces view with a grouping, a filter, a time bucket or a token measure: raw
+    assert planned({**base, "view": "traces", "dimensions": ["user"]}) is None
+    assert planned({**base, "view": "traces", "filters": [{"field": "cost", "operator": ">", "value": 1}]}) is None
+    assert planned({**base, "view": "traces", "granularity": "day"}) is None
+    assert planned({**base, "view": "traces", "metrics": ["p95:input_tokens"]}) is None
     # less than one whole hour in range
     assert planned({"from": "2026-10-24T00:10:00Z", "to": "2026-10-24T00:50:00Z"}) is None
     p = planned({"from": "2026-10-24T00:10:00Z", "to": "2026-10-24T05:50:00Z"})
@@ -165,6 +217,13 @@ def test_rollup_answers_equal_raw_answers_across_dst_and_late_updates(store: Sto
     orphan = next(o for o in observations if o.project_id == "p1" and o.trace_id not in {t.id for t in traces})
     store.write(traces=[_replace(with_trace, user_id="u9"),
                         Trace(project_id="p1", id=orphan.trace_id, timestamp=orphan.start_time, user_id="u8")])
+    assert_all_equal(store)
+    # a trace's metadata changes after its observations were rolled up (its user stays), and a trace with
+    # metadata appears for observations written without one
+    orphans = sorted({o.trace_id for o in observations if o.project_id == "p1"} - {t.id for t in traces})
+    assert new_rows(store)
+    store.write(traces=[_replace(traces[1], metadata={"feature": "renamed", "nested": {"k": "late"}}),
+                        Trace(project_id="p1", id=orphans[1], timestamp=NOW, metadata={"feature": "t-late"})])
     assert_all_equal(store)
     # a call added to an hour rolled up long ago
     store.write(observations=[_replace(by_id[observations[3].id], id="late-1", total_cost=D("0.25"),

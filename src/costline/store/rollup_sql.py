@@ -461,8 +461,9 @@ class _RollupBuilder(_Builder):
         def metric_expr(metric: Metric) -> str:
             return {"count": "1", "cost": "tr.cost", "observations": "tr.n", "unpriced": "tr.unpriced"}[metric.measure]
 
-        select, outputs, order_exprs = self._outputs(metric_expr, [])
-        return self._finish(select, outputs, order_exprs, source, [], params, 0, "")
+        plain = _Builder(self.q, self.d, self.offsets)  # the raw query's aggregates over per-trace rows
+        select, outputs, order_exprs = plain._outputs(metric_expr, [])
+        return plain._finish(select, outputs, order_exprs, source, [], params, 0, "")
 
     def compile_metadata(self, p: Plan, dirty: Sequence[datetime]) -> Compiled:
         """Observations grouped (and filtered) by one rolled-up metadata key."""
