@@ -355,3 +355,89 @@ def test_concurrent_writes_and_refreshing_queries_lose_no_hour(store: Store, sto
     finally:
         for s in others:
             s.close()
+
+
+def _call(id: str, trace: str, start: str, cost: str | None, metadata: dict[str, Any] | None = None) -> Observation:
+    return Observation(project_id="p1", id=id, trace_id=trace, start_time=datetime.fromisoformat(start),
+                       type="generation", model="gpt-4o", total_cost=None if cost is None else D(cost),
+                       pricing_status="unpriced" if cost is None else "priced", metadata=metadata or {})
+
+
+def test_hand_worked_cost_per_trace_through_the_rollup(store: Store) -> None:
+    """Traces A (two calls in 10:00-11:00: 3), B (10:30 and 11:20: 0.75), C (unpriced), D (09:40 and 10:05:
+    1 of it from 10:00). From 10:00 to 13:00 the priced totals are 0.75, 1, 3: the median is the second, p95
+    the third; then a call of A arrives at 12:30, making A a trace of two hours."""
+    store.write(observations=[
+        _call("a1", "A", "2026-10-24T10:10:00Z", "1"), _call("a2", "A", "2026-10-24T10:50:00Z", "2"),
+        _call("b1", "B", "2026-10-24T10:30:00Z", "0.5"), _call("b2", "B", "2026-10-24T11:20:00Z", "0.25"),
+        _call("c1", "C", "2026-10-24T12:05:00Z", None),
+        _call("d1", "D", "2026-10-24T09:40:00Z", "4"), _call("d2", "D", "2026-10-24T10:05:00Z", "1")])
+    question = {"from": "2026-10-24T10:00:00Z", "to": "2026-10-24T13:00:00Z", "view": "traces",
+                "metrics": ["p50:cost", "p95:cost", "sum:cost", "count", "unpriced"]}
+    rolled, plain = both(store, question)
+    assert rolled.rows == plain.rows == [
+        {"p50_cost": D("1"), "p95_cost": D("3"), "sum_cost": D("4.75"), "count": 4, "unpriced": 1}]
+    assert new_trace_rows(store) == {("A", True), ("B", False), ("C", True), ("D", False)}
+    # D's call before 10:00 counts from 09:30 (a partial edge hour read raw, the rest from the rollup)
+    rolled, plain = both(store, {**question, "from": "2026-10-24T09:30:00Z"})
+    assert rolled.rows == plain.rows and rolled.rows[0]["sum_cost"] == D("8.75")
+    assert rolled.rows[0]["p95_cost"] == D("5")
+    store.write(observations=[_call("a3", "A", "2026-10-24T12:30:00Z", "10")])
+    rolled, plain = both(store, question)
+    assert rolled.rows == plain.rows and rolled.rows[0]["p95_cost"] == D("13")
+    assert ("A", False) in new_trace_rows(store)  # hour 12 refreshed: A is no single-hour trace any more
+    rolled, plain = both(store, {**question, "to": "2026-10-24T12:00:00Z"})
+    assert rolled.rows == plain.rows and rolled.rows[0]["p95_cost"] == D("3")  # A's hour 10 only
+
+
+def test_hand_worked_metadata_key_through_the_rollup(store: Store) -> None:
+    """feature: the call's own value, else its trace's (an object value counts as none); the trace's value
+    changes after the calls were rolled up, and a trace row appears for calls written without one."""
+    store.write(traces=[Trace(project_id="p1", id="T1", timestamp=datetime(2026, 10, 24, 10, tzinfo=UTC),
+                              metadata={"feature": "x"})])
+    store.write(observations=[
+        _call("o1", "T1", "2026-10-24T10:10:00Z", "1", {"feature": "a"}),
+        _call("o2", "T1", "2026-10-24T11:10:00Z", "2"),
+        _call("o3", "T2", "2026-10-24T11:30:00Z", "4"),
+        _call("o4", "T1", "2026-10-24T12:10:00Z", "8", {"feature": {"y": 1}})])
+    question = {"from": "2026-10-24T00:00:00Z", "to": "2026-10-25T00:00:00Z", "dimensions": ["metadata.feature"],
+                "metrics": ["sum:cost", "count"]}
+
+    def answer() -> dict[Any, tuple[D, int]]:
+        rolled, plain = both(store, question)
+        assert rolled.rows == plain.rows
+        return {r["metadata.feature"]: (r["sum_cost"], r["count"]) for r in rolled.rows}
+
+    assert answer() == {"a": (D("1"), 1), "x": (D("10"), 2), None: (D("4"), 1)}
+    assert new_rows_for(store, "feature") > 0
+    store.write(traces=[Trace(project_id="p1", id="T1", timestamp=datetime(2026, 10, 24, 10, tzinfo=UTC),
+                              metadata={"feature": "z"}),
+                        Trace(project_id="p1", id="T2", timestamp=datetime(2026, 10, 24, 11, tzinfo=UTC),
+                              metadata={"feature": "w"})])
+    assert answer() == {"a": (D("1"), 1), "z": (D("10"), 2), "w": (D("4"), 1)}
+    # a filter on the key alone is answered by the rollup too
+    rolled, plain = both(store, {**question, "dimensions": [],
+                                 "filters": [{"field": "metadata.feature", "operator": "!=", "value": "z"}]})
+    assert rolled.rows == plain.rows == [{"sum_cost": D("5"), "count": 2}]
+
+
+def test_metadata_keys_beyond_the_limit_read_raw_rows(store: Store) -> None:
+    store.write(observations=[_call(f"o{i}", "T", "2026-10-24T10:10:00Z", "1", {f"k{i}": "v"}) for i in range(12)])
+    for i in range(12):
+        rolled, plain = both(store, {"from": "2026-10-24T00:00:00Z", "to": "2026-10-25T00:00:00Z",
+                                     "dimensions": [f"metadata.k{i}"], "metrics": ["sum:cost"]})
+        assert rolled.rows == plain.rows
+        assert sorted(rolled.rows, key=lambda r: str(r[f"metadata.k{i}"])) == [
+            {f"metadata.k{i}": None, "sum_cost": D("11")}, {f"metadata.k{i}": "v", "sum_cost": D("1")}]
+    keys = store._fetch("SELECT key FROM rollup_meta_keys ORDER BY key")  # type: ignore[attr-defined]
+    assert len(keys) == rollup_sql.MAX_METADATA_KEYS and ("k10",) not in keys and ("k11",) not in keys
+
+
+def new_trace_rows(store: Store) -> set[tuple[str, bool]]:
+    found = store._fetch("SELECT trace_id, single FROM rollup_trace_hours")  # type: ignore[attr-defined]
+    return {(t, bool(s)) for t, s in found}
+
+
+def new_rows_for(store: Store, key: str) -> int:
+    found = store._fetch("SELECT key, count(*) FROM rollup_meta_hours GROUP BY key")  # type: ignore[attr-defined]
+    return sum(int(n) for k, n in found if k == key)
