@@ -7,12 +7,19 @@ query is answered from one only when everything it uses is there (``plan``): the
 cost, counts and unpriced counts (no other measure, no average, no percentile), dimensions and text filters on
 those columns, and time buckets that are unions of whole UTC hours in the query's zone (every offset of the
 zone over the range, and every change of it, on a whole hour: Europe/Berlin yes, Asia/Kolkata +5:30 no).
-Anything else is compiled from raw rows as before (``query_sql``).
+Anything else is compiled from raw rows as before (``query_sql``), except two questions with rollups of their
+own (migration 0008): cost per trace (traces view of one project, no grouping or filter, measures ``cost``,
+``observations``, ``count``, ``unpriced`` with any aggregation) from ``rollup_trace_hours``, per (project, hour,
+trace), where a ``single`` row (the trace had rows in no other hour) with no raw row of the trace in the range's
+raw part is the trace's total and every other trace is summed over its rows; and sums grouped or filtered by one
+metadata key from ``rollup_meta_hours``, per (project, hour, key, value), for the keys registered by the first
+query asking for them (``register_key``, at most ``MAX_METADATA_KEYS`` per project).
 
 Exactness: a rollup row is recomputed from raw rows (``refresh``), never adjusted. Every write marks the hours
 it touches dirty in the same transaction (``dirty_marks``): the new hour of each observation, the old hour of
 one it replaces, the hours of billing lines it deletes; a trace whose user changes is recorded in
-``rollup_dirty_traces`` (its observations' hours are found when a query reads users: ``resolve_traces``). A
+``rollup_dirty_traces``, as is one whose metadata changes (its observations' hours are found when a query
+reads users or metadata: ``resolve_traces``). A
 query reads the dirty hours in its range in the same snapshot as the rest and answers those, and the partial
 hours at the edges of its range, from raw rows; only clean whole hours come from the rollup. So a rollup
 answer equals the raw one whether or not a refresh has run.
