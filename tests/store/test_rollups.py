@@ -377,11 +377,15 @@ def test_hand_worked_cost_per_trace_through_the_rollup(store: Store) -> None:
     rolled, plain = both(store, question)
     assert rolled.rows == plain.rows == [
         {"p50_cost": D("1"), "p95_cost": D("3"), "sum_cost": D("4.75"), "count": 4, "unpriced": 1}]
-    assert new_trace_rows(store) == {("A", True), ("B", False), ("C", True), ("D", False)}
-    # D's call before 10:00 counts from 09:30 (a partial edge hour read raw, the rest from the rollup)
+    # D's 09:40 call lies in an hour not rolled up yet (outside the range): D's 10:00 row is its total in range
+    assert new_trace_rows(store) == {("A", True), ("B", False), ("C", True), ("D", True)}
+    # from 09:30 D's earlier call counts (a partial edge hour read raw: D is summed over both parts)
     rolled, plain = both(store, {**question, "from": "2026-10-24T09:30:00Z"})
     assert rolled.rows == plain.rows and rolled.rows[0]["sum_cost"] == D("8.75")
     assert rolled.rows[0]["p95_cost"] == D("5")
+    rolled, plain = both(store, {**question, "from": "2026-10-24T09:00:00Z"})  # hour 9 rolled up: D is two hours
+    assert rolled.rows == plain.rows and rolled.rows[0]["sum_cost"] == D("8.75")
+    assert ("D", False) in new_trace_rows(store)
     store.write(observations=[_call("a3", "A", "2026-10-24T12:30:00Z", "10")])
     rolled, plain = both(store, question)
     assert rolled.rows == plain.rows and rolled.rows[0]["p95_cost"] == D("13")
@@ -441,3 +445,21 @@ def new_trace_rows(store: Store) -> set[tuple[str, bool]]:
 def new_rows_for(store: Store, key: str) -> int:
     found = store._fetch("SELECT key, count(*) FROM rollup_meta_hours GROUP BY key")  # type: ignore[attr-defined]
     return sum(int(n) for k, n in found if k == key)
+
+
+def test_a_single_hour_row_with_calls_in_a_dirty_hour_is_summed(store: Store) -> None:
+    """The current hour is never rolled up (raw rows answer for it): a trace rolled up as single-hour in the
+    previous hour that gets a call in the current hour is summed over both (1 + 2), the other stays whole."""
+    current = rollup_sql.floor_hour(datetime.now(UTC))
+    previous = current - timedelta(hours=1)
+    store.write(observations=[_call("x1", "X", (previous + timedelta(minutes=5)).isoformat(), "1"),
+                              _call("y1", "Y", (previous + timedelta(minutes=6)).isoformat(), "0.5")])
+    question = {"from": previous.isoformat(), "to": (current + timedelta(hours=1)).isoformat(), "view": "traces",
+                "metrics": ["max:cost", "sum:cost", "count"]}
+    first, plain = both(store, question)
+    assert first.rows == plain.rows == [{"max_cost": D("1"), "sum_cost": D("1.5"), "count": 2}]
+    store.write(observations=[_call("x2", "X", current.isoformat(), "2")])
+    rolled, plain = both(store, question)
+    if rollup_sql.floor_hour(datetime.now(UTC)) == current:  # (unless the clock passed the hour meanwhile)
+        assert ("X", True) in new_trace_rows(store)  # its current-hour call is not rolled up
+    assert rolled.rows == plain.rows == [{"max_cost": D("3"), "sum_cost": D("3.5"), "count": 2}]

@@ -256,8 +256,9 @@ UNPRICED = "CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END"
 
 
 def _refresh_traces(run: Run, dialect: Dialect, project_id: str | None, hours: Sequence[datetime]) -> None:
-    """Per (hour, trace) sums of these hours; then no row of a trace with rows in more than one hour (in the
-    raw rows, any hour) stays ``single``."""
+    """Per (hour, trace) sums of these hours; then no row of a trace with rollup rows in more than one hour stays
+    ``single``. A trace's rows in an hour still dirty are counted when that hour is rolled up (which clears the
+    flag then); until then a query reads that hour raw, and a raw row of the trace sends it to the summed part."""
     marks = ", ".join("?" for _ in hours)
     params: list[Any] = []
     scope = _scope(project_id, "project_id", params)
@@ -271,13 +272,13 @@ def _refresh_traces(run: Run, dialect: Dialect, project_id: str | None, hours: S
         [*params, *range_params])
     params = []
     scope = _scope(project_id, "project_id", params)
-    hour = hour_expr(dialect, "o.start_time")
-    run("UPDATE rollup_trace_hours SET single = false FROM (SELECT o.project_id, o.trace_id FROM observations o "
-        f"JOIN (SELECT DISTINCT project_id, trace_id FROM rollup_trace_hours WHERE {scope} AND hour IN ({marks})) "
-        "n ON n.project_id = o.project_id AND n.trace_id = o.trace_id GROUP BY 1, 2 "
-        f"HAVING min({hour}) <> max({hour})) m "
-        "WHERE rollup_trace_hours.single AND rollup_trace_hours.project_id = m.project_id "
-        "AND rollup_trace_hours.trace_id = m.trace_id", [*params, *hours])
+    # a trace with rollup rows in two hours is no single-hour trace: every hour with rows is rolled up or dirty,
+    # and a dirty hour's refresh comes here too (the rollup's rows, not the 10M raw ones, are searched)
+    run("UPDATE rollup_trace_hours SET single = false FROM (SELECT project_id, trace_id FROM rollup_trace_hours "
+        f"WHERE {scope} AND trace_id IN (SELECT trace_id FROM rollup_trace_hours WHERE {scope} AND hour IN "
+        f"({marks})) GROUP BY 1, 2 HAVING count(*) > 1) m WHERE rollup_trace_hours.single AND "
+        "rollup_trace_hours.project_id = m.project_id AND rollup_trace_hours.trace_id = m.trace_id",
+        [*params, *params, *hours])
 
 
 def _meta_value(dialect: Dialect, key: str) -> str:
