@@ -287,13 +287,22 @@ def _meta_value(dialect: Dialect, key: str) -> str:
     return f"COALESCE({dialect.json_scalar('o.metadata', keys)}, {dialect.json_scalar('t.metadata', keys)})"
 
 
-def _insert_metadata(run: Run, dialect: Dialect, project_id: str, key: str,
+def _insert_metadata(run: Run, dialect: Dialect, project_id: str, keys: Sequence[str],
                      spans: Sequence[tuple[datetime, datetime]] | None) -> None:
+    """The sums of these keys' values in the spans (every hour when None): one join of the rows with their
+    traces (materialised once), one grouping per key."""
     ranges, range_params = _ranges(spans) if spans is not None else ("true", [])
-    run(f"INSERT INTO rollup_meta_hours SELECT o.project_id, {hour_expr(dialect, 'o.start_time')}, "
-        f"{dialect.literal(key)}, {_meta_value(dialect, key)}, sum(o.total_cost), count(*), sum({UNPRICED}) "
-        "FROM observations o LEFT JOIN traces t ON t.project_id = o.project_id AND t.id = o.trace_id "
-        f"WHERE o.project_id = ? AND ({ranges}) GROUP BY 1, 2, 3, 4", [project_id, *range_params])
+    joined = (f"SELECT o.project_id, {hour_expr(dialect, 'o.start_time')} AS hour, o.metadata AS om, "
+              f"t.metadata AS tm, o.total_cost, {UNPRICED} AS unpriced FROM observations o LEFT JOIN traces t "
+              f"ON t.project_id = o.project_id AND t.id = o.trace_id WHERE o.project_id = ? AND ({ranges})")
+    selects = []
+    for key in keys:
+        path = metadata_path(key)
+        value = f"COALESCE({dialect.json_scalar('j.om', path)}, {dialect.json_scalar('j.tm', path)})"
+        selects.append(f"SELECT j.project_id, j.hour, {dialect.literal(key)}, {value}, sum(j.total_cost), "
+                       "count(*), sum(j.unpriced) FROM j GROUP BY 1, 2, 3, 4")
+    run(f"INSERT INTO rollup_meta_hours WITH j AS MATERIALIZED ({joined}) {' UNION ALL '.join(selects)}",
+        [project_id, *range_params])
 
 
 def _refresh_metadata(run: Run, dialect: Dialect, project_id: str | None, hours: Sequence[datetime]) -> None:
@@ -301,8 +310,11 @@ def _refresh_metadata(run: Run, dialect: Dialect, project_id: str | None, hours:
     params: list[Any] = []
     scope = _scope(project_id, "project_id", params)
     run(f"DELETE FROM rollup_meta_hours WHERE {scope} AND hour IN ({marks})", [*params, *hours])
+    by_project: dict[str, list[str]] = {}
     for p, key in run(f"SELECT project_id, key FROM rollup_meta_keys WHERE {scope} ORDER BY 1, 2", params):
-        _insert_metadata(run, dialect, p, key, [(h, h + HOUR) for h in hours])
+        by_project.setdefault(p, []).append(key)
+    for p, keys in by_project.items():
+        _insert_metadata(run, dialect, p, keys, [(h, h + HOUR) for h in hours])
 
 
 def register_key(run: Run, dialect: Dialect, project_id: str, key: str) -> bool:
@@ -315,7 +327,7 @@ def register_key(run: Run, dialect: Dialect, project_id: str, key: str) -> bool:
     if len(known) >= MAX_METADATA_KEYS:
         return False
     run("INSERT INTO rollup_meta_keys VALUES (?, ?)", [project_id, key])
-    _insert_metadata(run, dialect, project_id, key, None)
+    _insert_metadata(run, dialect, project_id, [key], None)
     return True
 
 
