@@ -6,7 +6,10 @@ October 25, 01:00 UTC), has user attribution on traces and on observations, unpr
 lines, and hours that are rolled up before late updates arrive (a start time moved to another hour, a cost
 changed, a trace's user changed, an observation added to an old hour, a purge, a billing period replaced).
 The budget spend that ``reserve`` reads is compared the same way. A few hand-worked sums pin the rollup
-answers to figures that do not come from the code.
+answers to figures that do not come from the code. The per-trace rollup (percentiles of cost per trace) and
+the metadata key rollup are compared the same way: traces crossing hours and range edges, calls in the
+unrolled current hour, metadata on observations, on traces and nested, a trace's metadata changed after its
+calls were rolled up, the key limit, concurrent writers.
 """
 
 from __future__ import annotations
@@ -326,15 +329,21 @@ def test_concurrent_writes_and_refreshing_queries_lose_no_hour(store: Store, sto
                 store.write(observations=list({o.id: o for o in batch}.values()))
                 if n % 5 == 0:
                     store.write(traces=[Trace(project_id="p1", id=f"wt{w}", timestamp=batch[0].start_time,
-                                              user_id=rng.choice(("u3", None)))])
+                                              user_id=rng.choice(("u3", None)),
+                                              metadata={"feature": rng.choice(("a", "b"))})])
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
+    others_questions = [{**question, "dimensions": ["metadata.feature"]},
+                        {**question, "view": "traces", "dimensions": [], "metrics": ["p95:cost", "count"]}]
+
     def reader(s: Store) -> None:
-        query = parse_query(question, now=NOW, project_id="p1")
+        queries = [parse_query(q, now=NOW, project_id="p1") for q in (question, *others_questions)]
         try:
+            n = 0
             while not stop.is_set():
-                s.query(query)
+                s.query(queries[n % len(queries)])
+                n += 1
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -349,8 +358,9 @@ def test_concurrent_writes_and_refreshing_queries_lose_no_hour(store: Store, sto
         for t in threads:
             t.join()
         assert not errors, errors
-        rolled, plain = both(store, question)
-        assert rolled.rows == plain.rows and rolled.rows
+        for q in (question, *others_questions):
+            rolled, plain = both(store, q)
+            assert rolled.rows == plain.rows and rolled.rows, q
         assert rollup_rows(store) > 0
     finally:
         for s in others:
