@@ -3,7 +3,8 @@
     python bench/query.py [--duckdb-events 10000000] [--postgres-events 2000000] [--backend duckdb|postgres|both]
                           [--rounds 5] [--keep DIR]
 
-"costline" answers through the hourly rollup where the question allows it (store/rollup_sql.py), "raw only"
+"costline" answers through the hourly rollups where the question allows it (store/rollup_sql.py: sums per hour,
+per trace and hour, per metadata key value and hour; the first query by a metadata key registers it), "raw only"
 is the same store with ``use_rollups = False``; "same rows" compares the two answers.
 
 Data: N generations over 30 days (2026-10-01 .. 2026-10-31 UTC), four per trace (32-hex trace ids and 16-hex
@@ -182,6 +183,10 @@ def run_questions(store: Store, plain: Callable[[str], object], dialect: str, ro
     began = time.perf_counter()
     store.query(first)  # the first rollup query recomputes every dirty hour (all of them, after generation)
     print(f"  first query (rolls up the dirty hours): {time.perf_counter() - began:.1f} s")
+    began = time.perf_counter()
+    store.query(parse_query(QUESTIONS["cost by metadata.feature"], now=NOW, project_id="p1"))
+    print(f"  first metadata.feature query (registers the key, rolls it up for every hour): "
+          f"{time.perf_counter() - began:.1f} s")
     print(f"  {'question':46s} {'costline':>10s} {'raw only':>10s} {'plain SQL':>10s} {'same rows':>9s}")
     for name, raw in QUESTIONS.items():
         query = parse_query(raw, now=NOW, project_id="p1")

@@ -29,8 +29,9 @@ from costline.store.base import open_store
 
 FORBIDDEN = ("observations", "does not exist", "relation", "postgresql://", "psycopg", "duckdb", "DuckDB",
              "SELECT", "closed", ".duckdb", "Traceback")
-# a metadata key: answered from raw observation rows (the hourly rollups cannot), which the test then breaks
-QUERY = json.dumps({"dimensions": ["metadata.feature"], "metrics": ["sum:cost"], "from": "2026-11-01",
+# an average by a metadata key: answered from raw observation rows (no rollup holds averages), which the test
+# then breaks
+QUERY = json.dumps({"dimensions": ["metadata.feature"], "metrics": ["avg:cost"], "from": "2026-11-01",
                     "to": "2026-12-01"})
 
 

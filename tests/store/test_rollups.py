@@ -6,7 +6,10 @@ October 25, 01:00 UTC), has user attribution on traces and on observations, unpr
 lines, and hours that are rolled up before late updates arrive (a start time moved to another hour, a cost
 changed, a trace's user changed, an observation added to an old hour, a purge, a billing period replaced).
 The budget spend that ``reserve`` reads is compared the same way. A few hand-worked sums pin the rollup
-answers to figures that do not come from the code.
+answers to figures that do not come from the code. The per-trace rollup (percentiles of cost per trace) and
+the metadata key rollup are compared the same way: traces crossing hours and range edges, calls in the
+unrolled current hour, metadata on observations, on traces and nested, a trace's metadata changed after its
+calls were rolled up, the key limit, concurrent writers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ from costline.store.base import Store
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 MODELS = (("gpt-4o", "openai"), ("claude-sonnet-4", "anthropic"), (None, None))
 USERS = ("u1", "u2", "u3", None)
+#: observation metadata: a feature, none (the trace's applies), an object (no scalar value), a nested key
+OBS_METADATA: tuple[dict[str, Any], ...] = (
+    {}, {}, {"feature": "chat"}, {"feature": "search"}, {"feature": {"x": 1}}, {"nested": {"k": "o"}},
+    {"feature": 7})
+TRACE_METADATA: tuple[dict[str, Any], ...] = ({}, {"feature": "t-chat"}, {"nested": {"k": "t"}, "feature": "t-s"})
 #: the data's spans: both Berlin DST changes, hours before and after
 SPANS = ((datetime(2026, 3, 28, 12, tzinfo=UTC), 36), (datetime(2026, 10, 24, 12, tzinfo=UTC), 36))
 
@@ -41,7 +49,7 @@ def _obs(rng: random.Random, project: str, trace: str, n: int, start: datetime, 
         type=rng.choice(("generation", "generation", "cloud")) if model else "span", model=model, provider=provider,
         total_cost=total, cost={"total": total} if total is not None else {},
         pricing_status=None if model is None else ("unpriced" if unpriced else "priced"), user_id=user,
-        environment=rng.choice(("production", "staging")),
+        environment=rng.choice(("production", "staging")), metadata=rng.choice(OBS_METADATA),
     )
 
 
@@ -58,7 +66,8 @@ def seed(store: Store) -> tuple[list[Observation], list[Trace]]:
                     start = base + timedelta(minutes=rng.randrange(0, 150), microseconds=rng.randrange(10**6))
                     observations.append(_obs(rng, project, trace, n, start, rng.choice(USERS)))
                 if rng.random() < 0.6:
-                    traces.append(Trace(project_id=project, id=trace, timestamp=base, user_id=rng.choice(USERS)))
+                    traces.append(Trace(project_id=project, id=trace, timestamp=base, user_id=rng.choice(USERS),
+                                        metadata=rng.choice(TRACE_METADATA)))
     store.write(observations=observations)
     store.write(traces=traces)
     return observations, traces
@@ -90,6 +99,30 @@ QUESTIONS: list[dict[str, Any]] = [
 ]
 
 
+#: cost per trace (traces view) and cost by a metadata key: edge hours, DST, +5:30 buckets (raw), nested keys
+TRACE_AND_METADATA_QUESTIONS: list[dict[str, Any]] = [
+    {"from": "2026-03-28T00:00:00Z", "to": "2026-11-01T00:00:00Z", "view": "traces",
+     "metrics": ["p95:cost", "p50:cost", "sum:cost", "avg:cost", "min:cost", "max:cost", "count", "unpriced",
+                 "sum:observations", "p90:observations"]},
+    {"from": "2026-10-24T13:20:00Z", "to": "2026-10-25T15:10:00Z", "view": "traces",
+     "metrics": ["p95:cost", "count", "avg:cost", "unpriced"]},
+    {"from": "2026-03-28T14:00:00Z", "to": "2026-03-29T09:00:00Z", "view": "traces", "metrics": ["p99:cost", "count"]},
+    {"from": "2026-03-01T00:00:00Z", "to": "2026-11-01T00:00:00Z", "dimensions": ["metadata.feature"],
+     "metrics": ["sum:cost", "count", "unpriced"]},
+    {"from": "2026-10-24T00:00:00Z", "to": "2026-10-27T00:00:00Z", "granularity": "day",
+     "timezone": "Europe/Berlin", "dimensions": ["metadata.feature"], "metrics": ["sum:cost", "count"]},
+    {"from": "2026-03-28T00:00:00Z", "to": "2026-04-01T00:00:00Z", "granularity": "day",
+     "timezone": "Asia/Kolkata", "dimensions": ["metadata.feature"], "metrics": ["sum:cost", "count"]},
+    {"from": "2026-10-24T03:17:00Z", "to": "2026-10-26T05:45:30Z", "dimensions": ["metadata.nested.k"],
+     "metrics": ["sum:cost", "count"]},
+    {"from": "2026-03-01T00:00:00Z", "to": "2026-11-01T00:00:00Z", "metrics": ["sum:cost", "count"],
+     "filters": [{"field": "metadata.feature", "operator": "in", "value": ["chat", "t-chat"]}]},
+    {"from": "2026-03-01T00:00:00Z", "to": "2026-11-01T00:00:00Z", "dimensions": ["metadata.feature"],
+     "metrics": ["sum:cost"], "filters": [{"field": "metadata.feature", "operator": "is not null"}],
+     "order_by": [{"field": "sum_cost", "direction": "desc"}], "limit": 2},
+]
+
+
 def both(store: Store, raw: dict[str, Any], project: str | None = "p1") -> tuple[QueryResult, QueryResult]:
     query = parse_query(raw, now=NOW, project_id=project)
     store.use_rollups = True  # type: ignore[attr-defined]
@@ -103,7 +136,7 @@ def both(store: Store, raw: dict[str, Any], project: str | None = "p1") -> tuple
 
 
 def assert_all_equal(store: Store) -> None:
-    for raw in QUESTIONS:
+    for raw in QUESTIONS + TRACE_AND_METADATA_QUESTIONS:
         for project in ("p1", "p2", None):
             rolled, plain = both(store, raw, project)
             assert rolled.rows == plain.rows, (raw, project)
@@ -114,6 +147,15 @@ def rollup_rows(store: Store) -> int:
     found = store._fetch("SELECT (SELECT count(*) FROM rollup_hours), "  # type: ignore[attr-defined]
                          "(SELECT count(*) FROM rollup_user_hours)")
     return min(int(found[0][0]), int(found[0][1]))
+
+
+def new_rows(store: Store) -> bool:
+    """The trace and metadata rollups hold rows, some traces single-hour and some not."""
+    found = store._fetch("SELECT (SELECT count(*) FROM rollup_trace_hours WHERE single), "  # type: ignore[attr-defined]
+                         "(SELECT count(*) FROM rollup_trace_hours WHERE NOT single), "
+                         "(SELECT count(*) FROM rollup_meta_hours WHERE key = 'feature'), "
+                         "(SELECT count(*) FROM rollup_meta_hours WHERE key = 'nested.k')")
+    return all(int(v) > 0 for v in found[0])
 
 
 def test_which_queries_the_rollup_answers() -> None:
@@ -132,8 +174,21 @@ def test_which_queries_the_rollup_answers() -> None:
     assert planned({**base, "granularity": "minute"}) is None
     assert planned({**base, "metrics": ["p95:cost"]}) is None
     assert planned({**base, "metrics": ["avg:cost"]}) is None
-    assert planned({**base, "dimensions": ["metadata.team"]}) is None
-    assert planned({**base, "view": "traces"}) is None
+    p = planned({**base, "dimensions": ["metadata.team"]})
+    assert p is not None and (p.kind, p.key, p.uses_user) == ("metadata", "team", True)
+    p = planned({**base, "view": "traces", "metrics": ["p95:cost"]})
+    assert p is not None and p.kind == "traces"
+    # two keys, a key with another dimension or filter, a numeric filter: raw
+    assert planned({**base, "dimensions": ["metadata.team", "metadata.feature"]}) is None
+    assert planned({**base, "dimensions": ["metadata.team", "model"]}) is None
+    assert planned({**base, "dimensions": ["metadata.team"],
+                    "filters": [{"field": "model", "operator": "=", "value": "m"}]}) is None
+    assert planned({**base, "dimensions": ["metadata.team"], "metrics": ["p95:cost"]}) is None
+    # the traces view with a grouping, a filter, a time bucket or a token measure: raw
+    assert planned({**base, "view": "traces", "dimensions": ["user"]}) is None
+    assert planned({**base, "view": "traces", "filters": [{"field": "cost", "operator": ">", "value": 1}]}) is None
+    assert planned({**base, "view": "traces", "granularity": "day"}) is None
+    assert planned({**base, "view": "traces", "metrics": ["p95:input_tokens"]}) is None
     # less than one whole hour in range
     assert planned({"from": "2026-10-24T00:10:00Z", "to": "2026-10-24T00:50:00Z"}) is None
     p = planned({"from": "2026-10-24T00:10:00Z", "to": "2026-10-24T05:50:00Z"})
@@ -165,6 +220,13 @@ def test_rollup_answers_equal_raw_answers_across_dst_and_late_updates(store: Sto
     orphan = next(o for o in observations if o.project_id == "p1" and o.trace_id not in {t.id for t in traces})
     store.write(traces=[_replace(with_trace, user_id="u9"),
                         Trace(project_id="p1", id=orphan.trace_id, timestamp=orphan.start_time, user_id="u8")])
+    assert_all_equal(store)
+    # a trace's metadata changes after its observations were rolled up (its user stays), and a trace with
+    # metadata appears for observations written without one
+    orphans = sorted({o.trace_id for o in observations if o.project_id == "p1"} - {t.id for t in traces})
+    assert new_rows(store)
+    store.write(traces=[_replace(traces[1], metadata={"feature": "renamed", "nested": {"k": "late"}}),
+                        Trace(project_id="p1", id=orphans[1], timestamp=NOW, metadata={"feature": "t-late"})])
     assert_all_equal(store)
     # a call added to an hour rolled up long ago
     store.write(observations=[_replace(by_id[observations[3].id], id="late-1", total_cost=D("0.25"),
@@ -267,15 +329,21 @@ def test_concurrent_writes_and_refreshing_queries_lose_no_hour(store: Store, sto
                 store.write(observations=list({o.id: o for o in batch}.values()))
                 if n % 5 == 0:
                     store.write(traces=[Trace(project_id="p1", id=f"wt{w}", timestamp=batch[0].start_time,
-                                              user_id=rng.choice(("u3", None)))])
+                                              user_id=rng.choice(("u3", None)),
+                                              metadata={"feature": rng.choice(("a", "b"))})])
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
+    others_questions = [{**question, "dimensions": ["metadata.feature"]},
+                        {**question, "view": "traces", "dimensions": [], "metrics": ["p95:cost", "count"]}]
+
     def reader(s: Store) -> None:
-        query = parse_query(question, now=NOW, project_id="p1")
+        queries = [parse_query(q, now=NOW, project_id="p1") for q in (question, *others_questions)]
         try:
+            n = 0
             while not stop.is_set():
-                s.query(query)
+                s.query(queries[n % len(queries)])
+                n += 1
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -290,9 +358,118 @@ def test_concurrent_writes_and_refreshing_queries_lose_no_hour(store: Store, sto
         for t in threads:
             t.join()
         assert not errors, errors
-        rolled, plain = both(store, question)
-        assert rolled.rows == plain.rows and rolled.rows
+        for q in (question, *others_questions):
+            rolled, plain = both(store, q)
+            assert rolled.rows == plain.rows and rolled.rows, q
         assert rollup_rows(store) > 0
     finally:
         for s in others:
             s.close()
+
+
+def _call(id: str, trace: str, start: str, cost: str | None, metadata: dict[str, Any] | None = None) -> Observation:
+    return Observation(project_id="p1", id=id, trace_id=trace, start_time=datetime.fromisoformat(start),
+                       type="generation", model="gpt-4o", total_cost=None if cost is None else D(cost),
+                       pricing_status="unpriced" if cost is None else "priced", metadata=metadata or {})
+
+
+def test_hand_worked_cost_per_trace_through_the_rollup(store: Store) -> None:
+    """Traces A (two calls in 10:00-11:00: 3), B (10:30 and 11:20: 0.75), C (unpriced), D (09:40 and 10:05:
+    1 of it from 10:00). From 10:00 to 13:00 the priced totals are 0.75, 1, 3: the median is the second, p95
+    the third; then a call of A arrives at 12:30, making A a trace of two hours."""
+    store.write(observations=[
+        _call("a1", "A", "2026-10-24T10:10:00Z", "1"), _call("a2", "A", "2026-10-24T10:50:00Z", "2"),
+        _call("b1", "B", "2026-10-24T10:30:00Z", "0.5"), _call("b2", "B", "2026-10-24T11:20:00Z", "0.25"),
+        _call("c1", "C", "2026-10-24T12:05:00Z", None),
+        _call("d1", "D", "2026-10-24T09:40:00Z", "4"), _call("d2", "D", "2026-10-24T10:05:00Z", "1")])
+    question = {"from": "2026-10-24T10:00:00Z", "to": "2026-10-24T13:00:00Z", "view": "traces",
+                "metrics": ["p50:cost", "p95:cost", "sum:cost", "count", "unpriced"]}
+    rolled, plain = both(store, question)
+    assert rolled.rows == plain.rows == [
+        {"p50_cost": D("1"), "p95_cost": D("3"), "sum_cost": D("4.75"), "count": 4, "unpriced": 1}]
+    # D's 09:40 call lies in an hour not rolled up yet (outside the range): D's 10:00 row is its total in range
+    assert new_trace_rows(store) == {("A", True), ("B", False), ("C", True), ("D", True)}
+    # from 09:30 D's earlier call counts (a partial edge hour read raw: D is summed over both parts)
+    rolled, plain = both(store, {**question, "from": "2026-10-24T09:30:00Z"})
+    assert rolled.rows == plain.rows and rolled.rows[0]["sum_cost"] == D("8.75")
+    assert rolled.rows[0]["p95_cost"] == D("5")
+    rolled, plain = both(store, {**question, "from": "2026-10-24T09:00:00Z"})  # hour 9 rolled up: D is two hours
+    assert rolled.rows == plain.rows and rolled.rows[0]["sum_cost"] == D("8.75")
+    assert ("D", False) in new_trace_rows(store)
+    store.write(observations=[_call("a3", "A", "2026-10-24T12:30:00Z", "10")])
+    rolled, plain = both(store, question)
+    assert rolled.rows == plain.rows and rolled.rows[0]["p95_cost"] == D("13")
+    assert ("A", False) in new_trace_rows(store)  # hour 12 refreshed: A is no single-hour trace any more
+    rolled, plain = both(store, {**question, "to": "2026-10-24T12:00:00Z"})
+    assert rolled.rows == plain.rows and rolled.rows[0]["p95_cost"] == D("3")  # A's hour 10 only
+
+
+def test_hand_worked_metadata_key_through_the_rollup(store: Store) -> None:
+    """feature: the call's own value, else its trace's (an object value counts as none); the trace's value
+    changes after the calls were rolled up, and a trace row appears for calls written without one."""
+    store.write(traces=[Trace(project_id="p1", id="T1", timestamp=datetime(2026, 10, 24, 10, tzinfo=UTC),
+                              metadata={"feature": "x"})])
+    store.write(observations=[
+        _call("o1", "T1", "2026-10-24T10:10:00Z", "1", {"feature": "a"}),
+        _call("o2", "T1", "2026-10-24T11:10:00Z", "2"),
+        _call("o3", "T2", "2026-10-24T11:30:00Z", "4"),
+        _call("o4", "T1", "2026-10-24T12:10:00Z", "8", {"feature": {"y": 1}})])
+    question = {"from": "2026-10-24T00:00:00Z", "to": "2026-10-25T00:00:00Z", "dimensions": ["metadata.feature"],
+                "metrics": ["sum:cost", "count"]}
+
+    def answer() -> dict[Any, tuple[D, int]]:
+        rolled, plain = both(store, question)
+        assert rolled.rows == plain.rows
+        return {r["metadata.feature"]: (r["sum_cost"], r["count"]) for r in rolled.rows}
+
+    assert answer() == {"a": (D("1"), 1), "x": (D("10"), 2), None: (D("4"), 1)}
+    assert new_rows_for(store, "feature") > 0
+    store.write(traces=[Trace(project_id="p1", id="T1", timestamp=datetime(2026, 10, 24, 10, tzinfo=UTC),
+                              metadata={"feature": "z"}),
+                        Trace(project_id="p1", id="T2", timestamp=datetime(2026, 10, 24, 11, tzinfo=UTC),
+                              metadata={"feature": "w"})])
+    assert answer() == {"a": (D("1"), 1), "z": (D("10"), 2), "w": (D("4"), 1)}
+    # a filter on the key alone is answered by the rollup too
+    rolled, plain = both(store, {**question, "dimensions": [],
+                                 "filters": [{"field": "metadata.feature", "operator": "!=", "value": "z"}]})
+    assert rolled.rows == plain.rows == [{"sum_cost": D("5"), "count": 2}]
+
+
+def test_metadata_keys_beyond_the_limit_read_raw_rows(store: Store) -> None:
+    store.write(observations=[_call(f"o{i}", "T", "2026-10-24T10:10:00Z", "1", {f"k{i}": "v"}) for i in range(12)])
+    for i in range(12):
+        rolled, plain = both(store, {"from": "2026-10-24T00:00:00Z", "to": "2026-10-25T00:00:00Z",
+                                     "dimensions": [f"metadata.k{i}"], "metrics": ["sum:cost"]})
+        assert rolled.rows == plain.rows
+        assert sorted(rolled.rows, key=lambda r: str(r[f"metadata.k{i}"])) == [
+            {f"metadata.k{i}": None, "sum_cost": D("11")}, {f"metadata.k{i}": "v", "sum_cost": D("1")}]
+    keys = store._fetch("SELECT key FROM rollup_meta_keys ORDER BY key")  # type: ignore[attr-defined]
+    assert len(keys) == rollup_sql.MAX_METADATA_KEYS and ("k10",) not in keys and ("k11",) not in keys
+
+
+def new_trace_rows(store: Store) -> set[tuple[str, bool]]:
+    found = store._fetch("SELECT trace_id, single FROM rollup_trace_hours")  # type: ignore[attr-defined]
+    return {(t, bool(s)) for t, s in found}
+
+
+def new_rows_for(store: Store, key: str) -> int:
+    found = store._fetch("SELECT key, count(*) FROM rollup_meta_hours GROUP BY key")  # type: ignore[attr-defined]
+    return sum(int(n) for k, n in found if k == key)
+
+
+def test_a_single_hour_row_with_calls_in_a_dirty_hour_is_summed(store: Store) -> None:
+    """The current hour is never rolled up (raw rows answer for it): a trace rolled up as single-hour in the
+    previous hour that gets a call in the current hour is summed over both (1 + 2), the other stays whole."""
+    current = rollup_sql.floor_hour(datetime.now(UTC))
+    previous = current - timedelta(hours=1)
+    store.write(observations=[_call("x1", "X", (previous + timedelta(minutes=5)).isoformat(), "1"),
+                              _call("y1", "Y", (previous + timedelta(minutes=6)).isoformat(), "0.5")])
+    question = {"from": previous.isoformat(), "to": (current + timedelta(hours=1)).isoformat(), "view": "traces",
+                "metrics": ["max:cost", "sum:cost", "count"]}
+    first, plain = both(store, question)
+    assert first.rows == plain.rows == [{"max_cost": D("1"), "sum_cost": D("1.5"), "count": 2}]
+    store.write(observations=[_call("x2", "X", current.isoformat(), "2")])
+    rolled, plain = both(store, question)
+    if rollup_sql.floor_hour(datetime.now(UTC)) == current:  # (unless the clock passed the hour meanwhile)
+        assert ("X", True) in new_trace_rows(store)  # its current-hour call is not rolled up
+    assert rolled.rows == plain.rows == [{"max_cost": D("3"), "sum_cost": D("3.5"), "count": 2}]

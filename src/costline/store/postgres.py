@@ -192,7 +192,7 @@ class PostgresStore(SqlStore):
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK])
 
     def _analyze_rollups(self, conn: Any) -> None:
-        conn.execute("ANALYZE rollup_hours, rollup_user_hours")
+        conn.execute("ANALYZE rollup_hours, rollup_user_hours, rollup_trace_hours, rollup_meta_hours")
 
     def _snapshot(self, conn: Any) -> None:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -7,12 +7,19 @@ query is answered from one only when everything it uses is there (``plan``): the
 cost, counts and unpriced counts (no other measure, no average, no percentile), dimensions and text filters on
 those columns, and time buckets that are unions of whole UTC hours in the query's zone (every offset of the
 zone over the range, and every change of it, on a whole hour: Europe/Berlin yes, Asia/Kolkata +5:30 no).
-Anything else is compiled from raw rows as before (``query_sql``).
+Anything else is compiled from raw rows as before (``query_sql``), except two questions with rollups of their
+own (migration 0008): cost per trace (traces view of one project, no grouping or filter, measures ``cost``,
+``observations``, ``count``, ``unpriced`` with any aggregation) from ``rollup_trace_hours``, per (project, hour,
+trace), where a ``single`` row (the trace had rows in no other hour) with no raw row of the trace in the range's
+raw part is the trace's total and every other trace is summed over its rows; and sums grouped or filtered by one
+metadata key from ``rollup_meta_hours``, per (project, hour, key, value), for the keys registered by the first
+query asking for them (``register_key``, at most ``MAX_METADATA_KEYS`` per project).
 
 Exactness: a rollup row is recomputed from raw rows (``refresh``), never adjusted. Every write marks the hours
 it touches dirty in the same transaction (``dirty_marks``): the new hour of each observation, the old hour of
 one it replaces, the hours of billing lines it deletes; a trace whose user changes is recorded in
-``rollup_dirty_traces`` (its observations' hours are found when a query reads users: ``resolve_traces``). A
+``rollup_dirty_traces``, as is one whose metadata changes (its observations' hours are found when a query
+reads users or metadata: ``resolve_traces``). A
 query reads the dirty hours in its range in the same snapshot as the rest and answers those, and the partial
 hours at the edges of its range, from raw rows; only clean whole hours come from the rollup. So a rollup
 answer equals the raw one whether or not a refresh has run.
@@ -26,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from costline.core.events import Observation, Trace
-from costline.core.query import Dimension, Filter, Metric, Query
+from costline.core.query import Dimension, Filter, Metric, Query, metadata_path
 from costline.core.timebuckets import Offset
 from costline.store.dialects import Dialect, PostgresDialect
 from costline.store.query_sql import Compiled, _Builder
@@ -42,6 +49,9 @@ ANALYZE_AFTER = 24
 #: granularities whose buckets are unions of hours (when the zone's offsets are whole hours)
 GRANULARITIES = frozenset({"hour", "day", "week", "month"})
 
+#: metadata keys rolled up per project (the first this many keys queries group or filter by)
+MAX_METADATA_KEYS = 10
+
 #: (execute(sql with ? placeholders, params) -> rows)
 Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
@@ -52,7 +62,13 @@ class Plan:
 
     first: datetime | None
     stop: datetime | None
+    #: the answer depends on trace attributes (the attributed user, a metadata value falling back to the
+    #: trace's): traces whose attributes changed are resolved into dirty hours first, raw rows answer until then
     uses_user: bool
+    #: "hours" (rollup_hours / rollup_user_hours), "traces" (rollup_trace_hours), "metadata" (rollup_meta_hours)
+    kind: str = "hours"
+    #: the metadata key of a "metadata" plan
+    key: str | None = None
 
 
 def _metric_ok(m: Metric) -> bool:
@@ -72,14 +88,38 @@ def ceil_hour(t: datetime) -> datetime:
     return floor if floor == t else floor + HOUR
 
 
+def _trace_metric_ok(m: Metric) -> bool:
+    return (m.measure in ("cost", "observations") and m.key is None) or m.measure in ("count", "unpriced")
+
+
+def _meta_key(query: Query) -> str | None:
+    """The one metadata key a query groups and filters by, when it uses nothing else (else None)."""
+    keys = {d.key for d in query.dimensions if d.name == "metadata"} | {
+        f.key for f in query.filters if f.field == "metadata" and f.kind == "text"}
+    if len(keys) != 1 or any(d.name != "metadata" for d in query.dimensions):
+        return None
+    if any(f.field != "metadata" or f.kind != "text" for f in query.filters):
+        return None
+    return next(iter(keys))
+
+
 def plan(query: Query, offsets: Sequence[Offset] | None) -> Plan | None:
     """The rollup's part of ``query``, or None when the query needs raw rows."""
-    if query.view != "observations" or not query.metrics or not all(_metric_ok(m) for m in query.metrics):
+    kind, key = "hours", None
+    if query.view == "traces":
+        # cost per trace: the traces of one project, no grouping, filter or time bucket
+        if (query.project_id is None or query.dimensions or query.filters or query.granularity is not None
+                or not query.metrics or not all(_trace_metric_ok(m) for m in query.metrics)):
+            return None
+        kind = "traces"
+    elif query.view != "observations" or not query.metrics or not all(_metric_ok(m) for m in query.metrics):
         return None
-    if any(d.name not in DIMENSIONS or d.key is not None for d in query.dimensions):
-        return None
-    if not all(_filter_ok(f) for f in query.filters):
-        return None
+    elif any(d.name not in DIMENSIONS or d.key is not None for d in query.dimensions) or not all(
+            _filter_ok(f) for f in query.filters):
+        key = _meta_key(query) if query.project_id is not None else None
+        if key is None:
+            return None
+        kind = "metadata"
     if query.granularity is not None:
         if query.granularity not in GRANULARITIES or offsets is None:
             return None
@@ -90,8 +130,9 @@ def plan(query: Query, offsets: Sequence[Offset] | None) -> Plan | None:
     stop = floor_hour(query.end) if query.end is not None else None
     if first is not None and stop is not None and first >= stop:
         return None
-    uses_user = any(d.name == "user" for d in query.dimensions) or any(f.field == "user" for f in query.filters)
-    return Plan(first, stop, uses_user)
+    uses_user = kind == "metadata" or any(d.name == "user" for d in query.dimensions) or any(
+        f.field == "user" for f in query.filters)
+    return Plan(first, stop, uses_user, kind, key)
 
 
 def hour_expr(dialect: Dialect, column: str) -> str:
@@ -122,11 +163,15 @@ def dirty_marks(run: Run, dialect: Dialect, observations: Sequence[Observation],
         projects, seconds = zip(*((p, int(h.timestamp())) for p, h in sorted(hours)), strict=True)
         run(f"INSERT INTO rollup_dirty SELECT p, to_timestamp(s) FROM ({_unnest2(dialect)}) x(p, s)",
             [list(projects), list(seconds)])
-    changed = [t for t in traces if stored_traces is None or
-               (stored_traces[t.id].user_id if t.id in stored_traces else None) != t.user_id]
+    changed = [t for t in traces if stored_traces is None or _attributes(stored_traces.get(t.id)) != _attributes(t)]
     if changed:
         run(f"INSERT INTO rollup_dirty_traces SELECT p, i FROM ({_unnest2(dialect, 'VARCHAR')}) x(p, i)",
             [[t.project_id for t in changed], [t.id for t in changed]])
+
+
+def _attributes(trace: Trace | None) -> tuple[Any, ...]:
+    """What a rollup attributes from a trace to its observations: the user, the metadata."""
+    return (None, {}) if trace is None else (trace.user_id, dict(trace.metadata or {}))
 
 
 def _unnest2(dialect: Dialect, second: str = "BIGINT") -> str:
@@ -203,6 +248,87 @@ def refresh(run: Run, dialect: Dialect, project_id: str | None, hours: Iterable[
     run("INSERT INTO rollup_hours SELECT project_id, hour, model, provider, environment, type, sum(cost), "
         f"CAST(sum(n) AS BIGINT), CAST(sum(unpriced) AS BIGINT) FROM rollup_user_hours WHERE {scope} "
         f"AND hour IN ({marks}) GROUP BY 1, 2, 3, 4, 5, 6", [*params, *hours])
+    _refresh_traces(run, dialect, project_id, hours)
+    _refresh_metadata(run, dialect, project_id, hours)
+
+
+UNPRICED = "CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END"
+
+
+def _refresh_traces(run: Run, dialect: Dialect, project_id: str | None, hours: Sequence[datetime]) -> None:
+    """Per (hour, trace) sums of these hours; then no row of a trace with rollup rows in more than one hour stays
+    ``single``. A trace's rows in an hour still dirty are counted when that hour is rolled up (which clears the
+    flag then); until then a query reads that hour raw, and a raw row of the trace sends it to the summed part."""
+    marks = ", ".join("?" for _ in hours)
+    params: list[Any] = []
+    scope = _scope(project_id, "project_id", params)
+    run(f"DELETE FROM rollup_trace_hours WHERE {scope} AND hour IN ({marks})", [*params, *hours])
+    params = []
+    scope = _scope(project_id, "o.project_id", params)
+    ranges, range_params = _ranges([(h, h + HOUR) for h in hours])
+    hour = hour_expr(dialect, "o.start_time")
+    run(f"INSERT INTO rollup_trace_hours SELECT o.project_id, {hour}, o.trace_id, sum(o.total_cost), count(*), "
+        f"sum({UNPRICED}), true FROM observations o WHERE {scope} AND ({ranges}) GROUP BY 1, 2, 3",
+        [*params, *range_params])
+    params = []
+    scope = _scope(project_id, "project_id", params)
+    # a trace with rollup rows in two hours is no single-hour trace: every hour with rows is rolled up or dirty,
+    # and a dirty hour's refresh comes here too (the rollup's rows, not the 10M raw ones, are searched)
+    run("UPDATE rollup_trace_hours SET single = false FROM (SELECT project_id, trace_id FROM rollup_trace_hours "
+        f"WHERE {scope} AND trace_id IN (SELECT trace_id FROM rollup_trace_hours WHERE {scope} AND hour IN "
+        f"({marks})) GROUP BY 1, 2 HAVING count(*) > 1) m WHERE rollup_trace_hours.single AND "
+        "rollup_trace_hours.project_id = m.project_id AND rollup_trace_hours.trace_id = m.trace_id",
+        [*params, *params, *hours])
+
+
+def _meta_value(dialect: Dialect, key: str) -> str:
+    """The query's attribution of a metadata value: the observation's, else its trace's."""
+    keys = metadata_path(key)
+    return f"COALESCE({dialect.json_scalar('o.metadata', keys)}, {dialect.json_scalar('t.metadata', keys)})"
+
+
+def _insert_metadata(run: Run, dialect: Dialect, project_id: str, keys: Sequence[str],
+                     spans: Sequence[tuple[datetime, datetime]] | None) -> None:
+    """The sums of these keys' values in the spans (every hour when None): one join of the rows with their
+    traces (materialised once), one grouping per key."""
+    ranges, range_params = _ranges(spans) if spans is not None else ("true", [])
+    joined = (f"SELECT o.project_id, {hour_expr(dialect, 'o.start_time')} AS hour, o.metadata AS om, "
+              f"t.metadata AS tm, o.total_cost, {UNPRICED} AS unpriced FROM observations o LEFT JOIN traces t "
+              f"ON t.project_id = o.project_id AND t.id = o.trace_id WHERE o.project_id = ? AND ({ranges})")
+    selects = []
+    for key in keys:
+        path = metadata_path(key)
+        value = f"COALESCE({dialect.json_scalar('j.om', path)}, {dialect.json_scalar('j.tm', path)})"
+        selects.append(f"SELECT j.project_id, j.hour, {dialect.literal(key)}, {value}, sum(j.total_cost), "
+                       "count(*), sum(j.unpriced) FROM j GROUP BY 1, 2, 3, 4")
+    run(f"INSERT INTO rollup_meta_hours WITH j AS MATERIALIZED ({joined}) {' UNION ALL '.join(selects)}",
+        [project_id, *range_params])
+
+
+def _refresh_metadata(run: Run, dialect: Dialect, project_id: str | None, hours: Sequence[datetime]) -> None:
+    marks = ", ".join("?" for _ in hours)
+    params: list[Any] = []
+    scope = _scope(project_id, "project_id", params)
+    run(f"DELETE FROM rollup_meta_hours WHERE {scope} AND hour IN ({marks})", [*params, *hours])
+    by_project: dict[str, list[str]] = {}
+    for p, key in run(f"SELECT project_id, key FROM rollup_meta_keys WHERE {scope} ORDER BY 1, 2", params):
+        by_project.setdefault(p, []).append(key)
+    for p, keys in by_project.items():
+        _insert_metadata(run, dialect, p, keys, [(h, h + HOUR) for h in hours])
+
+
+def register_key(run: Run, dialect: Dialect, project_id: str, key: str) -> bool:
+    """Roll up ``key`` from now on (its sums for every hour of the project, computed now); False when the
+    project has ``MAX_METADATA_KEYS`` keys already (the query reads raw rows). Hours dirty at this moment are
+    recomputed by their refresh as usual, and not read from the rollup before."""
+    known = [k for (k,) in run("SELECT key FROM rollup_meta_keys WHERE project_id = ?", [project_id])]
+    if key in known:
+        return True
+    if len(known) >= MAX_METADATA_KEYS:
+        return False
+    run("INSERT INTO rollup_meta_keys VALUES (?, ?)", [project_id, key])
+    _insert_metadata(run, dialect, project_id, [key], None)
+    return True
 
 
 def _ranges(spans: Sequence[tuple[datetime | None, datetime | None]]) -> tuple[str, list[Any]]:
@@ -298,7 +424,102 @@ class _RollupBuilder(_Builder):
         return self._finish(select, outputs, order_exprs, src, outer, params + outer_params, len(groups), "")
 
 
+    def _clean(self, table: str, p: Plan, dirty: Sequence[datetime], params: list[Any]) -> str:
+        """Conditions on rollup rows ``r`` of ``table``: the query's project, the plan's clean hours."""
+        where = [_scope(self.q.project_id, "r.project_id", params)]
+        if p.first is not None:
+            where.append("r.hour >= ?")
+            params.append(p.first)
+        if p.stop is not None:
+            where.append("r.hour < ?")
+            params.append(p.stop)
+        if dirty:
+            where.append(f"r.hour NOT IN ({', '.join('?' for _ in dirty)})")
+            params.extend(dirty)
+        return " AND ".join(where)
+
+    def _raw_spans(self, p: Plan, dirty: Sequence[datetime]) -> list[tuple[datetime | None, datetime | None]]:
+        """The parts of the range raw rows answer: dirty hours, the partial hours at the edges."""
+        q = self.q
+        spans: list[tuple[datetime | None, datetime | None]] = [(h, h + HOUR) for h in dirty]
+        if q.start is not None and p.first is not None and q.start < p.first:
+            spans.append((q.start, p.first))
+        if p.stop is not None and (q.end is None or p.stop < q.end):
+            spans.append((p.stop, q.end))
+        return spans
+
+    def compile_traces(self, p: Plan, dirty: Sequence[datetime]) -> Compiled:
+        """Traces view: per-trace totals over the range. A trace whose rollup row is ``single`` (no rows in
+        other hours) and that has no raw row in range is that row; every other trace is summed from its rollup
+        rows in clean hours and its raw rows elsewhere in range, exactly as the raw query sums its rows."""
+        params: list[Any] = []
+        spans = self._raw_spans(p, dirty)
+        raw = ""
+        if spans:
+            raw_params: list[Any] = []
+            ranges, range_params = _ranges(spans)
+            raw = (f"(SELECT o.trace_id, o.total_cost AS cost, 1 AS n, {UNPRICED} AS unpriced FROM observations o "
+                   f"WHERE {_scope(self.q.project_id, 'o.project_id', raw_params)} AND ({ranges}))")
+            raw_params += range_params
+        clean = self._clean("rollup_trace_hours", p, dirty, params)
+        direct = f"SELECT r.cost, r.n, r.unpriced FROM rollup_trace_hours r WHERE {clean} AND r.single"
+        grouped_params: list[Any] = []
+        grouped_where = self._clean("rollup_trace_hours", p, dirty, grouped_params)
+        parts = "SELECT r.trace_id, r.cost, r.n, r.unpriced FROM rollup_trace_hours r WHERE " + grouped_where
+        if raw:
+            in_raw = f"EXISTS (SELECT 1 FROM {raw} x WHERE x.trace_id = r.trace_id)"
+            direct += f" AND NOT {in_raw}"
+            params += raw_params
+            parts += f" AND (NOT r.single OR {in_raw}) UNION ALL SELECT * FROM {raw} y"
+            grouped_params += raw_params + raw_params
+        else:
+            parts += " AND NOT r.single"
+        source = (f"({direct} UNION ALL SELECT sum(c.cost), sum(c.n), sum(c.unpriced) FROM ({parts}) c "
+                  "GROUP BY c.trace_id) tr")
+        params += grouped_params
+
+        def metric_expr(metric: Metric) -> str:
+            return {"count": "1", "cost": "tr.cost", "observations": "tr.n", "unpriced": "tr.unpriced"}[metric.measure]
+
+        plain = _Builder(self.q, self.d, self.offsets)  # the raw query's aggregates over per-trace rows
+        select, outputs, order_exprs = plain._outputs(metric_expr, [])
+        return plain._finish(select, outputs, order_exprs, source, [], params, 0, "")
+
+    def compile_metadata(self, p: Plan, dirty: Sequence[datetime]) -> Compiled:
+        """Observations grouped (and filtered) by one rolled-up metadata key."""
+        q = self.q
+        assert p.key is not None
+        params: list[Any] = []
+        clean = self._clean("rollup_meta_hours", p, dirty, params)
+        source = (f"SELECT r.hour AS start_time, r.value, r.cost, r.n, r.unpriced FROM rollup_meta_hours r "
+                  f"WHERE {clean} AND r.key = ?")
+        params.append(p.key)
+        spans = self._raw_spans(p, dirty)
+        if spans:
+            ranges, range_params = _ranges(spans)
+            source += (f" UNION ALL SELECT o.start_time, {_meta_value(self.d, p.key)}, o.total_cost, 1, {UNPRICED} "
+                       "FROM observations o LEFT JOIN traces t ON t.project_id = o.project_id AND t.id = o.trace_id "
+                       f"WHERE {_scope(q.project_id, 'o.project_id', params)} AND ({ranges})")
+            params += range_params
+        groups: list[tuple[str, str, bool]] = []
+        if q.granularity:
+            groups.append(("time", self.bucket("o.start_time"), False))
+        groups.extend((dim.label, "o.value", True) for dim in q.dimensions)
+        select, outputs, order_exprs = self._outputs(lambda m: "o.cost", groups)
+        outer: list[str] = []
+        outer_params: list[Any] = []
+        for f in q.filters:
+            outer.append(self.condition(f, "o.value", outer_params))
+        src = f"(SELECT start_time, value, cost, n, unpriced FROM ({source}) u) o"
+        return self._finish(select, outputs, order_exprs, src, outer, params + outer_params, len(groups), "")
+
+
 def compile_rollup(query: Query, dialect: Dialect, offsets: Sequence[Offset] | None, p: Plan,
                    dirty: Sequence[datetime]) -> Compiled:
     """The statement answering ``query`` from the rollup's clean hours in ``p`` and raw rows for the rest."""
-    return _RollupBuilder(query, dialect, offsets or [Offset(None, 0)]).compile_rollup(p, dirty)
+    builder = _RollupBuilder(query, dialect, offsets or [Offset(None, 0)])
+    if p.kind == "traces":
+        return builder.compile_traces(p, dirty)
+    if p.kind == "metadata":
+        return builder.compile_metadata(p, dirty)
+    return builder.compile_rollup(p, dirty)

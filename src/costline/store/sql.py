@@ -246,7 +246,10 @@ class SqlStore(KeySql, ControlSql):
             compiled = compile_query(query, self.DIALECT, offsets)
             return finish(query, compiled, self._fetch(self._q(compiled.sql), compiled.params))
         with self._transaction("rolling up") as conn:
-            self._refresh_rollups(conn, query.project_id, plan)
+            rolled = self._refresh_rollups(conn, query.project_id, plan)
+        if not rolled:
+            compiled = compile_query(query, self.DIALECT, offsets)
+            return finish(query, compiled, self._fetch(self._q(compiled.sql), compiled.params))
         with self._transaction("query") as conn:
             self._snapshot(conn)
             compiled = self._rollup_compiled(conn, query, plan, offsets)
@@ -265,12 +268,17 @@ class SqlStore(KeySql, ControlSql):
     def _lock_rollups(self, conn: Any) -> None:
         """Serialise rollup refreshes until COMMIT (a backend without a store-wide lock)."""
 
-    def _refresh_rollups(self, conn: Any, project_id: str | None, plan: rollup_sql.Plan) -> None:
+    def _refresh_rollups(self, conn: Any, project_id: str | None, plan: rollup_sql.Plan) -> bool:
         """Recompute the dirty hours in the plan's range before the current one (which is still being written:
-        raw rows answer for it, as for any hour dirtied after this); resolve traces whose user changed first
-        when the query reads users."""
+        raw rows answer for it, as for any hour dirtied after this); resolve traces whose user or metadata
+        changed first when the query reads them; register a metadata key the query groups by. False: the
+        rollup cannot answer (a project with ``MAX_METADATA_KEYS`` other keys)."""
         self._lock_rollups(conn)
         run = self._runner(conn)
+        if plan.key is not None:
+            assert project_id is not None
+            if not rollup_sql.register_key(run, self.DIALECT, project_id, plan.key):
+                return False
         if plan.uses_user:
             rollup_sql.resolve_traces(run, self.DIALECT, project_id)
         current = rollup_sql.floor_hour(datetime.now(UTC))
@@ -278,6 +286,7 @@ class SqlStore(KeySql, ControlSql):
         rollup_sql.refresh(run, self.DIALECT, project_id, hours)
         if len(hours) >= rollup_sql.ANALYZE_AFTER:
             self._analyze_rollups(conn)
+        return True
 
     def _analyze_rollups(self, conn: Any) -> None:
         """Refresh the planner's statistics after a large roll-up (PostgreSQL)."""
@@ -285,7 +294,7 @@ class SqlStore(KeySql, ControlSql):
     def _rollup_compiled(self, conn: Any, query: Query, plan: rollup_sql.Plan,
                          offsets: Sequence[timebuckets.Offset] | None) -> Compiled:
         """The rollup statement for ``query`` given the dirty hours read in this transaction; the raw one
-        while a trace's user change is not yet resolved into dirty hours and the query reads users."""
+        while a trace's user or metadata change is not yet resolved into dirty hours and the query reads them."""
         run = self._runner(conn)
         if plan.uses_user:
             params: list[Any] = []
@@ -299,7 +308,8 @@ class SqlStore(KeySql, ControlSql):
         plan = rollup_sql.plan(query, None) if self.use_rollups and self.ROLLUP_BUDGETS else None
         if plan is None:
             return compile_query(query, self.DIALECT)
-        self._refresh_rollups(conn, query.project_id, plan)
+        if not self._refresh_rollups(conn, query.project_id, plan):
+            return compile_query(query, self.DIALECT)
         return self._rollup_compiled(conn, query, plan, None)
 
     def _data_offsets(self, query: Query) -> list[timebuckets.Offset]:
