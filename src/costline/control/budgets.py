@@ -202,6 +202,8 @@ class BudgetService:
     def _with_tier(self, project_id: str, attrs: Attributes, now: datetime) -> Attributes:
         if attrs.user is None:
             return attrs
+        if attrs.tier is None and all(b.tier is None for b in self.budgets(project_id)):
+            return attrs  # no budget reads tiers: the stored one would change nothing (a read saved per check)
         stored = self.store.get_user_tier(project_id, attrs.user)
         if attrs.tier is None:
             return replace(attrs, tier=stored) if stored else attrs
