@@ -8,8 +8,8 @@ merged model, usage and provided cost, so a retry or an update never double-coun
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal

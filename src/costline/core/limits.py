@@ -139,9 +139,9 @@ def check_exponent(value: Decimal, field: str) -> Decimal:
 
 def check_money(value: Decimal, field: str) -> Decimal:
     """A cost or score value: finite and ``|value|`` below ``MONEY_LIMIT`` once rounded to 12 places."""
-    if value.is_finite():  # the common case without rounding: |value| < 10^14 cannot round up to 10^15
-        if not value or -MAX_EXPONENT <= value.adjusted() <= 13:
-            return value
+    # the common case without rounding: |value| < 10^14 cannot round up to 10^15
+    if value.is_finite() and (not value or -MAX_EXPONENT <= value.adjusted() <= 13):
+        return value
     if not value.is_finite():
         raise LimitError(f"{field}: {preview(value)} is not a finite number")
     check_exponent(value, field)
