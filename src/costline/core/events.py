@@ -163,6 +163,7 @@ _OBS_SHARED = tuple(
     f.name for f in fields(ObservationEvent)
     if f.name not in ("id", "usage", "provided_cost", "tags", "metadata", "trace_id", "start_time")
 )
+_OBS_SHARED_VALUES = operator.attrgetter(*_OBS_SHARED)
 _OBS_FIELDS = tuple(f.name for f in fields(Observation))
 _OBS_VALUES = operator.attrgetter(*_OBS_FIELDS)
 _OBS_INDEX = {name: i for i, name in enumerate(_OBS_FIELDS)}
@@ -185,11 +186,9 @@ def merge_observation(
 
     Metadata merges key by key; usage and provided cost are replaced as a whole when sent.
     """
-    changes: dict[str, Any] = {}
-    for name in _OBS_SHARED:
-        value = getattr(event, name)
-        if value is not None:
-            changes[name] = value
+    changes: dict[str, Any] = {
+        name: value for name, value in zip(_OBS_SHARED, _OBS_SHARED_VALUES(event), strict=True) if value is not None
+    }
     if event.usage is not None:
         changes["usage"] = event.usage.quantities
     if event.provided_cost is not None:

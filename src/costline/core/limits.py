@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Context, Decimal, InvalidOperation
@@ -291,10 +292,14 @@ _SCORE_TEXT: Final = (
     ("comment", MAX_MESSAGE_LENGTH), ("environment", MAX_ENVIRONMENT_LENGTH),
 )
 
+#: each table's fields read in one C call
+_TEXT_VALUES: Final[dict[tuple[tuple[str, int], ...], operator.attrgetter[Any]]] = {
+    table: operator.attrgetter(*(name for name, _ in table)) for table in (_OBSERVATION_TEXT, _TRACE_TEXT, _SCORE_TEXT)
+}
+
 
 def _check_texts(event: object, table: tuple[tuple[str, int], ...], names: Mapping[str, str]) -> None:
-    for name, bound in table:
-        value = getattr(event, name)
+    for (name, bound), value in zip(table, _TEXT_VALUES[table](event), strict=True):
         # the common case inline (short, ASCII, no NUL); check_text words the error otherwise
         if value is not None and (len(value) > bound or not value.isascii() or "\x00" in value):
             check_text(value, names.get(name, name), bound)
