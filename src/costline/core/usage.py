@@ -101,29 +101,48 @@ class Usage:
         return dict(self.quantities)
 
 
+#: per tuple of unit names (in the order given): each unit's root and ancestors, and the groups of children
+#: along one axis of a parent that must add up to at most the parent (at most ``_MAX_SUBSET_PLANS`` kept)
+_SubsetPlan = tuple[tuple[tuple[str, str | None, tuple[str, ...]], ...], tuple[tuple[str, tuple[str, ...]], ...]]
+_SUBSET_PLANS: dict[tuple[str, ...], _SubsetPlan] = {}
+_MAX_SUBSET_PLANS = 1024
+
+
+def _subset_plan(units: tuple[str, ...]) -> _SubsetPlan:
+    sums: dict[tuple[str, str], list[str]] = {}
+    for unit in units:
+        for parent, axis in DIRECT_PARENTS[unit]:
+            if parent in units:
+                sums.setdefault((parent, axis), []).append(unit)
+    plan = (
+        tuple((unit, ROOT_OF.get(unit), tuple(ANCESTORS[unit])) for unit in units),
+        tuple((parent, tuple(children)) for (parent, _axis), children in sums.items() if len(children) > 1),
+    )
+    if len(_SUBSET_PLANS) >= _MAX_SUBSET_PLANS:
+        _SUBSET_PLANS.clear()
+    _SUBSET_PLANS[units] = plan
+    return plan
+
+
 def _check_subsets(q: Mapping[str, Quantity]) -> None:
-    for unit, value in q.items():
+    units = tuple(q)
+    per_unit, groups = _SUBSET_PLANS.get(units) or _subset_plan(units)
+    for unit, root, ancestors in per_unit:
+        value = q[unit]
         if not value:
             continue
-        root = ROOT_OF.get(unit)
         if root is not None and root not in q:
             raise UsageError(
                 f"{unit} ({value}) was given without {root}; usage is inclusive, so {root} must be the "
                 f"total that {unit} is part of"
             )
-        for ancestor in ANCESTORS[unit]:
+        for ancestor in ancestors:
             parent_value = q.get(ancestor)
             if parent_value is not None and value > parent_value:
                 raise UsageError(f"{unit} ({value}) exceeds {ancestor} ({parent_value}), which includes it")
     # children along one axis are disjoint: their sum must fit in the parent
-    sums: dict[tuple[str, str], list[str]] = {}
-    for unit in q:
-        for parent, axis in DIRECT_PARENTS[unit]:
-            if parent in q:
-                sums.setdefault((parent, axis), []).append(unit)
-    for (parent, _axis), children in sums.items():
-        if len(children) > 1:
-            total = sum(q[c] for c in children)
-            if total > q[parent]:
-                parts = " + ".join(f"{c} ({q[c]})" for c in sorted(children))
-                raise UsageError(f"{parts} = {total} exceeds {parent} ({q[parent]}), which includes them")
+    for parent, children in groups:
+        total = sum(q[c] for c in children)
+        if total > q[parent]:
+            parts = " + ".join(f"{c} ({q[c]})" for c in sorted(children))
+            raise UsageError(f"{parts} = {total} exceeds {parent} ({q[parent]}), which includes them")

@@ -147,7 +147,8 @@ class Pipeline:
             keys.setdefault(event.id, []).append(decoded.key_of(index))
         priced = []
         for obs_id, item_keys in keys.items():
-            row = price_observation(merged[obs_id], book)
+            # a complete record's row was built just above and is held only here: priced in place
+            row = price_observation(merged[obs_id], book, fresh=not decoded.merge)
             try:  # a computed cost past the money bound (a huge count times a project's rate) is the item's error
                 for unit, amount in (("total", row.total_cost), *row.cost.items()):
                     if amount is not None:

@@ -138,19 +138,26 @@ class IngestMetrics:
 
     def observe(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
         """Count one committed ingest (a ``Pipeline`` listener)."""
+        # whole counts (observations, tokens: token quantities are ints) are summed per series over the batch
+        # first, then added once, in the order each series first appeared (so the series cap folds the same ones)
+        counts: dict[tuple[ExactCounter, tuple[str, ...]], int] = {}
         with self._lock:
             self.rejected_items.add(project_id, (protocol,), len(decoded.errors))
             for obs in result.observations:
-                self._observation(project_id, obs, result.previous.get(obs.id))
+                self._observation(project_id, obs, result.previous.get(obs.id), counts)
+            for (counter, key), count in counts.items():
+                counter.add(project_id, key, count)
 
-    def _observation(self, project_id: str, obs: Observation, previous: Observation | None) -> None:
+    def _observation(self, project_id: str, obs: Observation, previous: Observation | None,
+                     counts: dict[tuple[ExactCounter, tuple[str, ...]], int]) -> None:
         model = (obs.model or "")[:MAX_LABEL_VALUE]
         provider = (obs.provider or "")[:MAX_LABEL_VALUE]
         if previous is None:
-            self.observations.add(project_id, (obs.type[:MAX_LABEL_VALUE],), 1)
+            series: tuple[ExactCounter, tuple[str, ...]] = (self.observations, (obs.type[:MAX_LABEL_VALUE],))
+            counts[series] = counts.get(series, 0) + 1
         if _counts_unpriced(obs) and (previous is None or not _counts_unpriced(previous)):
             self.unpriced.add(project_id, (model,), 1)
-        meta = self._metadata_values(obs.metadata)
+        meta = self._metadata_values(obs.metadata) if self.metadata_keys else ()
         if obs.total_cost is not None:
             old = Decimal(0)
             if previous is not None and previous.total_cost is not None and previous.currency == obs.currency:
@@ -158,10 +165,15 @@ class IngestMetrics:
             delta = MONEY_CONTEXT.subtract(obs.total_cost, old)
             if delta >= 0:  # counters only go up: a lower cost after an update is not subtracted
                 self.cost_counter(obs.currency).add(project_id, (model, provider, *meta), delta)
+        usage = obs.usage
         for direction, unit in DIRECTIONS:
-            count = obs.usage.get(unit, 0) - (previous.usage.get(unit, 0) if previous is not None else 0)
+            count = usage.get(unit, 0) - (previous.usage.get(unit, 0) if previous is not None else 0)
             if count > 0:
-                self.tokens.add(project_id, (model, provider, direction, *meta), count)
+                key = (model, provider, direction, *meta)
+                if isinstance(count, int):
+                    counts[self.tokens, key] = counts.get((self.tokens, key), 0) + count
+                else:  # not a whole count (a token quantity is one): added exactly, as it comes
+                    self.tokens.add(project_id, key, count)
 
     def _metadata_values(self, metadata: Mapping[str, Any]) -> tuple[str, ...]:
         return tuple(label_value(metadata.get(key)) for key in self.metadata_keys)

@@ -77,6 +77,8 @@ AUDIT_COLUMNS: tuple[Column, ...] = (Column("id"), Column("at", "time"), Column(
 
 def utc_in(value: datetime, field: str) -> datetime:
     """An aware datetime converted to UTC; a naive one is refused (it would be ambiguous)."""
+    if value.tzinfo is UTC:  # already UTC (what the decoders give): nothing to convert
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise StoreError(f"{field}: {value.isoformat()} has no time zone; pass tz-aware UTC datetimes")
     return value.astimezone(UTC)
