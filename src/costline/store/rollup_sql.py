@@ -380,25 +380,12 @@ class _RollupBuilder(_Builder):
     def compile_rollup(self, p: Plan, dirty: Sequence[datetime]) -> Compiled:
         q = self.q
         params: list[Any] = []
-        where = [_scope(q.project_id, "r.project_id", params)]
-        if p.first is not None:
-            where.append("r.hour >= ?")
-            params.append(p.first)
-        if p.stop is not None:
-            where.append("r.hour < ?")
-            params.append(p.stop)
-        if dirty:
-            where.append(f"r.hour NOT IN ({', '.join('?' for _ in dirty)})")
-            params.extend(dirty)
         # the rollup without users has far fewer rows: read it unless the question reads users
         table, user_column = ("rollup_user_hours", "r.user_id") if p.uses_user else ("rollup_hours", "NULL")
         rolled = (f"SELECT r.project_id, r.hour AS start_time, r.model, r.provider, r.environment, {user_column} AS "
-                  f"user_id, r.type, r.cost, r.n, r.unpriced FROM {table} r WHERE {' AND '.join(where)}")
-        spans: list[tuple[datetime | None, datetime | None]] = [(h, h + HOUR) for h in dirty]
-        if q.start is not None and p.first is not None and q.start < p.first:
-            spans.append((q.start, p.first))
-        if p.stop is not None and (q.end is None or p.stop < q.end):
-            spans.append((p.stop, q.end))
+                  f"user_id, r.type, r.cost, r.n, r.unpriced FROM {table} r WHERE "
+                  f"{self._clean(table, p, dirty, params)}")
+        spans = self._raw_spans(p, dirty)
         source = rolled
         if spans:
             raw_params: list[Any] = []
