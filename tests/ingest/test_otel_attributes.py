@@ -15,9 +15,9 @@ import pytest
 from costline.core.limits import MAX_INTEGER
 from costline.core.usage import Usage
 from costline.errors import UsageError
-from costline.ingest import otel_attributes as oa
+from costline.ingest import otel_usage as ou
 
-GENERIC_UNITS = [unit for unit, _ in oa._GENERIC_USAGE]
+GENERIC_UNITS = [unit for unit, _ in ou.GENERIC_USAGE]
 
 
 def outcome(build: object, q: dict[str, int]) -> tuple[str, object]:
@@ -33,7 +33,7 @@ def test_token_usage_agrees_with_usage_on_small_counts() -> None:
         for units in itertools.permutations(GENERIC_UNITS, size):
             for counts in itertools.product(range(4), repeat=size):
                 q = dict(zip(units, counts, strict=True))
-                assert outcome(oa.token_usage, q) == outcome(Usage, q), q
+                assert outcome(ou.token_usage, q) == outcome(Usage, q), q
 
 
 def test_token_usage_agrees_with_usage_on_random_sets() -> None:
@@ -41,7 +41,7 @@ def test_token_usage_agrees_with_usage_on_random_sets() -> None:
     for _ in range(5000):
         units = rng.sample(GENERIC_UNITS, rng.randint(1, len(GENERIC_UNITS)))
         q = {unit: rng.choice((0, 1, 5, 10, 100, 1000)) for unit in units}
-        assert outcome(oa.token_usage, q) == outcome(Usage, q), q
+        assert outcome(ou.token_usage, q) == outcome(Usage, q), q
 
 
 @pytest.mark.parametrize("q", [
@@ -52,4 +52,4 @@ def test_token_usage_agrees_with_usage_on_random_sets() -> None:
     {"input_tokens": 0, "output_tokens": 0},
 ])
 def test_token_usage_edges(q: dict[str, int]) -> None:
-    assert outcome(oa.token_usage, q) == outcome(Usage, q)
+    assert outcome(ou.token_usage, q) == outcome(Usage, q)

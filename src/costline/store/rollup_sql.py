@@ -1,4 +1,4 @@
-"""Exact hourly rollups: which queries they answer, how those compile, and how dirty hours are kept.
+"""Exact hourly rollups: which queries they answer and how dirty hours are kept (``rollup_compile`` compiles).
 
 ``rollup_user_hours`` (migration 0007) holds, per (project, UTC hour, model, provider, environment,
 attributed user, type), the exact DECIMAL sum of ``total_cost``, the row count and the unpriced count;
@@ -33,10 +33,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from costline.core.events import Observation, Trace
-from costline.core.query import Dimension, Filter, Metric, Query, metadata_path
+from costline.core.query import Filter, Metric, Query, metadata_path
 from costline.core.timebuckets import Offset
 from costline.store.dialects import Dialect, PostgresDialect
-from costline.store.query_sql import Compiled, _Builder
 
 HOUR = timedelta(hours=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -187,7 +186,7 @@ def mark_rows(run: Run, dialect: Dialect, where: str, params: Sequence[Any]) -> 
 
 
 # refresh ----------------------------------------------------------------------------------------------------------
-def _scope(project_id: str | None, column: str, params: list[Any]) -> str:
+def project_scope(project_id: str | None, column: str, params: list[Any]) -> str:
     if project_id is None:
         return "true"
     params.append(project_id)
@@ -197,7 +196,7 @@ def _scope(project_id: str | None, column: str, params: list[Any]) -> str:
 def resolve_traces(run: Run, dialect: Dialect, project_id: str | None) -> None:
     """Turn the traces whose user changed into dirty hours (the hours of their observations)."""
     params: list[Any] = []
-    scope = _scope(project_id, "project_id", params)
+    scope = project_scope(project_id, "project_id", params)
     found = run(f"DELETE FROM rollup_dirty_traces WHERE {scope} RETURNING project_id, trace_id", params)
     if not found:
         return
@@ -210,7 +209,7 @@ def resolve_traces(run: Run, dialect: Dialect, project_id: str | None) -> None:
 
 def dirty_hours(run: Run, dialect: Dialect, project_id: str | None, p: Plan) -> list[datetime]:
     params: list[Any] = []
-    where = [_scope(project_id, "project_id", params)]
+    where = [project_scope(project_id, "project_id", params)]
     if p.first is not None:
         where.append("hour >= ?")
         params.append(p.first)
@@ -230,13 +229,13 @@ def refresh(run: Run, dialect: Dialect, project_id: str | None, hours: Iterable[
         return
     marks = ", ".join("?" for _ in hours)
     params: list[Any] = []
-    scope = _scope(project_id, "project_id", params)
+    scope = project_scope(project_id, "project_id", params)
     run(f"DELETE FROM rollup_dirty WHERE {scope} AND hour IN ({marks})", [*params, *hours])
     for table in ("rollup_user_hours", "rollup_hours"):
         run(f"DELETE FROM {table} WHERE {scope} AND hour IN ({marks})", [*params, *hours])
     params = []
-    scope = _scope(project_id, "o.project_id", params)
-    ranges, range_params = _ranges([(h, h + HOUR) for h in hours])
+    scope = project_scope(project_id, "o.project_id", params)
+    ranges, range_params = time_ranges([(h, h + HOUR) for h in hours])
     hour = hour_expr(dialect, "o.start_time")
     run(f"INSERT INTO rollup_user_hours SELECT o.project_id, {hour}, o.model, o.provider, o.environment, "
         "COALESCE(t.user_id, o.user_id), o.type, sum(o.total_cost), count(*), "
@@ -244,7 +243,7 @@ def refresh(run: Run, dialect: Dialect, project_id: str | None, hours: Iterable[
         "LEFT JOIN traces t ON t.project_id = o.project_id AND t.id = o.trace_id "
         f"WHERE {scope} AND ({ranges}) GROUP BY 1, 2, 3, 4, 5, 6, 7", [*params, *range_params])
     params = []
-    scope = _scope(project_id, "project_id", params)
+    scope = project_scope(project_id, "project_id", params)
     run("INSERT INTO rollup_hours SELECT project_id, hour, model, provider, environment, type, sum(cost), "
         f"CAST(sum(n) AS BIGINT), CAST(sum(unpriced) AS BIGINT) FROM rollup_user_hours WHERE {scope} "
         f"AND hour IN ({marks}) GROUP BY 1, 2, 3, 4, 5, 6", [*params, *hours])
@@ -261,17 +260,17 @@ def _refresh_traces(run: Run, dialect: Dialect, project_id: str | None, hours: S
     flag then); until then a query reads that hour raw, and a raw row of the trace sends it to the summed part."""
     marks = ", ".join("?" for _ in hours)
     params: list[Any] = []
-    scope = _scope(project_id, "project_id", params)
+    scope = project_scope(project_id, "project_id", params)
     run(f"DELETE FROM rollup_trace_hours WHERE {scope} AND hour IN ({marks})", [*params, *hours])
     params = []
-    scope = _scope(project_id, "o.project_id", params)
-    ranges, range_params = _ranges([(h, h + HOUR) for h in hours])
+    scope = project_scope(project_id, "o.project_id", params)
+    ranges, range_params = time_ranges([(h, h + HOUR) for h in hours])
     hour = hour_expr(dialect, "o.start_time")
     run(f"INSERT INTO rollup_trace_hours SELECT o.project_id, {hour}, o.trace_id, sum(o.total_cost), count(*), "
         f"sum({UNPRICED}), true FROM observations o WHERE {scope} AND ({ranges}) GROUP BY 1, 2, 3",
         [*params, *range_params])
     params = []
-    scope = _scope(project_id, "project_id", params)
+    scope = project_scope(project_id, "project_id", params)
     # a trace with rollup rows in two hours is no single-hour trace: every hour with rows is rolled up or dirty,
     # and a dirty hour's refresh comes here too (the rollup's rows, not the 10M raw ones, are searched)
     run("UPDATE rollup_trace_hours SET single = false FROM (SELECT project_id, trace_id FROM rollup_trace_hours "
@@ -281,7 +280,7 @@ def _refresh_traces(run: Run, dialect: Dialect, project_id: str | None, hours: S
         [*params, *params, *hours])
 
 
-def _meta_value(dialect: Dialect, key: str) -> str:
+def meta_value(dialect: Dialect, key: str) -> str:
     """The query's attribution of a metadata value: the observation's, else its trace's."""
     keys = metadata_path(key)
     return f"COALESCE({dialect.json_scalar('o.metadata', keys)}, {dialect.json_scalar('t.metadata', keys)})"
@@ -291,7 +290,7 @@ def _insert_metadata(run: Run, dialect: Dialect, project_id: str, keys: Sequence
                      spans: Sequence[tuple[datetime, datetime]] | None) -> None:
     """The sums of these keys' values in the spans (every hour when None): one join of the rows with their
     traces (materialised once), one grouping per key."""
-    ranges, range_params = _ranges(spans) if spans is not None else ("true", [])
+    ranges, range_params = time_ranges(spans) if spans is not None else ("true", [])
     joined = (f"SELECT o.project_id, {hour_expr(dialect, 'o.start_time')} AS hour, o.metadata AS om, "
               f"t.metadata AS tm, o.total_cost, {UNPRICED} AS unpriced FROM observations o LEFT JOIN traces t "
               f"ON t.project_id = o.project_id AND t.id = o.trace_id WHERE o.project_id = ? AND ({ranges})")
@@ -308,7 +307,7 @@ def _insert_metadata(run: Run, dialect: Dialect, project_id: str, keys: Sequence
 def _refresh_metadata(run: Run, dialect: Dialect, project_id: str | None, hours: Sequence[datetime]) -> None:
     marks = ", ".join("?" for _ in hours)
     params: list[Any] = []
-    scope = _scope(project_id, "project_id", params)
+    scope = project_scope(project_id, "project_id", params)
     run(f"DELETE FROM rollup_meta_hours WHERE {scope} AND hour IN ({marks})", [*params, *hours])
     by_project: dict[str, list[str]] = {}
     for p, key in run(f"SELECT project_id, key FROM rollup_meta_keys WHERE {scope} ORDER BY 1, 2", params):
@@ -331,7 +330,7 @@ def register_key(run: Run, dialect: Dialect, project_id: str, key: str) -> bool:
     return True
 
 
-def _ranges(spans: Sequence[tuple[datetime | None, datetime | None]]) -> tuple[str, list[Any]]:
+def time_ranges(spans: Sequence[tuple[datetime | None, datetime | None]]) -> tuple[str, list[Any]]:
     """``o.start_time`` in any of the spans (adjacent spans merged); ``false`` for none."""
     merged: list[list[datetime | None]] = []
     for a, b in sorted(spans, key=lambda s: (s[0] is not None, s[0] or datetime.min.replace(tzinfo=UTC))):
@@ -352,161 +351,3 @@ def _ranges(spans: Sequence[tuple[datetime | None, datetime | None]]) -> tuple[s
             params.append(b)
         parts.append(f"({' AND '.join(conds) or 'true'})")
     return (" OR ".join(parts) or "false"), params
-
-
-# compiling ------------------------------------------------------------------------------------------------------
-class _RollupBuilder(_Builder):
-    """The observations compiler over a source ``o`` that is the rollup's clean hours UNION ALL raw rows."""
-
-    def obs_dimension(self, dim: Dimension) -> str:
-        match dim.name:
-            case "user":
-                return "o.user_id"
-            case "project":
-                return "o.project_id"
-            case "source":
-                return "CASE WHEN o.type = 'cloud' THEN 'cloud' ELSE 'llm' END"
-            case name:
-                return f"o.{name}"
-
-    def aggregate(self, metric: Metric, expr: str) -> str:
-        match metric.measure:
-            case "count":
-                return "CAST(COALESCE(sum(o.n), 0) AS BIGINT)"
-            case "unpriced":
-                return "CAST(COALESCE(sum(o.unpriced), 0) AS BIGINT)"
-        return "sum(o.cost)"
-
-    def compile_rollup(self, p: Plan, dirty: Sequence[datetime]) -> Compiled:
-        q = self.q
-        params: list[Any] = []
-        # the rollup without users has far fewer rows: read it unless the question reads users
-        table, user_column = ("rollup_user_hours", "r.user_id") if p.uses_user else ("rollup_hours", "NULL")
-        rolled = (f"SELECT r.project_id, r.hour AS start_time, r.model, r.provider, r.environment, {user_column} AS "
-                  f"user_id, r.type, r.cost, r.n, r.unpriced FROM {table} r WHERE "
-                  f"{self._clean(table, p, dirty, params)}")
-        spans = self._raw_spans(p, dirty)
-        source = rolled
-        if spans:
-            raw_params: list[Any] = []
-            raw_where = _scope(q.project_id, "o.project_id", raw_params)
-            ranges, range_params = _ranges(spans)
-            user = "COALESCE(t.user_id, o.user_id)" if p.uses_user else "o.user_id"
-            join = " LEFT JOIN traces t ON t.project_id = o.project_id AND t.id = o.trace_id" if p.uses_user else ""
-            source += (" UNION ALL SELECT o.project_id, o.start_time, o.model, o.provider, o.environment, "
-                       f"{user}, o.type, o.total_cost, 1, CASE WHEN o.pricing_status = 'unpriced' THEN 1 ELSE 0 END "
-                       f"FROM observations o{join} WHERE {raw_where} AND ({ranges})")
-            params += raw_params + range_params
-        groups: list[tuple[str, str, bool]] = []
-        if q.granularity:
-            groups.append(("time", self.bucket("o.start_time"), False))
-        groups.extend((dim.label, self.obs_dimension(dim), True) for dim in q.dimensions)
-        select, outputs, order_exprs = self._outputs(lambda m: "o.cost", groups)
-        outer: list[str] = []
-        outer_params: list[Any] = []
-        for f in q.filters:
-            outer.append(self.condition(f, self.obs_dimension(Dimension(f.field)), outer_params))
-        src = (f"(SELECT project_id, start_time, model, provider, environment, user_id, type, cost, n, unpriced "
-               f"FROM ({source}) u) o")
-        return self._finish(select, outputs, order_exprs, src, outer, params + outer_params, len(groups), "")
-
-
-    def _clean(self, table: str, p: Plan, dirty: Sequence[datetime], params: list[Any]) -> str:
-        """Conditions on rollup rows ``r`` of ``table``: the query's project, the plan's clean hours."""
-        where = [_scope(self.q.project_id, "r.project_id", params)]
-        if p.first is not None:
-            where.append("r.hour >= ?")
-            params.append(p.first)
-        if p.stop is not None:
-            where.append("r.hour < ?")
-            params.append(p.stop)
-        if dirty:
-            where.append(f"r.hour NOT IN ({', '.join('?' for _ in dirty)})")
-            params.extend(dirty)
-        return " AND ".join(where)
-
-    def _raw_spans(self, p: Plan, dirty: Sequence[datetime]) -> list[tuple[datetime | None, datetime | None]]:
-        """The parts of the range raw rows answer: dirty hours, the partial hours at the edges."""
-        q = self.q
-        spans: list[tuple[datetime | None, datetime | None]] = [(h, h + HOUR) for h in dirty]
-        if q.start is not None and p.first is not None and q.start < p.first:
-            spans.append((q.start, p.first))
-        if p.stop is not None and (q.end is None or p.stop < q.end):
-            spans.append((p.stop, q.end))
-        return spans
-
-    def compile_traces(self, p: Plan, dirty: Sequence[datetime]) -> Compiled:
-        """Traces view: per-trace totals over the range. A trace whose rollup row is ``single`` (no rows in
-        other hours) and that has no raw row in range is that row; every other trace is summed from its rollup
-        rows in clean hours and its raw rows elsewhere in range, exactly as the raw query sums its rows."""
-        params: list[Any] = []
-        spans = self._raw_spans(p, dirty)
-        raw = ""
-        if spans:
-            raw_params: list[Any] = []
-            ranges, range_params = _ranges(spans)
-            raw = (f"(SELECT o.trace_id, o.total_cost AS cost, 1 AS n, {UNPRICED} AS unpriced FROM observations o "
-                   f"WHERE {_scope(self.q.project_id, 'o.project_id', raw_params)} AND ({ranges}))")
-            raw_params += range_params
-        clean = self._clean("rollup_trace_hours", p, dirty, params)
-        direct = f"SELECT r.cost, r.n, r.unpriced FROM rollup_trace_hours r WHERE {clean} AND r.single"
-        grouped_params: list[Any] = []
-        grouped_where = self._clean("rollup_trace_hours", p, dirty, grouped_params)
-        parts = "SELECT r.trace_id, r.cost, r.n, r.unpriced FROM rollup_trace_hours r WHERE " + grouped_where
-        if raw:
-            in_raw = f"EXISTS (SELECT 1 FROM {raw} x WHERE x.trace_id = r.trace_id)"
-            direct += f" AND NOT {in_raw}"
-            params += raw_params
-            parts += f" AND (NOT r.single OR {in_raw}) UNION ALL SELECT * FROM {raw} y"
-            grouped_params += raw_params + raw_params
-        else:
-            parts += " AND NOT r.single"
-        source = (f"({direct} UNION ALL SELECT sum(c.cost), sum(c.n), sum(c.unpriced) FROM ({parts}) c "
-                  "GROUP BY c.trace_id) tr")
-        params += grouped_params
-
-        def metric_expr(metric: Metric) -> str:
-            return {"count": "1", "cost": "tr.cost", "observations": "tr.n", "unpriced": "tr.unpriced"}[metric.measure]
-
-        plain = _Builder(self.q, self.d, self.offsets)  # the raw query's aggregates over per-trace rows
-        select, outputs, order_exprs = plain._outputs(metric_expr, [])
-        return plain._finish(select, outputs, order_exprs, source, [], params, 0, "")
-
-    def compile_metadata(self, p: Plan, dirty: Sequence[datetime]) -> Compiled:
-        """Observations grouped (and filtered) by one rolled-up metadata key."""
-        q = self.q
-        assert p.key is not None
-        params: list[Any] = []
-        clean = self._clean("rollup_meta_hours", p, dirty, params)
-        source = (f"SELECT r.hour AS start_time, r.value, r.cost, r.n, r.unpriced FROM rollup_meta_hours r "
-                  f"WHERE {clean} AND r.key = ?")
-        params.append(p.key)
-        spans = self._raw_spans(p, dirty)
-        if spans:
-            ranges, range_params = _ranges(spans)
-            source += (f" UNION ALL SELECT o.start_time, {_meta_value(self.d, p.key)}, o.total_cost, 1, {UNPRICED} "
-                       "FROM observations o LEFT JOIN traces t ON t.project_id = o.project_id AND t.id = o.trace_id "
-                       f"WHERE {_scope(q.project_id, 'o.project_id', params)} AND ({ranges})")
-            params += range_params
-        groups: list[tuple[str, str, bool]] = []
-        if q.granularity:
-            groups.append(("time", self.bucket("o.start_time"), False))
-        groups.extend((dim.label, "o.value", True) for dim in q.dimensions)
-        select, outputs, order_exprs = self._outputs(lambda m: "o.cost", groups)
-        outer: list[str] = []
-        outer_params: list[Any] = []
-        for f in q.filters:
-            outer.append(self.condition(f, "o.value", outer_params))
-        src = f"(SELECT start_time, value, cost, n, unpriced FROM ({source}) u) o"
-        return self._finish(select, outputs, order_exprs, src, outer, params + outer_params, len(groups), "")
-
-
-def compile_rollup(query: Query, dialect: Dialect, offsets: Sequence[Offset] | None, p: Plan,
-                   dirty: Sequence[datetime]) -> Compiled:
-    """The statement answering ``query`` from the rollup's clean hours in ``p`` and raw rows for the rest."""
-    builder = _RollupBuilder(query, dialect, offsets or [Offset(None, 0)])
-    if p.kind == "traces":
-        return builder.compile_traces(p, dirty)
-    if p.kind == "metadata":
-        return builder.compile_metadata(p, dirty)
-    return builder.compile_rollup(p, dirty)

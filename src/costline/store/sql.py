@@ -17,7 +17,7 @@ from costline.core import timebuckets
 from costline.core.events import Observation, Score, Trace
 from costline.core.limits import EARLIEST, LATEST
 from costline.core.query import Query, QueryResult
-from costline.store import rollup_sql, rows
+from costline.store import rollup_compile, rollup_sql, rows
 from costline.store.base import (
     OBSERVATION_FILTERS,
     ApiKey,
@@ -298,11 +298,11 @@ class SqlStore(KeySql, ControlSql):
         run = self._runner(conn)
         if plan.uses_user:
             params: list[Any] = []
-            scope = rollup_sql._scope(query.project_id, "project_id", params)
+            scope = rollup_sql.project_scope(query.project_id, "project_id", params)
             if run(f"SELECT 1 FROM rollup_dirty_traces WHERE {scope} LIMIT 1", params):
                 return compile_query(query, self.DIALECT, offsets)
         dirty = rollup_sql.dirty_hours(run, self.DIALECT, query.project_id, plan)
-        return rollup_sql.compile_rollup(query, self.DIALECT, offsets, plan, dirty)
+        return rollup_compile.compile_rollup(query, self.DIALECT, offsets, plan, dirty)
 
     def _usage_compiled(self, conn: Any, query: Query) -> Compiled:
         plan = rollup_sql.plan(query, None) if self.use_rollups and self.ROLLUP_BUDGETS else None
