@@ -91,7 +91,11 @@ class SqlStore(KeySql, ControlSql):
             stored_obs = self._read_observations(conn, project_id, obs_ids) if obs_ids else {}
             stored_traces = self._read_traces(conn, project_id, trc_ids) if trc_ids else {}
             observations, traces = merge(stored_obs, stored_traces)
-            rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, stored_obs, stored_traces)
+            # the stored versions give the old hours only of the ids read; a row written without being read (a
+            # complete OTLP span next to its trace) may replace a stored one: its old hour is read back
+            read = set(obs_ids)
+            known = stored_obs if all(o.id in read for o in observations) else None
+            rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, known, stored_traces)
             self._write_rows(conn, observations, traces, scores)
         return observations, traces
 
