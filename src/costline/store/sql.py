@@ -158,12 +158,14 @@ class SqlStore(KeySql, ControlSql):
                             linked_only: bool = False) -> list[Observation]:
         if not trace_ids:
             return []
-        where = f"project_id = ? AND {self.DIALECT.one_of('trace_id')}"
+        if linked_only:  # first the traces holding a parent link: a batch of flat calls reads no row
+            trace_ids = [t for (t,) in self._fetch(
+                self._q(f"SELECT DISTINCT trace_id FROM observations WHERE project_id = ? AND parent_id IS NOT NULL "
+                        f"AND {self.DIALECT.among('trace_id')}"), [project_id, list(trace_ids)])]
+            if not trace_ids:
+                return []
+        where = f"project_id = ? AND {self.DIALECT.among('trace_id')}"
         params: list[Any] = [project_id, list(trace_ids)]
-        if linked_only:  # one statement: a batch of unlinked traces costs a scan of two columns, no rows back
-            where = f"project_id = ? AND trace_id IN (SELECT trace_id FROM observations WHERE {where} " \
-                    "AND parent_id IS NOT NULL)"
-            params.insert(0, project_id)
         found = self._fetch(
             self._q(f"SELECT {self._columns(rows.OBSERVATION_COLUMNS)} FROM observations "
                     f"WHERE {where} ORDER BY trace_id, start_time, id"),
