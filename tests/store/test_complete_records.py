@@ -90,7 +90,7 @@ def test_a_write_of_new_and_stored_rows_replaces_merges_and_inserts(store: Store
         {"time": "2026-03-28T15:00:00+00:00", "sum_cost": D("1.25"), "count": 1}]
 
 
-def test_a_write_of_stored_rows_only_and_one_repeating_a_key(store: Store) -> None:
+def test_writes_of_stored_rows_only_and_repeating_keys(store: Store) -> None:
     write_complete(store, [call("o1", "t1", H1, "1")], [Trace(project_id="p1", id="t1", timestamp=H1)])
     assert_rollup_equals_raw(store)
     # every row stored already; o1 twice in the batch (the last one wins; neither in o1's stored hour), t1 twice
@@ -102,6 +102,14 @@ def test_a_write_of_stored_rows_only_and_one_repeating_a_key(store: Store) -> No
     assert store.get_observations("p1", ["o1"])["o1"].total_cost == D("2")
     assert assert_rollup_equals_raw(store) == [
         {"time": "2026-03-28T10:00:00+00:00", "sum_cost": D("2"), "count": 1}]
+    # a new observation and a new trace twice in one write: one row each, the last one given
+    write_complete(store, [call("o9", "t9", H1, "3"), call("o9", "t9", H1, "5")],
+                   [Trace(project_id="p1", id="t9", timestamp=H1, user_id="u1"),
+                    Trace(project_id="p1", id="t9", timestamp=H1, user_id="u9")])
+    assert store.get_traces("p1", ["t9"])["t9"].user_id == "u9"
+    assert store.get_observations("p1", ["o9"])["o9"].total_cost == D("5")
+    assert store.count_observations("p1") == 2
+    assert_rollup_equals_raw(store)
 
 
 def otlp_span(trace: int, span: int, parent: int | None, start_s: int, attributes: dict[str, str]) -> dict[str, Any]:
