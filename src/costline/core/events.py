@@ -159,6 +159,12 @@ class Score:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: ``merge_trace`` builds a new ``Trace`` positionally, in this order
+_TRACE_ORDER = ("project_id", "id", "timestamp", "name", "user_id", "session_id", "tags", "metadata", "environment",
+                "release", "version", "public")
+if tuple(f.name for f in fields(Trace)) != _TRACE_ORDER:  # pragma: no cover - a guard for whoever edits Trace
+    raise ImportError("Trace's fields changed order: update merge_trace, which builds it positionally")
+
 _OBS_SHARED = tuple(
     f.name for f in fields(ObservationEvent)
     if f.name not in ("id", "usage", "provided_cost", "tags", "metadata", "trace_id", "start_time")
@@ -271,8 +277,14 @@ def apply_breakdown(obs: Observation, b: CostBreakdown, *, fresh: bool = False) 
 
 
 def merge_trace(existing: Trace | None, event: TraceEvent, project_id: str, now: datetime) -> Trace:
-    if existing is None:
-        existing = Trace(project_id=project_id, id=event.id, timestamp=event.timestamp or now)
+    if existing is None:  # a new trace, built once (positionally: checked at import): what the merge below
+        # makes of a bare one
+        return Trace(
+            project_id, event.id, event.timestamp or now, event.name, event.user_id, event.session_id,
+            () if event.tags is None else event.tags, {} if event.metadata is None else {**event.metadata},
+            "default" if event.environment is None else event.environment, event.release, event.version,
+            False if event.public is None else event.public,
+        )
     changes: dict[str, Any] = {}
     for name in ("name", "timestamp", "user_id", "session_id", "tags", "environment", "release", "version",
                  "public"):

@@ -27,7 +27,7 @@ from costline.store.base import StoreError, UnstorableTextError, redact_url
 from costline.store.dialects import PostgresDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations
 from costline.store.rows import Column
-from costline.store.sql import SqlStore
+from costline.store.sql import EMPTY_KEYS, SqlStore, StoredKeys
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ _TABLES: Mapping[str, tuple[Column, ...]] = {
 _UPSERTS = {table: _upsert_sql(table, columns) for table, columns in _TABLES.items()}
 _OBS = _names(rows.OBSERVATION_COLUMNS)
 _OBSERVATIONS_BY_ID = f"SELECT {_OBS} FROM observations WHERE project_id = %s AND id = ANY(%s)"
+_STORED_HOURS = ("SELECT id, (EXTRACT(EPOCH FROM start_time) * 1000000)::bigint FROM observations "
+                 "WHERE project_id = %s AND id = ANY(%s)")
 _TRACES_BY_ID = f"SELECT {_names(rows.TRACE_COLUMNS)} FROM traces WHERE project_id = %s AND id = ANY(%s)"
 
 
@@ -286,8 +288,12 @@ class PostgresStore(SqlStore):
             rollup_sql.dirty_marks(self._runner(cur), self.DIALECT, observations, traces)
             self._write_rows(cur, observations, traces, scores)
 
+    def _stored_hours(self, cur: Any, project_id: str, ids: Sequence[str]) -> list[tuple[str, int]]:
+        return self._run(cur, _STORED_HOURS, [project_id, list(ids)])
+
     def _write_rows(self, cur: Any, observations: Sequence[Observation], traces: Sequence[Trace],
-                    scores: Sequence[Score]) -> None:
+                    scores: Sequence[Score], stored: StoredKeys = EMPTY_KEYS) -> None:
+        # always upserts: a blind ``write`` (which takes no id lock) may store one of these ids meanwhile
         batches = [
             ("observations", [rows.observation_row(o) for o in rows.latest_by_key(observations)]),
             ("traces", [rows.trace_row(t) for t in rows.latest_by_key(traces)]),

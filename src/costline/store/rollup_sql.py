@@ -144,13 +144,16 @@ def hour_expr(dialect: Dialect, column: str) -> str:
 # dirty marks ----------------------------------------------------------------------------------------------------
 def dirty_marks(run: Run, dialect: Dialect, observations: Sequence[Observation], traces: Sequence[Trace],
                 stored_observations: Mapping[str, Observation] | None = None,
-                stored_traces: Mapping[str, Trace] | None = None) -> None:
+                stored_traces: Mapping[str, Trace] | None = None,
+                old_hours: Iterable[tuple[str, int]] = ()) -> None:
     """Mark what a write of these rows makes stale, before the rows are written (in its transaction). With the
-    stored versions (a merge read them) the old hours and user changes come from them; without, the old hours
-    are read and every written trace is taken as changing its user."""
+    stored versions (a merge read them) the old hours and user changes come from them, plus ``old_hours``
+    ((project, start time in epoch microseconds) of other stored rows the write replaces); without, the old
+    hours are read and every written trace is taken as changing its user."""
     hours = {(o.project_id, floor_hour(o.start_time)) for o in observations}
     if stored_observations is not None:
         hours |= {(o.project_id, floor_hour(o.start_time)) for o in stored_observations.values()}
+        hours |= {(p, EPOCH + timedelta(microseconds=us - us % HOUR_US)) for p, us in old_hours}
     else:
         by_project: dict[str, list[str]] = {}
         for o in observations:

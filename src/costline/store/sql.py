@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from costline.core import timebuckets
 from costline.core.events import Observation, Score, Trace
@@ -34,6 +34,16 @@ from costline.store.query_sql import Compiled, compile_query, finish
 from costline.store.rows import Column
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class StoredKeys(NamedTuple):
+    """The observation and trace ids of a write that are already stored (the rest are new)."""
+
+    observations: frozenset[str]
+    traces: frozenset[str]
+
+
+EMPTY_KEYS = StoredKeys(frozenset(), frozenset())
 
 
 class SqlStore(KeySql, ControlSql):
@@ -71,7 +81,13 @@ class SqlStore(KeySql, ControlSql):
         raise NotImplementedError
 
     def _write_rows(self, conn: Any, observations: Sequence[Observation], traces: Sequence[Trace],
-                    scores: Sequence[Score]) -> None:
+                    scores: Sequence[Score], stored: StoredKeys = EMPTY_KEYS) -> None:
+        """Upsert the rows; ``stored`` names the observation and trace ids known to be stored (read under the
+        transaction's locks): a backend may write the others with plain INSERTs."""
+        raise NotImplementedError
+
+    def _stored_hours(self, conn: Any, project_id: str, ids: Sequence[str]) -> list[tuple[str, int]]:
+        """(id, start time in epoch microseconds) of the stored observations among ``ids``."""
         raise NotImplementedError
 
     # writes ------------------------------------------------------------------------------------------------
@@ -84,19 +100,25 @@ class SqlStore(KeySql, ControlSql):
         scores: Sequence[Score] = (),
     ) -> tuple[Sequence[Observation], Sequence[Trace]]:
         """Lock, read, merge and write in one transaction (see ``Store.merge_write``): two partial updates of
-        one id in parallel requests are applied one after the other, the second to what the first wrote."""
+        one id in parallel requests are applied one after the other, the second to what the first wrote.
+
+        Observations ``merge`` returns without having read them (complete records: native, OTLP) replace any
+        stored row: one statement reads which of them are stored, and their start times, so the hours they
+        leave are marked dirty too. The rows known to be new are then plain INSERTs where the backend can.
+        """
         obs_ids, trc_ids = list(dict.fromkeys(observation_ids)), list(dict.fromkeys(trace_ids))
         with self._transaction("write") as conn:
             self._lock_ids(conn, project_id, obs_ids, trc_ids)
             stored_obs = self._read_observations(conn, project_id, obs_ids) if obs_ids else {}
             stored_traces = self._read_traces(conn, project_id, trc_ids) if trc_ids else {}
             observations, traces = merge(stored_obs, stored_traces)
-            # the stored versions give the old hours only of the ids read; a row written without being read (a
-            # complete OTLP span next to its trace) may replace a stored one: its old hour is read back
             read = set(obs_ids)
-            known = stored_obs if all(o.id in read for o in observations) else None
-            rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, known, stored_traces)
-            self._write_rows(conn, observations, traces, scores)
+            unread = [o.id for o in observations if o.id not in read]
+            replaced = self._stored_hours(conn, project_id, unread) if unread else []
+            rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, stored_obs, stored_traces,
+                                   old_hours=[(project_id, us) for _, us in replaced])
+            stored = StoredKeys(frozenset(stored_obs).union(i for i, _ in replaced), frozenset(stored_traces))
+            self._write_rows(conn, observations, traces, scores, stored)
         return observations, traces
 
     # projects and keys -------------------------------------------------------------------------------------
@@ -136,12 +158,14 @@ class SqlStore(KeySql, ControlSql):
                             linked_only: bool = False) -> list[Observation]:
         if not trace_ids:
             return []
-        where = f"project_id = ? AND {self.DIALECT.one_of('trace_id')}"
+        if linked_only:  # first the traces holding a parent link: a batch of flat calls reads no row
+            trace_ids = [t for (t,) in self._fetch(
+                self._q(f"SELECT DISTINCT trace_id FROM observations WHERE project_id = ? AND parent_id IS NOT NULL "
+                        f"AND {self.DIALECT.among('trace_id')}"), [project_id, list(trace_ids)])]
+            if not trace_ids:
+                return []
+        where = f"project_id = ? AND {self.DIALECT.among('trace_id')}"
         params: list[Any] = [project_id, list(trace_ids)]
-        if linked_only:  # one statement: a batch of unlinked traces costs a scan of two columns, no rows back
-            where = f"project_id = ? AND trace_id IN (SELECT trace_id FROM observations WHERE {where} " \
-                    "AND parent_id IS NOT NULL)"
-            params.insert(0, project_id)
         found = self._fetch(
             self._q(f"SELECT {self._columns(rows.OBSERVATION_COLUMNS)} FROM observations "
                     f"WHERE {where} ORDER BY trace_id, start_time, id"),
