@@ -159,3 +159,31 @@ def test_otlp_batches_resending_spans_and_continuing_traces(store: Store, bundle
     assert [(r["time"], r["count"]) for r in rows] == [("2026-03-28T12:00:00+00:00", 1),
                                                       ("2026-03-28T13:00:00+00:00", 2),
                                                       ("2026-03-28T14:00:00+00:00", 1)]
+
+
+def test_a_merge_writing_rows_it_did_not_name_upserts_them_and_marks_their_old_hours(store: Store) -> None:
+    """``merge`` may return rows it was not given: a stored trace it did not name, an observation of another
+    project. Neither is known to be new, so neither may go in as a plain INSERT (DuckDB refused the batch),
+    and the hours and users they leave are stale in the rollups unless marked."""
+    other = replace(call("x", "tx", H1, "2"), project_id="p2")
+    store.write([call("y", "t1", H1, "1.5"), other], [Trace(project_id="p1", id="t1", timestamp=H1, user_id="u1")])
+    assert both(store, BY_USER)[0].rows == [{"user": "u1", "sum_cost": D("1.5"), "count": 1}]  # rolled up
+    assert both(store, HOURLY, "p2")[0].rows == [{"time": "2026-03-28T12:00:00+00:00", "sum_cost": D("2"),
+                                                  "count": 1}]
+
+    def merge(stored: Mapping[str, Observation],
+              stored_traces: Mapping[str, Trace]) -> tuple[list[Observation], list[Trace]]:
+        assert not stored and not stored_traces
+        # x three hours later at a new cost; t1 sent again without its user
+        return ([replace(other, start_time=H1 + timedelta(hours=3), total_cost=D("5"), cost={"total": D("5")})],
+                [Trace(project_id="p1", id="t1", timestamp=H1)])
+
+    store.merge_write("p1", [], [], merge)
+    assert store.get_traces("p1", ["t1"])["t1"].user_id is None
+    assert store.get_observations("p2", ["x"])["x"].total_cost == D("5")
+    for raw, project, expected in (
+            (BY_USER, "p1", [{"user": None, "sum_cost": D("1.5"), "count": 1}]),
+            (HOURLY, "p2", [{"time": "2026-03-28T15:00:00+00:00", "sum_cost": D("5"), "count": 1}])):
+        rolled, plain = both(store, raw, project)
+        assert plain.rows == expected
+        assert rolled.rows == expected, (raw, project)

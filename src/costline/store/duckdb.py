@@ -29,7 +29,7 @@ from costline.store.base import StoreError, ensure_private_dir
 from costline.store.dialects import DuckDBDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations, pending_migrations
 from costline.store.rows import Column
-from costline.store.sql import EMPTY_KEYS, SqlStore, StoredKeys
+from costline.store.sql import NO_NEW_KEYS, NewKeys, SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,12 @@ _STORED_HOURS = f"SELECT id, epoch_us(start_time) FROM observations {_BY_IDS}"
 R = TypeVar("R", Observation, Trace)
 
 
-def _split(records: Sequence[R], stored: frozenset[str]) -> tuple[Sequence[R], Sequence[R]]:
-    """(the records whose id is not in ``stored``, those whose id is)."""
-    if not stored:
-        return records, ()
-    return [r for r in records if r.id not in stored], [r for r in records if r.id in stored]
+def _split(records: Sequence[R], new: frozenset[tuple[str, str]]) -> tuple[Sequence[R], Sequence[R]]:
+    """(the records whose key is in ``new``, the others)."""
+    if not new:
+        return (), records
+    return ([r for r in records if (r.project_id, r.id) in new],
+            [r for r in records if (r.project_id, r.id) not in new])
 
 
 def _payloads(observations: Sequence[Observation], traces: Sequence[Trace],
@@ -272,11 +273,11 @@ class DuckDBStore(SqlStore):
                 conn.execute(_UPSERTS[table], [payload])
 
     def _write_rows(self, conn: Any, observations: Sequence[Observation], traces: Sequence[Trace],
-                    scores: Sequence[Score], stored: StoredKeys = EMPTY_KEYS) -> None:
-        # under the store's lock nothing can be stored between the read of ``stored`` and these statements:
-        # the rows not in it are new and go in as plain INSERTs (a third of the upsert's cost), the rest upsert
-        new_obs, old_obs = _split(observations, stored.observations)
-        new_traces, old_traces = _split(traces, stored.traces)
+                    scores: Sequence[Score], new: NewKeys = NO_NEW_KEYS) -> None:
+        # under the store's lock nothing can be stored between the reads that found ``new`` absent and these
+        # statements: those rows go in as plain INSERTs (a third of the upsert's cost), the rest upsert
+        new_obs, old_obs = _split(observations, new.observations)
+        new_traces, old_traces = _split(traces, new.traces)
         for table, payload in _payloads(new_obs, new_traces, ()):
             conn.execute(_INSERTS[table], [payload])
         for table, payload in _payloads(old_obs, old_traces, scores):

@@ -27,7 +27,7 @@ from costline.store.base import StoreError, UnstorableTextError, redact_url
 from costline.store.dialects import PostgresDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations
 from costline.store.rows import Column
-from costline.store.sql import EMPTY_KEYS, SqlStore, StoredKeys
+from costline.store.sql import NO_NEW_KEYS, NewKeys, SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class PostgresStore(SqlStore):
         return self._run(cur, _STORED_HOURS, [project_id, list(ids)])
 
     def _write_rows(self, cur: Any, observations: Sequence[Observation], traces: Sequence[Trace],
-                    scores: Sequence[Score], stored: StoredKeys = EMPTY_KEYS) -> None:
+                    scores: Sequence[Score], new: NewKeys = NO_NEW_KEYS) -> None:
         # always upserts: a blind ``write`` (which takes no id lock) may store one of these ids meanwhile
         batches = [
             ("observations", [rows.observation_row(o) for o in rows.latest_by_key(observations)]),

@@ -36,14 +36,15 @@ from costline.store.rows import Column
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class StoredKeys(NamedTuple):
-    """The observation and trace ids of a write that are already stored (the rest are new)."""
+class NewKeys(NamedTuple):
+    """The (project id, id) keys of a write's observations and traces known to be absent from the store (read
+    under the transaction's locks); any other row may be stored and is upserted."""
 
-    observations: frozenset[str]
-    traces: frozenset[str]
+    observations: frozenset[tuple[str, str]]
+    traces: frozenset[tuple[str, str]]
 
 
-EMPTY_KEYS = StoredKeys(frozenset(), frozenset())
+NO_NEW_KEYS = NewKeys(frozenset(), frozenset())
 
 
 class SqlStore(KeySql, ControlSql):
@@ -81,9 +82,8 @@ class SqlStore(KeySql, ControlSql):
         raise NotImplementedError
 
     def _write_rows(self, conn: Any, observations: Sequence[Observation], traces: Sequence[Trace],
-                    scores: Sequence[Score], stored: StoredKeys = EMPTY_KEYS) -> None:
-        """Upsert the rows; ``stored`` names the observation and trace ids known to be stored (read under the
-        transaction's locks): a backend may write the others with plain INSERTs."""
+                    scores: Sequence[Score], new: NewKeys = NO_NEW_KEYS) -> None:
+        """Upsert the rows; a backend may write those whose key is in ``new`` with plain INSERTs."""
         raise NotImplementedError
 
     def _stored_hours(self, conn: Any, project_id: str, ids: Sequence[str]) -> list[tuple[str, int]]:
@@ -112,13 +112,24 @@ class SqlStore(KeySql, ControlSql):
             stored_obs = self._read_observations(conn, project_id, obs_ids) if obs_ids else {}
             stored_traces = self._read_traces(conn, project_id, trc_ids) if trc_ids else {}
             observations, traces = merge(stored_obs, stored_traces)
-            read = set(obs_ids)
-            unread = [o.id for o in observations if o.id not in read]
-            replaced = self._stored_hours(conn, project_id, unread) if unread else []
-            rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, stored_obs, stored_traces,
-                                   old_hours=[(project_id, us) for _, us in replaced])
-            stored = StoredKeys(frozenset(stored_obs).union(i for i, _ in replaced), frozenset(stored_traces))
-            self._write_rows(conn, observations, traces, scores, stored)
+            # rows ``merge`` was not given (complete records, or any row of another project) are looked up by key
+            read = {(project_id, i) for i in obs_ids}
+            unread: dict[str, list[str]] = {}
+            for o in observations:
+                if (o.project_id, o.id) not in read:
+                    unread.setdefault(o.project_id, []).append(o.id)
+            replaced = [(p, i, us) for p, ids in unread.items() for i, us in self._stored_hours(conn, p, ids)]
+            named = {(project_id, i) for i in trc_ids}
+            # a trace it was not given may replace a stored one whose user or metadata we did not read
+            known = stored_traces if all((t.project_id, t.id) in named for t in traces) else None
+            rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, stored_obs, known,
+                                   old_hours=[(p, us) for p, _, us in replaced])
+            stored = {(project_id, i) for i in stored_obs} | {(p, i) for p, i, _ in replaced}
+            new = NewKeys(
+                frozenset(k for o in observations if (k := (o.project_id, o.id)) not in stored),
+                frozenset(k for t in traces if (k := (t.project_id, t.id)) in named and t.id not in stored_traces),
+            )
+            self._write_rows(conn, observations, traces, scores, new)
         return observations, traces
 
     # projects and keys -------------------------------------------------------------------------------------
