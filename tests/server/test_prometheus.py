@@ -273,3 +273,27 @@ def test_label_values_are_cut() -> None:
     assert values and max(len(v) for v in values) == 200
     assert {s.labels["model"] for s in samples if "model" in s.labels} == {"m" * 200}
     assert {s.labels["metadata_feature"] for s in samples if "metadata_feature" in s.labels} == {"f" * 200}
+
+
+def test_a_batch_adds_each_series_its_exact_sum_once() -> None:
+    """Costs are summed per series over the batch (exactly) and added once; a lower cost after an update is not
+    subtracted, a higher one adds its difference; other currencies keep their own counter."""
+    from costline.core.events import Observation
+    from costline.ingest.batch import Decoded
+    from costline.ingest.pipeline import IngestResult
+    from costline.server import prometheus
+
+    metrics = prometheus.IngestMetrics()
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def obs(i: int, cost: str, currency: str = "USD") -> Observation:
+        return Observation(project_id="p", id=f"o{i}", trace_id="t", start_time=start, type="generation",
+                           model="m", provider="x", total_cost=D(cost), currency=currency, pricing_status="priced")
+
+    batch = (obs(1, "0.000000000001"), obs(2, "1E+14"), obs(3, "0.1"), obs(4, "2", "EUR"), obs(5, "0.2"))
+    metrics.observe("p", "native", Decoded(), IngestResult(batch, (), ()))
+    assert metrics.cost_counter("USD").values["p"] == {("m", "x"): D("100000000000000.300000000001")}
+    assert metrics.cost_counter("EUR").values["p"] == {("m", "x"): D("2")}
+    updated = (obs(3, "0.05"), obs(5, "0.7"))  # 0.1 → 0.05 adds nothing, 0.2 → 0.7 adds 0.5
+    metrics.observe("p", "langfuse", Decoded(), IngestResult(updated, (), (), {"o3": batch[2], "o5": batch[4]}))
+    assert metrics.cost_counter("USD").values["p"] == {("m", "x"): D("100000000000000.800000000001")}

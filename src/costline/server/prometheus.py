@@ -138,18 +138,24 @@ class IngestMetrics:
 
     def observe(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
         """Count one committed ingest (a ``Pipeline`` listener)."""
-        # whole counts (observations, tokens: token quantities are ints) are summed per series over the batch
-        # first, then added once, in the order each series first appeared (so the series cap folds the same ones)
+        # amounts are summed per series over the batch first (whole counts as ints, costs exactly under
+        # MONEY_CONTEXT), then added once, in the order each series first appeared (so the series cap folds the
+        # same ones)
         counts: dict[tuple[ExactCounter, tuple[str, ...]], int] = {}
+        costs: dict[tuple[ExactCounter, tuple[str, ...]], Decimal] = {}
         with self._lock:
             self.rejected_items.add(project_id, (protocol,), len(decoded.errors))
+            previous = result.previous
             for obs in result.observations:
-                self._observation(project_id, obs, result.previous.get(obs.id), counts)
+                self._observation(project_id, obs, previous.get(obs.id) if previous else None, counts, costs)
+            for (counter, key), cost in costs.items():
+                counter.add(project_id, key, cost)
             for (counter, key), count in counts.items():
                 counter.add(project_id, key, count)
 
     def _observation(self, project_id: str, obs: Observation, previous: Observation | None,
-                     counts: dict[tuple[ExactCounter, tuple[str, ...]], int]) -> None:
+                     counts: dict[tuple[ExactCounter, tuple[str, ...]], int],
+                     costs: dict[tuple[ExactCounter, tuple[str, ...]], Decimal]) -> None:
         model = (obs.model or "")[:MAX_LABEL_VALUE]
         provider = (obs.provider or "")[:MAX_LABEL_VALUE]
         if previous is None:
@@ -159,12 +165,13 @@ class IngestMetrics:
             self.unpriced.add(project_id, (model,), 1)
         meta = self._metadata_values(obs.metadata) if self.metadata_keys else ()
         if obs.total_cost is not None:
-            old = Decimal(0)
+            delta = obs.total_cost
             if previous is not None and previous.total_cost is not None and previous.currency == obs.currency:
-                old = previous.total_cost
-            delta = MONEY_CONTEXT.subtract(obs.total_cost, old)
+                delta = MONEY_CONTEXT.subtract(delta, previous.total_cost)
             if delta >= 0:  # counters only go up: a lower cost after an update is not subtracted
-                self.cost_counter(obs.currency).add(project_id, (model, provider, *meta), delta)
+                series = (self.cost_counter(obs.currency), (model, provider, *meta))
+                total = costs.get(series)
+                costs[series] = delta if total is None else MONEY_CONTEXT.add(total, delta)
         usage = obs.usage
         for direction, unit in DIRECTIONS:
             count = usage.get(unit, 0) - (previous.usage.get(unit, 0) if previous is not None else 0)
