@@ -85,6 +85,7 @@ def main() -> None:
     from costline.server.app import create_app
     from costline.server.auth import create_project
     from costline.settings import Settings
+    from costline.store import duckdb as duckdb_store
     from costline.store import rollup_sql
     from costline.store.base import open_store
 
@@ -116,6 +117,9 @@ def main() -> None:
             (cls, "_read_traces", "store: read traces"),
             (cls, "_read_observations", "store: read observations"),
             (rollup_sql, "dirty_marks", "store: dirty marks"),
+            (duckdb_store, "_payloads", "store: rows -> JSON (upserts)"),
+            (duckdb_store, "_insert_payloads", "store: rows -> JSON (inserts)"),
+            (cls, "_transaction", "store: take lock + BEGIN"),
             (cls, "_write_rows", "store: write rows"),
             (cls, "_stored_hours", "store: stored hours"),
             (cls, "write", "store: write()"),

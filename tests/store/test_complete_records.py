@@ -187,3 +187,37 @@ def test_a_merge_writing_rows_it_did_not_name_upserts_them_and_marks_their_old_h
         rolled, plain = both(store, raw, project)
         assert plain.rows == expected
         assert rolled.rows == expected, (raw, project)
+
+
+def test_plain_writes_mark_their_hours_whatever_the_project_id(store: Store) -> None:
+    """``Store.write`` of new rows marks their hours dirty: DuckDB puts plain project ids into the statement's
+    text and binds any other one (here with a quote and a space) as a parameter; the rollup answers what raw
+    rows answer after each write, in an hour already rolled up."""
+    for project in ("p1", "o'brien x"):
+        def query(project: str = project) -> tuple[Any, Any]:
+            return both(store, HOURLY, project)
+
+        store.write([replace(call("a", "t1", H1, "1.5"), project_id=project)])
+        assert query()[0].rows == query()[1].rows  # hour 12 now rolled up
+        store.write([replace(call("b", "t1", H1 + timedelta(minutes=5), "2"), project_id=project),
+                     replace(call("c", "t2", H1 + timedelta(hours=3), "0.25"), project_id=project)])
+        rolled, plain = query()
+        assert rolled.rows == plain.rows == [
+            {"time": "2026-03-28T12:00:00+00:00", "sum_cost": D("3.5"), "count": 2},
+            {"time": "2026-03-28T15:00:00+00:00", "sum_cost": D("0.25"), "count": 1}]
+        # a key already stored: the INSERT is refused, the write upserts (marking the stored row's hour too)
+        store.write([replace(call("c", "t2", H1, "1"), project_id=project)])
+        rolled, plain = query()
+        assert rolled.rows == plain.rows == [
+            {"time": "2026-03-28T12:00:00+00:00", "sum_cost": D("4.5"), "count": 3}]
+
+
+def test_hour_marks_put_plain_project_ids_into_the_text_only() -> None:
+    from costline.store.duckdb import _hour_marks
+
+    obs = [call("a", "t", H1, "1"), call("b", "t", H1 + timedelta(minutes=49), "1"),
+           replace(call("c", "t", H1 - timedelta(hours=1), "1"), project_id="p-2")]
+    assert _hour_marks(obs) == ("INSERT INTO rollup_dirty VALUES ('p-2', to_timestamp(1774695600)), "
+                                "('p1', to_timestamp(1774699200)); ")
+    assert _hour_marks([]) == ""
+    assert _hour_marks([replace(obs[0], project_id="p'); DROP TABLE observations; --")]) is None
