@@ -221,3 +221,20 @@ def test_hour_marks_put_plain_project_ids_into_the_text_only() -> None:
                                 "('p1', to_timestamp(1774699200)); ")
     assert _hour_marks([]) == ""
     assert _hour_marks([replace(obs[0], project_id="p'); DROP TABLE observations; --")]) is None
+
+
+def test_write_linked_reads_the_linked_traces_once_written(store: Store) -> None:
+    """``write_linked`` returns the traces among those named that hold an observation with a parent, counting
+    the rows it just wrote and those stored before, whether the rows went in as new (DuckDB reads in the
+    COMMIT's call) or replaced stored ones (upserted, then read apart)."""
+    store.write([replace(call("child-old", "t1", H1, "1"), parent_id="x")])
+    flat, child = call("flat", "t2", H1, "1"), replace(call("child", "t3", H1, "1"), parent_id="flat")
+    assert sorted(store.write_linked([flat, child], [], "p1", ["t1", "t2", "t3", "none"])) == ["t1", "t3"]
+    assert store.write_linked([call("flat2", "t2", H1, "1")], [], "p1", []) == []
+    # a stored key: upserted, the answer the same
+    assert sorted(store.write_linked([flat, replace(child, total_cost=D("2"))], [], "p1", ["t2", "t3"])) == ["t3"]
+    assert {o.id: o.total_cost for o in store.traces_observations("p1", ["t3"])} == {"child": D("2")}
+    # a project id DuckDB binds as a parameter (the dirty hours too)
+    other = replace(child, project_id="o'brien", id="c2")
+    assert store.write_linked([other], [], "o'brien", ["t3", "t1"]) == ["t3"]
+    assert assert_rollup_equals_raw(store)

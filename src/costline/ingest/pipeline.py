@@ -110,15 +110,16 @@ class Pipeline:
         # the ids whose stored rows the events are folded into: read, merged and written under their locks, so
         # partial updates of one id in concurrent requests (or on other servers) all land
         merged_ids = [e.id for e in decoded.observations] if decoded.merge else []
+        linked: list[str] | None = None  # read with the write: the traces the duplicate check reads
         if merged_ids or decoded.traces:
             observations, traces = self.store.merge_write(
                 project_id, merged_ids, [e.id for e in decoded.traces], merge, scores
             )
         elif complete or scores:  # nothing to read: a plain upsert
-            self.store.write(complete, (), scores)
+            linked = self.store.write_linked(complete, scores, project_id, _priced_traces(complete))
             observations = complete
         if observations:
-            observations = self._count_once(project_id, observations)
+            observations = self._count_once(project_id, observations, linked)
         result = IngestResult(tuple(observations), tuple(traces), tuple(scores), previous)
         for listener in self.listeners:
             try:
@@ -160,17 +161,20 @@ class Pipeline:
             priced.append(row)
         return priced
 
-    def _count_once(self, project_id: str, written: Sequence[Observation]) -> list[Observation]:
+    def _count_once(self, project_id: str, written: Sequence[Observation],
+                    linked: Sequence[str] | None = None) -> list[Observation]:
         """Mark observations that report the same model call as a descendant (core/duplicates.py): after the
         write, read the stored traces that hold a priced call and rewrite, under their ids' locks, the outer
-        reports newly found to be duplicates (a later update that reprices one is marked again here)."""
-        traces = list(dict.fromkeys(o.trace_id for o in written
-                                    if o.type in PRICED_TYPES and o.total_cost is not None and o.usage))
+        reports newly found to be duplicates (a later update that reprices one is marked again here).
+        ``linked``: those of the traces holding a parent link, when the write read them already."""
+        traces = _priced_traces(written)
         if not traces:
             return list(written)
         # a pair is an observation and one of its ancestors: only traces holding an observation with a parent
         # can hold one, so only those are read (a batch of flat calls reads no row)
-        stored = {o.id: o for o in self.store.traces_observations(project_id, traces, linked_only=True)}
+        found = (self.store.traces_observations(project_id, traces, linked_only=True) if linked is None
+                 else self.store.traces_observations(project_id, linked))
+        stored = {o.id: o for o in found}
         counted = {outer: inner for outer, inner in find_duplicates(stored.values()).items()
                    if stored[outer].pricing_status != DUPLICATE}
         if not counted:
@@ -211,6 +215,12 @@ class Pipeline:
         """(old, new) for each observation priced again with today's books (nothing is written)."""
         for obs in observations:
             yield obs, reprice_keeping_mark(obs, self.book_for(obs.project_id))
+
+
+def _priced_traces(written: Iterable[Observation]) -> list[str]:
+    """The traces of the written observations that hold a priced call (where the duplicate check looks)."""
+    return list(dict.fromkeys(o.trace_id for o in written
+                              if o.type in PRICED_TYPES and o.total_cost is not None and o.usage))
 
 
 def reprice_keeping_mark(obs: Observation, book: PriceBook) -> Observation:

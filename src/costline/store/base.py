@@ -220,6 +220,13 @@ class Store(Protocol):
         """Upsert all of them in ONE transaction: a row with the same (project_id, id) is replaced."""
         ...
 
+    def write_linked(self, observations: Sequence[Observation], scores: Sequence[Score], project_id: str,
+                     trace_ids: Sequence[str]) -> list[str]:
+        """``write(observations, (), scores)``, then the ids among ``trace_ids`` (of ``project_id``) of the traces
+        holding an observation with a parent, read once the write has committed: the first read of the duplicate
+        check (``traces_observations(linked_only=True)``), which DuckDB makes in the write's last statement."""
+        ...
+
     def merge_write(
         self,
         project_id: str,

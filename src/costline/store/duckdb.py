@@ -265,30 +265,41 @@ class DuckDBStore(SqlStore):
         traces: Sequence[Trace] = (),
         scores: Sequence[Score] = (),
     ) -> None:
+        self._write(observations, traces, scores)
+
+    def write_linked(self, observations: Sequence[Observation], scores: Sequence[Score], project_id: str,
+                     trace_ids: Sequence[str]) -> list[str]:
+        linked = self._write(observations, (), scores, (project_id, trace_ids) if trace_ids else None)
+        return self._linked(project_id, trace_ids) if linked is None else linked  # None: upserted, read apart
+
+    def _write(self, observations: Sequence[Observation], traces: Sequence[Trace], scores: Sequence[Score],
+               linked: tuple[str, Sequence[str]] | None = None) -> list[str] | None:
+        """``write``; with ``linked`` (project, trace ids), the ids ``write_linked`` returns, read in the COMMIT's
+        call when the rows went in as plain INSERTs (None otherwise)."""
         payloads = _payloads(observations, traces, scores)  # built before taking the lock
         if not payloads:
-            return
+            return None
         # Most writes carry new ids only (a complete record is sent once): first try plain INSERTs, with the
         # dirty hours of the new rows alone (no stored version to read). A key already stored makes DuckDB
         # refuse the INSERT; the transaction is rolled back whole and written again as upserts, marking the
         # stored rows' hours too. Both run under the store's lock, so nothing can be stored in between.
         try:
-            self._insert_new(observations, traces, payloads)
-            return
+            return self._insert_new(observations, traces, payloads, linked)
         except _StoredKeyError:
             pass
         with self._transaction("write") as conn:
             rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces)
             for table, payload in payloads:
                 conn.execute(_UPSERTS[table], [payload])
+        return None
 
     def _insert_new(self, observations: Sequence[Observation], traces: Sequence[Trace],
-                    payloads: Sequence[tuple[str, str]]) -> None:
+                    payloads: Sequence[tuple[str, str]], linked: tuple[str, Sequence[str]] | None) -> list[str]:
         """``write``'s first try, in as few calls into DuckDB as it takes: BEGIN rides with the first INSERT, the
-        dirty hours (as literals) with the COMMIT. Each call made under the store's lock waits for the GIL a few
-        times (DuckDB takes it between tasks to check for signals), behind the other requests' Python: with
-        2-3 requests in flight, each call held the lock ~10-20 ms longer than its work. ``_StoredKeyError`` when
-        an INSERT meets a stored key (nothing was written)."""
+        dirty hours (as literals) and the ``linked`` read with the COMMIT. Each call made under the store's lock
+        waits for the GIL a few times (DuckDB takes it between tasks to check for signals), behind the other
+        requests' Python: with 2-3 requests in flight, each call held the lock ~10-20 ms longer than its work.
+        ``_StoredKeyError`` when an INSERT meets a stored key (nothing was written)."""
         marks = None if traces else _hour_marks(observations)  # a trace's user change takes a parameter
         with self._lock:
             conn = self._connection()
@@ -300,7 +311,11 @@ class DuckDBStore(SqlStore):
                         raise _StoredKeyError from exc
                 if marks is None:
                     rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, {})
-                conn.execute(f"{marks or ''}COMMIT")
+                if not linked:
+                    conn.execute(f"{marks or ''}COMMIT")
+                    return []
+                found = conn.execute(f"{marks or ''}COMMIT; {self._linked_sql()}", [linked[0], list(linked[1])])
+                return [t for (t,) in found.fetchall()]
             except BaseException as exc:
                 with suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
                     conn.execute("ROLLBACK")

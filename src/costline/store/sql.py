@@ -91,6 +91,10 @@ class SqlStore(KeySql, ControlSql):
         raise NotImplementedError
 
     # writes ------------------------------------------------------------------------------------------------
+    def write(self, observations: Sequence[Observation] = (), traces: Sequence[Trace] = (),
+              scores: Sequence[Score] = ()) -> None:
+        raise NotImplementedError
+
     def merge_write(
         self,
         project_id: str,
@@ -165,14 +169,27 @@ class SqlStore(KeySql, ControlSql):
         )
         return [rows.observation_from_row(r) for r in found]
 
+    def _linked_sql(self) -> str:
+        """The ids among a list of a project's traces of those holding an observation with a parent."""
+        return ("SELECT DISTINCT trace_id FROM observations WHERE project_id = ? AND parent_id IS NOT NULL "
+                f"AND {self.DIALECT.among('trace_id')}")
+
+    def _linked(self, project_id: str, trace_ids: Sequence[str]) -> list[str]:
+        if not trace_ids:
+            return []
+        return [t for (t,) in self._fetch(self._q(self._linked_sql()), [project_id, list(trace_ids)])]
+
+    def write_linked(self, observations: Sequence[Observation], scores: Sequence[Score], project_id: str,
+                     trace_ids: Sequence[str]) -> list[str]:
+        self.write(observations, (), scores)
+        return self._linked(project_id, trace_ids)
+
     def traces_observations(self, project_id: str, trace_ids: Sequence[str],
                             linked_only: bool = False) -> list[Observation]:
         if not trace_ids:
             return []
         if linked_only:  # first the traces holding a parent link: a batch of flat calls reads no row
-            trace_ids = [t for (t,) in self._fetch(
-                self._q(f"SELECT DISTINCT trace_id FROM observations WHERE project_id = ? AND parent_id IS NOT NULL "
-                        f"AND {self.DIALECT.among('trace_id')}"), [project_id, list(trace_ids)])]
+            trace_ids = self._linked(project_id, trace_ids)
             if not trace_ids:
                 return []
         where = f"project_id = ? AND {self.DIALECT.among('trace_id')}"
