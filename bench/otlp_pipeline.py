@@ -119,10 +119,10 @@ def main() -> None:
             (rollup_sql, "dirty_marks", "store: dirty marks"),
             (duckdb_store, "_payloads", "store: rows -> JSON (upserts)"),
             (duckdb_store, "_insert_payloads", "store: rows -> JSON (inserts)"),
-            (cls, "_transaction", "store: take lock + BEGIN"),
             (cls, "_write_rows", "store: write rows"),
             (cls, "_stored_hours", "store: stored hours"),
             (cls, "write", "store: write()"),
+            (cls, "write_linked", "store: write_linked() (write + linked read)"),
             (cls, "merge_write", "store: merge_write() total"),
         ]
         for owner, name, label in steps:
