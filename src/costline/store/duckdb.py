@@ -296,9 +296,10 @@ class DuckDBStore(SqlStore):
     def _insert_new(self, observations: Sequence[Observation], traces: Sequence[Trace],
                     payloads: Sequence[tuple[str, str]], linked: tuple[str, Sequence[str]] | None) -> list[str]:
         """``write``'s first try, in as few calls into DuckDB as it takes: BEGIN rides with the first INSERT, the
-        dirty hours (as literals) and the ``linked`` read with the COMMIT. Each call made under the store's lock
-        waits for the GIL a few times (DuckDB takes it between tasks to check for signals), behind the other
-        requests' Python: with 2-3 requests in flight, each call held the lock ~10-20 ms longer than its work.
+        dirty hours (as literals) and the ``linked`` read with the COMMIT. A call into DuckDB takes the GIL back a
+        few times before it returns, each time behind the other requests' Python (up to the 5 ms switch
+        interval): with 2 requests in flight a call held the lock ~10-20 ms longer than its work
+        (docs/benchmarks.md, "fewer calls into DuckDB under the store lock").
         ``_StoredKeyError`` when an INSERT meets a stored key (nothing was written)."""
         marks = None if traces else _hour_marks(observations)  # a trace's user change takes a parameter
         with self._lock:
