@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from costline.core.events import Observation, Score, Trace
-from costline.store import rollup_sql, rows
+from costline.store import rollup_sql, rows, sqltext
 from costline.store.base import StoreError, ensure_private_dir
 from costline.store.dialects import DuckDBDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations, pending_migrations
@@ -138,7 +138,8 @@ def _payloads(observations: Sequence[Observation], traces: Sequence[Trace],
     return [(table, _batch_json(_TABLES[table], values)) for table, values in batches if values]
 
 
-#: project ids written into SQL text as they are (``_hour_marks``); the server makes them as hex uuids
+#: project ids written into SQL text (``_hour_marks``, through the one quoting helper); the server makes them as hex
+#: uuids, any other id is bound as a parameter
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
@@ -149,7 +150,7 @@ def _hour_marks(observations: Sequence[Observation]) -> str | None:
     hours = sorted(rollup_sql.observation_hours(observations))
     if not all(_PLAIN_ID.fullmatch(project) for project in {p for p, _ in hours}):
         return None
-    values = ", ".join(f"('{project}', to_timestamp({seconds}))" for project, seconds in hours)
+    values = ", ".join(f"({sqltext.duckdb_literal(project)}, to_timestamp({seconds:d}))" for project, seconds in hours)
     return f"INSERT INTO rollup_dirty VALUES {values}; " if values else ""
 
 
