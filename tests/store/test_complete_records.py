@@ -190,9 +190,9 @@ def test_a_merge_writing_rows_it_did_not_name_upserts_them_and_marks_their_old_h
 
 
 def test_plain_writes_mark_their_hours_whatever_the_project_id(store: Store) -> None:
-    """``Store.write`` of new rows marks their hours dirty: DuckDB puts plain project ids into the statement's
-    text and binds any other one (here with a quote and a space) as a parameter; the rollup answers what raw
-    rows answer after each write, in an hour already rolled up."""
+    """``Store.write`` of new rows marks their hours dirty: DuckDB puts the project ids into the statement's
+    text through its quoting helper (here a plain one, and one with a quote and a space); the rollup answers what
+    raw rows answer after each write, in an hour already rolled up."""
     for project in ("p1", "o'brien x"):
         def query(project: str = project) -> tuple[Any, Any]:
             return both(store, HOURLY, project)
@@ -212,7 +212,7 @@ def test_plain_writes_mark_their_hours_whatever_the_project_id(store: Store) -> 
             {"time": "2026-03-28T12:00:00+00:00", "sum_cost": D("4.5"), "count": 3}]
 
 
-def test_hour_marks_put_plain_project_ids_into_the_text_only() -> None:
+def test_hour_marks_quote_project_ids_into_the_text() -> None:
     from costline.store.duckdb import _hour_marks
 
     obs = [call("a", "t", H1, "1"), call("b", "t", H1 + timedelta(minutes=49), "1"),
@@ -220,7 +220,8 @@ def test_hour_marks_put_plain_project_ids_into_the_text_only() -> None:
     assert _hour_marks(obs) == ("INSERT INTO rollup_dirty VALUES ('p-2', to_timestamp(1774695600)), "
                                 "('p1', to_timestamp(1774699200)); ")
     assert _hour_marks([]) == ""
-    assert _hour_marks([replace(obs[0], project_id="p'); DROP TABLE observations; --")]) is None
+    assert _hour_marks([replace(obs[0], project_id="p'); DROP TABLE observations; --")]) == (
+        "INSERT INTO rollup_dirty VALUES ('p''); DROP TABLE observations; --', to_timestamp(1774699200)); ")
 
 
 def test_write_linked_reads_the_linked_traces_once_written(store: Store) -> None:
@@ -234,7 +235,7 @@ def test_write_linked_reads_the_linked_traces_once_written(store: Store) -> None
     # a stored key: upserted, the answer the same
     assert sorted(store.write_linked([flat, replace(child, total_cost=D("2"))], [], "p1", ["t2", "t3"])) == ["t3"]
     assert {o.id: o.total_cost for o in store.traces_observations("p1", ["t3"])} == {"child": D("2")}
-    # a project id DuckDB binds as a parameter (the dirty hours too)
+    # a project id with a quote (DuckDB quotes it into the dirty hours' statement)
     other = replace(child, project_id="o'brien", id="c2")
     assert store.write_linked([other], [], "o'brien", ["t3", "t1"]) == ["t3"]
     assert assert_rollup_equals_raw(store)

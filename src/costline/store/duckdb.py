@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -138,18 +137,11 @@ def _payloads(observations: Sequence[Observation], traces: Sequence[Trace],
     return [(table, _batch_json(_TABLES[table], values)) for table, values in batches if values]
 
 
-#: project ids written into SQL text (``_hour_marks``, through the one quoting helper); the server makes them as hex
-#: uuids, any other id is bound as a parameter
-_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")
-
-
-def _hour_marks(observations: Sequence[Observation]) -> str | None:
+def _hour_marks(observations: Sequence[Observation]) -> str:
     """The dirty-hour rows of new observations (``rollup_sql.dirty_marks`` without stored versions and
-    traces) as an INSERT statement with the values in its text, ending in ``;``: "" when there are none, None
-    when a project id is not plain (``dirty_marks`` then binds it as a parameter)."""
+    traces) as an INSERT statement with the values in its text (integer seconds, project ids through the one
+    quoting helper), ending in ``;``; "" when there are none."""
     hours = sorted(rollup_sql.observation_hours(observations))
-    if not all(_PLAIN_ID.fullmatch(project) for project in {p for p, _ in hours}):
-        return None
     values = ", ".join(f"({sqltext.duckdb_literal(project)}, to_timestamp({seconds:d}))" for project, seconds in hours)
     return f"INSERT INTO rollup_dirty VALUES {values}; " if values else ""
 
@@ -189,14 +181,21 @@ class DuckDBStore(SqlStore):
     @contextmanager
     def _transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
         """BEGIN … COMMIT under the lock; on any error ROLLBACK and raise (``StoreError`` for database errors)."""
+        with self._rolled_back(what) as conn:
+            conn.execute("BEGIN TRANSACTION")
+            yield conn
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _rolled_back(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection under the lock, for statements that BEGIN and COMMIT themselves; on any error ROLLBACK
+        and raise (``StoreError`` for database errors)."""
         with self._lock:
             conn = self._connection()
-            conn.execute("BEGIN TRANSACTION")
             try:
                 yield conn
-                conn.execute("COMMIT")
             except BaseException as exc:
-                with suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
+                with suppress(duckdb.Error):  # no transaction (a failed BEGIN or COMMIT): nothing to roll back
                     conn.execute("ROLLBACK")
                 if isinstance(exc, duckdb.Error):
                     raise StoreError(f"{what} failed, nothing was stored: {exc}") from exc
@@ -303,27 +302,19 @@ class DuckDBStore(SqlStore):
         (docs/benchmarks.md, "fewer calls into DuckDB under the store lock").
         ``_StoredKeyError`` when an INSERT meets a stored key (nothing was written)."""
         marks = None if traces else _hour_marks(observations)  # a trace's user change takes a parameter
-        with self._lock:
-            conn = self._connection()
-            try:
-                for index, (table, payload) in enumerate(payloads):
-                    try:
-                        conn.execute(("BEGIN TRANSACTION; " if index == 0 else "") + _INSERTS[table], [payload])
-                    except duckdb.ConstraintException as exc:
-                        raise _StoredKeyError from exc
-                if marks is None:
-                    rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, {})
-                if not linked:
-                    conn.execute(f"{marks or ''}COMMIT")
-                    return []
-                found = conn.execute(f"{marks or ''}COMMIT; {self._linked_sql()}", [linked[0], list(linked[1])])
-                return [t for (t,) in found.fetchall()]
-            except BaseException as exc:
-                with suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, duckdb.Error):
-                    raise StoreError(f"write failed, nothing was stored: {exc}") from exc
-                raise
+        with self._rolled_back("write") as conn:
+            for index, (table, payload) in enumerate(payloads):
+                try:
+                    conn.execute(("BEGIN TRANSACTION; " if index == 0 else "") + _INSERTS[table], [payload])
+                except duckdb.ConstraintException as exc:
+                    raise _StoredKeyError from exc
+            if marks is None:
+                rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, {})
+            if not linked:
+                conn.execute(f"{marks or ''}COMMIT")
+                return []
+            found = conn.execute(f"{marks or ''}COMMIT; {self._linked_sql()}", [linked[0], list(linked[1])])
+            return [t for (t,) in found.fetchall()]
 
     def _write_rows(self, conn: Any, observations: Sequence[Observation], traces: Sequence[Trace],
                     scores: Sequence[Score], new: NewKeys = NO_NEW_KEYS) -> None:
