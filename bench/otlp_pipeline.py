@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=10)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--native", action="store_true", help="time native batches instead of OTLP")
+    parser.add_argument("--every", type=int, default=0,
+                        help="print the medians of the last N timed batches every N (how steps grow with the table)")
     args = parser.parse_args()
 
     from costline.catalog.book import load_price_book
@@ -158,6 +160,11 @@ def main() -> None:
             assert len(result.observations) == 1000 and not decoded.errors, decoded.errors[:3]
             for label, seconds in TIMES.items():
                 per_batch[label].append(seconds * 1000)
+            done = len(per_batch["pipeline.ingest total"])
+            if args.every and done % args.every == 0:
+                window = {label: statistics.median(v[-args.every:]) for label, v in per_batch.items()}
+                print(f"after {(args.warm + done) * 1000:>9,} rows: "
+                      + ", ".join(f"{label} {ms:.1f}" for label, ms in window.items() if ms >= 0.5), flush=True)
         load = os.getloadavg()[0]
         print(f"{args.backend}, {'native' if args.native else 'OTLP'}, {args.batches} batches after {args.warm}, "
               f"load {load:.2f}; median ms per batch of 1,000:")

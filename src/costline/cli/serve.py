@@ -23,6 +23,8 @@ from costline.store.base import Store, ensure_private_dir, redact_url
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 3600
+#: the cyclic collector's first-generation threshold in the server (Python's default is 700)
+GC_THRESHOLD = 10_000
 
 
 def _settings(obj: CliContext, **overrides: Any) -> Settings:
@@ -80,6 +82,10 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
     # full collection (measured: OTLP decoding 44 → 31 ms per 1,000 spans)
     gc.collect()
     gc.freeze()
+    # a batch of 1,000 events allocates ~10^5 container objects, nearly all acyclic and short-lived: at Python's
+    # default (700) the collector ran ~18 times per batch under the GIL; at 10,000 about once
+    # (docs/benchmarks.md, 2026-12-06 "late")
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     if settings.retention_days:
         _start_purger(store, settings.retention_days)
     if settings.control_file is not None:
