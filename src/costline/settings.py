@@ -36,6 +36,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+#: most worker processes ``ingest_workers`` may ask for
+MAX_INGEST_WORKERS = 64
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CostlineError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_INGEST_WORKERS:
+        raise CostlineError(f"expected 0 to {MAX_INGEST_WORKERS}, got {value}")
+    return value
+
+
+def _default_workers() -> int:
+    """One worker per core up to 4, none on a single core (where they would only add copies)."""
+    cores = os.cpu_count() or 1
+    return 0 if cores < 2 else min(4, cores)
+
+
 def _cache_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -125,6 +145,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "Largest request body accepted, before and after gzip decompression (bytes); larger bodies get 413.",
     ),
     Setting(
+        "ingest_workers", "COSTLINE_INGEST_WORKERS", _workers, _default_workers,
+        "Worker processes that decode and price large native batches (/v1/ingest bodies of 32 KiB or more) for "
+        "`costline serve` on a DuckDB store, so the server's own process only writes them. 0 turns them off. "
+        "Default: the number of cores, at most 4 (0 on one core).",
+    ),
+    Setting(
         "retention_days", "COSTLINE_RETENTION_DAYS", _optional_days, lambda: None,
         "Delete observations older than this many days (`costline purge`, and hourly in `costline serve`). "
         "Empty or 0: keep forever (the default).",
@@ -190,6 +216,7 @@ class Settings:
     bind_host: str = "127.0.0.1"
     port: int = 8787
     max_body_bytes: int = 64 * 1024 * 1024
+    ingest_workers: int = field(default_factory=_default_workers)
     retention_days: int | None = None
     metrics_metadata_labels: tuple[str, ...] = ()
     alert_interval_s: int = 30

@@ -89,7 +89,7 @@ class AlertEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         budgets.listeners.append(self._on_crossing)
-        budgets.pipeline.listeners.append(self._on_ingest)
+        budgets.pipeline.add_listener(self._on_ingest, reads_summary=True)
 
     # configuration --------------------------------------------------------------------------------------------
     def rules(self, project_id: str) -> list[AlertRule]:
@@ -386,8 +386,18 @@ class AlertEngine:
             self.store.put_alert_states(changed)
 
     # on ingest ------------------------------------------------------------------------------------------------------
+    def checks_on_ingest(self, project_id: str) -> bool:
+        """The project has a rule checked on each ingested call: its batches must be written as objects (the
+        server then keeps them off the worker processes: server/native_workers.py)."""
+        return bool(self._ingest_rules(project_id))
+
+    def _ingest_rules(self, project_id: str) -> list[AlertRule]:
+        return [r for r in self.rules(project_id) if r.enabled and r.kind in ("request_cost", "unpriced")]
+
     def _on_ingest(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
-        rules = [r for r in self.rules(project_id) if r.enabled and r.kind in ("request_cost", "unpriced")]
+        # a batch with a summary was written from a worker's rows, which the server only does for a project
+        # without such rules (``checks_on_ingest``): its observations are empty, and there is nothing to check
+        rules = self._ingest_rules(project_id)
         hits = [(rule, hit) for rule in rules for obs in result.observations
                 if (hit := self._ingest_hit(rule, obs)) is not None]
         if not hits:  # the usual batch: no store read, no lock

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,7 +23,7 @@ from typing import Any, Final
 from costline.control.check import CheckRequest, estimate
 from costline.core.budgets import Attributes, Budget, counter_key, parse_budget, spend_query, subject_of
 from costline.core.enforce import Counter, CounterUsage, Decision, Option, Status, decide
-from costline.core.events import ObservationEvent
+from costline.core.events import Observation, ObservationEvent
 from costline.core.money import decimal_str
 from costline.core.usage import Usage
 from costline.errors import CostlineError
@@ -128,7 +128,7 @@ class BudgetService:
         self.listeners: list[CrossingListener] = []
         self._budgets: dict[str, list[Budget]] = {}
         self._lock = threading.Lock()
-        pipeline.listeners.append(self._on_ingest)
+        pipeline.add_listener(self._on_ingest, reads_summary=True)
 
     # budgets ------------------------------------------------------------------------------------------------
     def budgets(self, project_id: str) -> list[Budget]:
@@ -272,8 +272,7 @@ class BudgetService:
         return self.store.release_reservations(project_id, [reservation_id]) > 0
 
     def _on_ingest(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
-        ids = [str(o.metadata[RESERVATION_KEY]) for o in result.observations
-               if isinstance(o.metadata, Mapping) and o.metadata.get(RESERVATION_KEY)]
+        ids = result.summary.reservations if result.summary is not None else reservation_ids(result.observations)
         if ids:
             self.store.release_reservations(project_id, ids)
 
@@ -290,6 +289,12 @@ class BudgetService:
         over = (budget.limit is not None and used > budget.limit) or (
             budget.max_requests is not None and requests > budget.max_requests)
         return Status(counter, used, requests, over, None)
+
+
+def reservation_ids(observations: Iterable[Observation]) -> tuple[str, ...]:
+    """The reservations the observations settle (their metadata names one: ``settle`` records it so)."""
+    return tuple(str(o.metadata[RESERVATION_KEY]) for o in observations
+                 if isinstance(o.metadata, Mapping) and o.metadata.get(RESERVATION_KEY))
 
 
 def _attrs_json(attrs: Attributes) -> dict[str, Any]:

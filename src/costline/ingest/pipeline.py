@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 
 from costline.catalog.user_file import compile_price_data
 from costline.core.duplicates import DUPLICATE, find_duplicates, mark_duplicate
@@ -39,15 +40,41 @@ Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
+class Summary:
+    """What the listeners read of a batch written from rows a worker process built, without its ``Observation``
+    objects (server/native_workers.py): the budget reservations its calls settle and its Prometheus sums."""
+
+    reservations: tuple[str, ...]
+    metrics: tuple[tuple[str, str, tuple[str, ...], Decimal | int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRows:
+    """A batch of new complete records (native) decoded, merged, priced and turned into DuckDB's JSON batches by
+    a worker process (server/native_workers.py), with what the write and the reply need."""
+
+    ids: tuple[str, ...]  # the observations' ids, in the order the reply lists them
+    accepted: tuple[str, ...]  # the items' ids
+    payloads: tuple[tuple[str, str], ...]  # (table, JSON batch), as ``DuckDBStore.write`` builds them
+    hours: tuple[int, ...]  # the hours the observations start in (UTC epoch seconds): marked dirty
+    priced_traces: tuple[str, ...]  # where the duplicate check looks (``_priced_traces``)
+    costs: tuple[dict[str, str | None], ...]  # the reply's ``costs`` entries
+    summary: Summary
+
+
+@dataclass(frozen=True, slots=True)
 class IngestResult:
     observations: tuple[Observation, ...]
     traces: tuple[Trace, ...]
     scores: tuple[Score, ...]
     #: the stored rows the observations were merged into, by id (protocols with partial updates only)
     previous: Mapping[str, Observation] = field(default_factory=dict)
+    #: set (and ``observations`` empty) when the batch was written from a worker's rows: ``ingest_rows``
+    summary: Summary | None = None
 
 
-#: called after each committed ingest with (project_id, protocol, decoded, result); see server/prometheus.py
+#: called after each committed ingest with (project_id, protocol, decoded, result); see server/prometheus.py.
+#: A listener added with ``reads_summary=True`` reads ``result.summary`` when it is set (``ingest_rows``).
 IngestListener = Callable[[str, str, Decoded, IngestResult], None]
 
 
@@ -72,23 +99,46 @@ class Pipeline:
         self.store = store
         self.base_book = book
         self.clock = clock
-        self._books: dict[str, PriceBook] = {}
+        self._books: dict[str, tuple[PriceBook, tuple[PriceRecord, ...], int]] = {}
+        self._versions: dict[str, int] = {}
         self._lock = threading.Lock()
         self.listeners: list[IngestListener] = []
+        self._summary_readers: list[IngestListener] = []
+
+    def add_listener(self, listener: IngestListener, *, reads_summary: bool = False) -> None:
+        self.listeners.append(listener)
+        if reads_summary:
+            self._summary_readers.append(listener)
+
+    def reads_summaries(self) -> bool:
+        """Every listener reads a batch's ``summary``: ``ingest_rows`` may be used."""
+        return all(listener in self._summary_readers for listener in self.listeners)
 
     def book_for(self, project_id: str) -> PriceBook:
         """The base book plus the project's own prices (they rank above every catalog)."""
-        book = self._books.get(project_id)
-        if book is None:
-            records = stored_price_records(self.store.list_prices(project_id))
-            book = self.base_book.with_records(records) if records else self.base_book
+        return self._book_entry(project_id)[0]
+
+    def price_source(self, project_id: str) -> tuple[int, tuple[PriceRecord, ...]]:
+        """(version, the project's own price records): what a worker process needs to hold ``book_for``'s book
+        (the base book plus these records); the version changes with every ``prices_changed``."""
+        _, records, version = self._book_entry(project_id)
+        return version, records
+
+    def _book_entry(self, project_id: str) -> tuple[PriceBook, tuple[PriceRecord, ...], int]:
+        entry = self._books.get(project_id)
+        if entry is None:
+            version = self._versions.get(project_id, 0)
+            records = tuple(stored_price_records(self.store.list_prices(project_id)))
+            entry = (self.base_book.with_records(records) if records else self.base_book, records, version)
             with self._lock:
-                self._books[project_id] = book
-        return book
+                if self._versions.get(project_id, 0) == version:  # no change since the read began
+                    self._books[project_id] = entry
+        return entry
 
     def prices_changed(self, project_id: str) -> None:
         with self._lock:
             self._books.pop(project_id, None)
+            self._versions[project_id] = self._versions.get(project_id, 0) + 1
 
     def ingest(self, project_id: str, decoded: Decoded, protocol: str = "native") -> IngestResult:
         now = self.clock()
@@ -121,12 +171,38 @@ class Pipeline:
         if observations:
             observations = self._count_once(project_id, observations, linked)
         result = IngestResult(tuple(observations), tuple(traces), tuple(scores), previous)
+        self._notify(project_id, protocol, decoded, result)
+        return result
+
+    def ingest_rows(self, project_id: str, prepared: PreparedRows) -> IngestResult | None:
+        """Write a batch a worker process prepared (``PreparedRows``; a DuckDB store), count duplicate reports
+        once, and tell the listeners, as ``ingest`` does for the same events. None, with nothing written, when
+        the batch must go through ``ingest`` instead: a listener does not read summaries, or one of the ids is
+        already stored (an event sent again replaces its row: an upsert, which ``ingest`` does)."""
+        if not self.reads_summaries():
+            return None
+        linked = self.store.write_prepared(project_id, prepared.payloads, prepared.hours, prepared.priced_traces)
+        if linked is None:
+            return None
+        decoded = Decoded(merge=False)
+        decoded.accepted.extend(prepared.accepted)
+        if linked and self._newly_counted(project_id, linked)[1]:
+            # a batch that reports a call twice (a wrapper and its child): its rows are read back and marked as
+            # ``ingest`` marks them, and the listeners and the reply read the objects
+            stored = self.store.get_observations(project_id, prepared.ids)
+            written = [stored[i] for i in prepared.ids if i in stored]
+            result = IngestResult(tuple(self._count_once(project_id, written, linked)), (), ())
+        else:
+            result = IngestResult((), (), (), summary=prepared.summary)
+        self._notify(project_id, "native", decoded, result)
+        return result
+
+    def _notify(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
         for listener in self.listeners:
             try:
                 listener(project_id, protocol, decoded, result)
             except Exception:  # the data has committed: a listener's failure must not fail the request
                 log.exception("ingest listener %r failed", listener)
-        return result
 
     @staticmethod
     def _observations(project_id: str, decoded: Decoded, stored: Mapping[str, Observation], book: PriceBook,
@@ -170,13 +246,7 @@ class Pipeline:
         traces = _priced_traces(written)
         if not traces:
             return list(written)
-        # a pair is an observation and one of its ancestors: only traces holding an observation with a parent
-        # can hold one, so only those are read (a batch of flat calls reads no row)
-        found = (self.store.traces_observations(project_id, traces, linked_only=True) if linked is None
-                 else self.store.traces_observations(project_id, linked))
-        stored = {o.id: o for o in found}
-        counted = {outer: inner for outer, inner in find_duplicates(stored.values()).items()
-                   if stored[outer].pricing_status != DUPLICATE}
+        _, counted = self._newly_counted(project_id, linked, traces)
         if not counted:
             return list(written)
 
@@ -188,6 +258,20 @@ class Pipeline:
         rewritten = {o.id: o for o in marked}
         ids = {o.id for o in written}
         return [*(rewritten.get(o.id, o) for o in written), *(o for i, o in rewritten.items() if i not in ids)]
+
+    def _newly_counted(self, project_id: str, linked: Sequence[str] | None,
+                       traces: Sequence[str] = ()) -> tuple[dict[str, Observation], dict[str, str]]:
+        """(the stored observations read, outer report id → the descendant that reports the same call) for the
+        reports not yet marked: read from ``linked`` (the traces holding a parent link, when the write read
+        them) or else from ``traces``, narrowed to those holding a parent link."""
+        # a pair is an observation and one of its ancestors: only traces holding an observation with a parent
+        # can hold one, so only those are read (a batch of flat calls reads no row)
+        found = (self.store.traces_observations(project_id, traces, linked_only=True) if linked is None
+                 else self.store.traces_observations(project_id, linked))
+        stored = {o.id: o for o in found}
+        counted = {outer: inner for outer, inner in find_duplicates(stored.values()).items()
+                   if stored[outer].pricing_status != DUPLICATE}
+        return stored, counted
 
     @staticmethod
     def _traces(project_id: str, decoded: Decoded, stored: Mapping[str, Trace], now: datetime) -> list[Trace]:

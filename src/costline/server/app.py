@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +27,9 @@ from costline.server.local_admin import PROJECT_HEADER
 from costline.server.seals import Seals, load_seal_key
 from costline.settings import Settings
 from costline.store.base import ApiKey, Store, StoreError
+
+if TYPE_CHECKING:
+    from costline.server.native_workers import NativeWorkers
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,8 @@ class ServerState:
     admin_token_hash: str | None = None
     #: sealed secrets for the SigV4-signed Cost Explorer endpoint (server/seals.py)
     seals: Seals | None = None
+    #: worker processes for large native batches (server/native_workers.py; ``costline serve`` on DuckDB)
+    native_workers: NativeWorkers | None = None
 
 
 def state_of(request: Request) -> ServerState:

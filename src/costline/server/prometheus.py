@@ -88,6 +88,51 @@ class ExactCounter:
         return family
 
 
+#: what one batch adds to the counters, in the order it is added: (counter, currency for "cost" else "", label
+#: values, amount); see ``metric_sums``
+MetricSums = tuple[tuple[str, str, tuple[str, ...], Amount], ...]
+
+
+def metric_sums(observations: Iterable[Observation], previous: Mapping[str, Observation] | None,
+                metadata_keys: tuple[str, ...]) -> MetricSums:
+    """What a batch adds to the counters, computed apart from them (in a worker process too: see
+    server/native_workers.py). Unpriced calls and fractional token counts come in the order met; then costs, summed
+    per series exactly under MONEY_CONTEXT, and whole counts summed per series, each in the order its series
+    first appeared (so the series cap folds the same ones)."""
+    met: list[tuple[str, str, tuple[str, ...], Amount]] = []
+    counts: dict[tuple[str, tuple[str, ...]], int] = {}
+    costs: dict[tuple[str, tuple[str, ...]], Decimal] = {}
+    for obs in observations:
+        before = previous.get(obs.id) if previous else None
+        model = (obs.model or "")[:MAX_LABEL_VALUE]
+        provider = (obs.provider or "")[:MAX_LABEL_VALUE]
+        if before is None:
+            series = ("observations", (obs.type[:MAX_LABEL_VALUE],))
+            counts[series] = counts.get(series, 0) + 1
+        if _counts_unpriced(obs) and (before is None or not _counts_unpriced(before)):
+            met.append(("unpriced", "", (model,), 1))
+        meta = tuple(label_value(obs.metadata.get(key)) for key in metadata_keys) if metadata_keys else ()
+        if obs.total_cost is not None:
+            delta = obs.total_cost
+            if before is not None and before.total_cost is not None and before.currency == obs.currency:
+                delta = MONEY_CONTEXT.subtract(delta, before.total_cost)
+            if delta >= 0:  # counters only go up: a lower cost after an update is not subtracted
+                key = (obs.currency, (model, provider, *meta))
+                total = costs.get(key)
+                costs[key] = delta if total is None else MONEY_CONTEXT.add(total, delta)
+        usage = obs.usage
+        for direction, unit in DIRECTIONS:
+            count = usage.get(unit, 0) - (before.usage.get(unit, 0) if before is not None else 0)
+            if count > 0:
+                labels = (model, provider, direction, *meta)
+                if isinstance(count, int):
+                    counts["tokens", labels] = counts.get(("tokens", labels), 0) + count
+                else:  # not a whole count (a token quantity is one): added exactly, as it comes
+                    met.append(("tokens", "", labels, count))
+    return (*met, *(("cost", currency, labels, amount) for (currency, labels), amount in costs.items()),
+            *((name, "", labels, count) for (name, labels), count in counts.items()))
+
+
 class IngestMetrics:
     """The counters of one app and the registry that exposes them."""
 
@@ -118,6 +163,10 @@ class IngestMetrics:
             "Authenticated ingestion requests answered with a 4xx (unreadable body, too large, nothing valid).",
             ("protocol", "code"),
         )
+        self.worker_batches = ExactCounter(
+            "costline_ingest_worker_batches",
+            "Native batches written from the rows a worker process prepared (COSTLINE_INGEST_WORKERS).", ())
+        self._counters = {"tokens": self.tokens, "observations": self.observations, "unpriced": self.unpriced}
         self.cost_counter("USD")
         self.registry = CollectorRegistry()
         self.registry.register(self)
@@ -137,53 +186,17 @@ class IngestMetrics:
     # -- counting ------------------------------------------------------------------------------------------
 
     def observe(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
-        """Count one committed ingest (a ``Pipeline`` listener)."""
-        # amounts are summed per series over the batch first (whole counts as ints, costs exactly under
-        # MONEY_CONTEXT), then added once, in the order each series first appeared (so the series cap folds the
-        # same ones)
-        counts: dict[tuple[ExactCounter, tuple[str, ...]], int] = {}
-        costs: dict[tuple[ExactCounter, tuple[str, ...]], Decimal] = {}
+        """Count one committed ingest (a ``Pipeline`` listener; it reads a batch's ``summary`` when the batch
+        was written from a worker's rows)."""
+        sums = result.summary.metrics if result.summary is not None else \
+            metric_sums(result.observations, result.previous, self.metadata_keys)
         with self._lock:
             self.rejected_items.add(project_id, (protocol,), len(decoded.errors))
-            previous = result.previous
-            for obs in result.observations:
-                self._observation(project_id, obs, previous.get(obs.id) if previous else None, counts, costs)
-            for (counter, key), cost in costs.items():
-                counter.add(project_id, key, cost)
-            for (counter, key), count in counts.items():
-                counter.add(project_id, key, count)
-
-    def _observation(self, project_id: str, obs: Observation, previous: Observation | None,
-                     counts: dict[tuple[ExactCounter, tuple[str, ...]], int],
-                     costs: dict[tuple[ExactCounter, tuple[str, ...]], Decimal]) -> None:
-        model = (obs.model or "")[:MAX_LABEL_VALUE]
-        provider = (obs.provider or "")[:MAX_LABEL_VALUE]
-        if previous is None:
-            series: tuple[ExactCounter, tuple[str, ...]] = (self.observations, (obs.type[:MAX_LABEL_VALUE],))
-            counts[series] = counts.get(series, 0) + 1
-        if _counts_unpriced(obs) and (previous is None or not _counts_unpriced(previous)):
-            self.unpriced.add(project_id, (model,), 1)
-        meta = self._metadata_values(obs.metadata) if self.metadata_keys else ()
-        if obs.total_cost is not None:
-            delta = obs.total_cost
-            if previous is not None and previous.total_cost is not None and previous.currency == obs.currency:
-                delta = MONEY_CONTEXT.subtract(delta, previous.total_cost)
-            if delta >= 0:  # counters only go up: a lower cost after an update is not subtracted
-                series = (self.cost_counter(obs.currency), (model, provider, *meta))
-                total = costs.get(series)
-                costs[series] = delta if total is None else MONEY_CONTEXT.add(total, delta)
-        usage = obs.usage
-        for direction, unit in DIRECTIONS:
-            count = usage.get(unit, 0) - (previous.usage.get(unit, 0) if previous is not None else 0)
-            if count > 0:
-                key = (model, provider, direction, *meta)
-                if isinstance(count, int):
-                    counts[self.tokens, key] = counts.get((self.tokens, key), 0) + count
-                else:  # not a whole count (a token quantity is one): added exactly, as it comes
-                    self.tokens.add(project_id, key, count)
-
-    def _metadata_values(self, metadata: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(label_value(metadata.get(key)) for key in self.metadata_keys)
+            if result.summary is not None:
+                self.worker_batches.add(project_id, (), 1)
+            for name, currency, key, amount in sums:
+                counter = self.cost_counter(currency) if name == "cost" else self._counters[name]
+                counter.add(project_id, key, amount)
 
     def rejected_request(self, project_id: str, protocol: str, status: int) -> None:
         with self._lock:
@@ -198,7 +211,7 @@ class IngestMetrics:
     def families(self, project_id: str | None) -> Iterator[Metric]:
         with self._lock:
             counters = [*(self._costs[c] for c in sorted(self._costs)), self.tokens, self.observations,
-                        self.unpriced, self.rejected_items, self.rejected_requests]
+                        self.unpriced, self.rejected_items, self.rejected_requests, self.worker_batches]
             families = [c.family(project_id) for c in counters]
         yield from families
 
@@ -294,7 +307,7 @@ def install(app: FastAPI) -> IngestMetrics:
     state: ServerState = app.state.costline
     collected = IngestMetrics(state.settings.metrics_metadata_labels)
     app.state.costline_metrics = collected
-    state.pipeline.listeners.append(collected.observe)
+    state.pipeline.add_listener(collected.observe, reads_summary=True)
     app.add_middleware(RejectionCounter, metrics=collected)
     app.include_router(router)
     return collected

@@ -227,6 +227,15 @@ class Store(Protocol):
         check (``traces_observations(linked_only=True)``), which DuckDB makes in the write's last statement."""
         ...
 
+    def write_prepared(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
+                       trace_ids: Sequence[str]) -> list[str] | None:
+        """Insert new observations of ``project_id`` given as the store's own JSON batches (built by a worker
+        process: server/native_workers.py) and the hours they start in (UTC, epoch seconds), marking those hours
+        dirty, then read what ``write_linked`` reads. None, with nothing
+        written, when one of the keys is already stored or the store takes no prepared batches (PostgreSQL):
+        the caller then writes the objects."""
+        ...
+
     def merge_write(
         self,
         project_id: str,

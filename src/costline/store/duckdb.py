@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -141,7 +141,10 @@ def _hour_marks(observations: Sequence[Observation]) -> str:
     """The dirty-hour rows of new observations (``rollup_sql.dirty_marks`` without stored versions and
     traces) as an INSERT statement with the values in its text (integer seconds, project ids through the one
     quoting helper), ending in ``;``; "" when there are none."""
-    hours = sorted(rollup_sql.observation_hours(observations))
+    return _marks_sql(sorted(rollup_sql.observation_hours(observations)))
+
+
+def _marks_sql(hours: Sequence[tuple[str, int]]) -> str:
     values = ", ".join(f"({sqltext.duckdb_literal(project)}, to_timestamp({seconds:d}))" for project, seconds in hours)
     return f"INSERT INTO rollup_dirty VALUES {values}; " if values else ""
 
@@ -293,6 +296,15 @@ class DuckDBStore(SqlStore):
                 conn.execute(_UPSERTS[table], [payload])
         return None
 
+    def write_prepared(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
+                       trace_ids: Sequence[str]) -> list[str] | None:
+        # the statement's text is built here, from integers and the project id: no SQL crosses from the worker
+        marks = _marks_sql([(project_id, int(seconds)) for seconds in sorted(set(hours))])
+        try:
+            return self._insert_payloads(payloads, marks, None, (project_id, trace_ids) if trace_ids else None)
+        except _StoredKeyError:
+            return None
+
     def _insert_new(self, observations: Sequence[Observation], traces: Sequence[Trace],
                     payloads: Sequence[tuple[str, str]], linked: tuple[str, Sequence[str]] | None) -> list[str]:
         """``write``'s first try, in as few calls into DuckDB as it takes: BEGIN rides with the first INSERT, the
@@ -301,15 +313,22 @@ class DuckDBStore(SqlStore):
         interval): with 2 requests in flight a call held the lock ~10-20 ms longer than its work
         (docs/benchmarks.md, "fewer calls into DuckDB under the store lock").
         ``_StoredKeyError`` when an INSERT meets a stored key (nothing was written)."""
-        marks = None if traces else _hour_marks(observations)  # a trace's user change takes a parameter
+        if traces:  # a trace's user change takes a parameter: marked by statements of their own
+            return self._insert_payloads(payloads, None, lambda conn: rollup_sql.dirty_marks(
+                self._runner(conn), self.DIALECT, observations, traces, {}), linked)
+        return self._insert_payloads(payloads, _hour_marks(observations), None, linked)
+
+    def _insert_payloads(self, payloads: Sequence[tuple[str, str]], marks: str | None,
+                         mark: Callable[[Any], None] | None, linked: tuple[str, Sequence[str]] | None) -> list[str]:
+        """``_insert_new`` from the JSON batches: the dirty hours as literals (``marks``) or by ``mark``."""
         with self._rolled_back("write") as conn:
             for index, (table, payload) in enumerate(payloads):
                 try:
                     conn.execute(("BEGIN TRANSACTION; " if index == 0 else "") + _INSERTS[table], [payload])
                 except duckdb.ConstraintException as exc:
                     raise _StoredKeyError from exc
-            if marks is None:
-                rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces, {})
+            if mark is not None:
+                mark(conn)
             if not linked:
                 conn.execute(f"{marks or ''}COMMIT")
                 return []

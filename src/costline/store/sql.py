@@ -184,6 +184,10 @@ class SqlStore(KeySql, ControlSql):
         self.write(observations, (), scores)
         return self._linked(project_id, trace_ids)
 
+    def write_prepared(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
+                       trace_ids: Sequence[str]) -> list[str] | None:
+        return None  # the batches are DuckDB's (a backend that takes them overrides this)
+
     def traces_observations(self, project_id: str, trace_ids: Sequence[str],
                             linked_only: bool = False) -> list[Observation]:
         if not trace_ids:

@@ -1,0 +1,227 @@
+"""Large native batches decoded, merged, priced and turned into rows in worker processes (DuckDB stores).
+
+The server is one Python process, and its interpreter work per batch (decode, merge, price, rows) runs under one
+GIL while the store's writes wait for it (docs/benchmarks.md, 2026-12-06 "late"). For a ``POST /v1/ingest`` body
+of at least ``MIN_BODY`` bytes, a worker process does that work with the same price book and sends back what the
+write needs as data: DuckDB's JSON batches, the hours to mark dirty, the traces the duplicate check reads, the
+reply's costs and the listeners' summary (``PreparedRows``). The server's process writes them with
+``Pipeline.ingest_rows``.
+
+Only a clean batch of new observations goes this way. A batch with an item error, a trace or score event, an id
+already stored, a call reported twice within its traces, a project with alert rules checked on ingest, a store
+other than DuckDB, workers not started yet or broken: each goes through ``Pipeline.ingest`` in the server's
+process, so replies, stored rows and counters never depend on the way a batch took (tests/server/
+test_native_workers.py compares them).
+
+The workers are spawned (never forked: the server holds DuckDB's threads and locks) on the first large batch,
+in the background; each unpickles the server's base price book once, and a project's own prices come with each
+batch with their version, so a price change reaches the next batch. A worker that dies breaks the pool: the
+batches in flight go through ``Pipeline.ingest`` and the next large batch starts a new pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copyreg
+import gc
+import logging
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final
+
+from costline.core.money import decimal_str
+from costline.core.price import PriceRecord
+from costline.core.resolve import PriceBook
+from costline.ingest.native import decode_native
+from costline.ingest.pipeline import Pipeline, PreparedRows, Summary, _priced_traces
+from costline.server.body import parse_json
+from costline.store import duckdb as duckdb_store
+from costline.store.rollup_sql import observation_hours
+
+log = logging.getLogger(__name__)
+
+#: bodies smaller than this (about 100 native events) are decoded in the server's process: the copy to and from a
+#: worker would cost more than it saves
+MIN_BODY: Final = 32 * 1024
+#: books a worker keeps (the base book plus one project's prices, per project and price version)
+MAX_BOOKS: Final = 256
+#: the first-generation threshold of the collector, as in ``costline serve`` (cli/serve.py)
+GC_THRESHOLD: Final = 10_000
+#: how often a worker checks that the server is still its parent
+WATCH_SECONDS: Final = 1.0
+
+
+def _mapping_proxy(data: dict[str, Any]) -> MappingProxyType[str, Any]:
+    return MappingProxyType(data)
+
+
+def _reduce_mapping_proxy(proxy: MappingProxyType[str, Any]) -> tuple[Any, tuple[dict[str, Any]]]:
+    return _mapping_proxy, (dict(proxy),)
+
+
+# price books and records hold read-only views; they cross to the workers as plain dicts made read-only again
+copyreg.pickle(MappingProxyType, _reduce_mapping_proxy)
+
+
+# -- in the worker process --------------------------------------------------------------------------------------
+_BASE: PriceBook | None = None
+_BOOKS: dict[tuple[str, int], PriceBook] = {}
+
+
+def _start(book: bytes, server_pid: int) -> None:
+    """A worker's initializer: the server's base book, the collector tuned as in the server, and a watch that
+    ends the worker when the server is gone (killed: no shutdown reached the pool)."""
+    global _BASE
+    _BASE = pickle.loads(book)
+    threading.Thread(target=_watch, args=(server_pid,), name="costline-server-watch", daemon=True).start()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def _watch(server_pid: int) -> None:
+    while os.getppid() == server_pid:
+        time.sleep(WATCH_SECONDS)
+    os._exit(0)
+
+
+def _ready() -> bool:
+    return _BASE is not None
+
+
+def _book(project_id: str, version: int, records: tuple[PriceRecord, ...]) -> PriceBook:
+    assert _BASE is not None
+    if not records:
+        return _BASE
+    book = _BOOKS.get((project_id, version))
+    if book is None:
+        if len(_BOOKS) >= MAX_BOOKS:
+            _BOOKS.clear()
+        book = _BOOKS[project_id, version] = _BASE.with_records(records)
+    return book
+
+
+def prepare(body: bytes, project_id: str, version: int, records: tuple[PriceRecord, ...], now: datetime,
+            metadata_keys: tuple[str, ...]) -> PreparedRows | None:
+    """The rows of a clean batch of observations (in a worker); None for anything else (see the module)."""
+    from costline.control.budgets import reservation_ids
+    from costline.server.prometheus import metric_sums
+
+    try:
+        decoded = decode_native(parse_json(body))
+    except Exception:  # the server's process decodes it again and answers the error
+        return None
+    if decoded.errors or decoded.traces or decoded.scores or not decoded.observations:
+        return None
+    observations = Pipeline._observations(project_id, decoded, {}, _book(project_id, version, records), now)
+    if decoded.errors or not observations:  # an item rejected while pricing
+        return None
+    payloads = duckdb_store._payloads(observations, (), ())
+    return PreparedRows(
+        ids=tuple(o.id for o in observations),
+        accepted=tuple(decoded.accepted),
+        payloads=tuple(payloads),
+        hours=tuple(sorted({seconds for _, seconds in observation_hours(observations)})),
+        priced_traces=tuple(_priced_traces(observations)),
+        costs=tuple(cost_entry(o.id, o.total_cost, o.currency, o.pricing_status, o.price_id)
+                    for o in observations),
+        summary=Summary(reservation_ids(observations), metric_sums(observations, None, metadata_keys)),
+    )
+
+
+def cost_entry(obs_id: str, total: Any, currency: str | None, status: str | None,
+               price_id: str | None) -> dict[str, str | None]:
+    """One entry of the native reply's ``costs`` (routes/native.py)."""
+    return {"id": obs_id, "total": None if total is None else decimal_str(total), "currency": currency,
+            "status": status, "price_id": price_id}
+
+
+# -- in the server's process ------------------------------------------------------------------------------------
+class NativeWorkers:
+    """The pool, started on first use; ``prepare`` answers None whenever a batch must go the in-process way."""
+
+    def __init__(self, book: PriceBook, processes: int, metadata_keys: tuple[str, ...] = ()) -> None:
+        self.processes = processes
+        self.metadata_keys = metadata_keys
+        self._book = pickle.dumps(book, protocol=pickle.HIGHEST_PROTOCOL)
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._ready = False
+        self._closed = False
+        #: batches written from a worker's rows (what the tests and the benchmark look at)
+        self.prepared = 0
+
+    async def prepare(self, pipeline: Pipeline, project_id: str, body: bytes) -> PreparedRows | None:
+        pool = self._usable()
+        if pool is None:
+            return None
+        version, records = pipeline.price_source(project_id)
+        try:
+            future = pool.submit(prepare, body, project_id, version, records, pipeline.clock(), self.metadata_keys)
+            prepared: PreparedRows | None = await asyncio.wrap_future(future)
+        except BrokenProcessPool:
+            log.warning("an ingest worker process died: batches go through the server's process until a new "
+                        "pool starts")
+            self._reset(pool)
+            return None
+        except Exception:  # never the request's fault: the server's process does the work instead
+            log.exception("an ingest worker failed a batch: it goes through the server's process")
+            return None
+        if prepared is not None:
+            self.prepared += 1
+        return prepared
+
+    def _usable(self) -> ProcessPoolExecutor | None:
+        """The pool once its workers answer; the first call starts it (in the background) and answers None."""
+        with self._lock:
+            if self._closed:
+                return None
+            if self._pool is not None:
+                return self._pool if self._ready else None
+            context = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(self.processes, context, initializer=_start,
+                                       initargs=(self._book, os.getpid()))
+            self._pool, self._ready = pool, False
+        # a call per worker: the pool takes batches once they answered (imported, book loaded); the callbacks
+        # are added outside the lock, since a future already done runs its callback at once
+        warm = [pool.submit(_ready) for _ in range(self.processes)]
+
+        def warmed(_: Future[bool]) -> None:
+            self._warmed(pool, warm)
+
+        for future in warm:
+            future.add_done_callback(warmed)
+        return None
+
+    def _warmed(self, pool: ProcessPoolExecutor, warm: list[Future[bool]]) -> None:
+        if not all(f.done() for f in warm):
+            return
+        failed = [f for f in warm if f.cancelled() or f.exception() is not None]
+        if failed:
+            log.warning("the ingest worker processes did not start: batches go through the server's process")
+            self._reset(pool)
+            return
+        with self._lock:
+            if self._pool is pool:
+                self._ready = True
+
+    def _reset(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool, self._ready = None, False
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+

@@ -1,0 +1,277 @@
+"""Large native batches through worker processes (server/native_workers.py) give what the server's own process
+gives: two real ``costline serve`` on DuckDB, one with ``COSTLINE_INGEST_WORKERS=2`` and one with 0, get the same
+batches; their replies, stored rows, rollup answers and Prometheus counters must be equal, and the first must
+have written batches from its workers' rows (``costline_ingest_worker_batches_total``). Costs worked by hand
+from published prices: gpt-4o input 2.5, cached input 1.25, output 10 USD per 1M tokens."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from tests.server.harness import Server, make_server
+
+T0 = "2026-11-01T12:00:00Z"
+WORKER_BATCHES = "costline_ingest_worker_batches_total"
+
+
+def gen(i: int, prefix: str, **fields: Any) -> dict[str, Any]:
+    models = [("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("no-such-model-xyz", None),
+              ("claude-sonnet-4-5", "anthropic")]
+    model, provider = models[i % len(models)]
+    event: dict[str, Any] = {
+        "type": "generation", "id": f"{prefix}-{i}", "trace_id": f"{prefix}-t{i % 7}",
+        "start_time": f"2026-11-01T{10 + i % 3}:0{i % 6}:00Z", "model": model,
+        "usage": {"input_tokens": 1000 + i, "cache_read_tokens": i % 50, "output_tokens": 100 + i % 13},
+        "user_id": f"user-{i % 5}", "session_id": f"s-{i % 3}", "tags": ["bench", f"t{i % 4}"],
+        "metadata": {"feature": f"f{i % 3}", "n": i, "nested": {"k": [1, 2.5, None]}},
+    }
+    if provider:
+        event["provider"] = provider
+    if i % 11 == 0:
+        event["cost"] = {"total": "0.5"}
+    return {**event, **fields}
+
+
+def batch(prefix: str, n: int = 150) -> dict[str, Any]:
+    return {"events": [gen(i, prefix) for i in range(n)]}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+    made = []
+    for workers in ("2", "0"):
+        tmp: Path = tmp_path_factory.mktemp(f"workers-{workers}")
+        srv, _ = make_server("duckdb", tmp, {"COSTLINE_INGEST_WORKERS": workers,
+                                             "COSTLINE_METRICS_METADATA_LABELS": "feature"})
+        srv.start()
+        made.append(srv)
+    yield made[0], made[1]
+    for srv in made:
+        srv.stop()
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The spawned worker processes of the server ``parent`` (not multiprocessing's resource tracker)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and "spawn_main" in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def post(server: Server, body: dict[str, Any]) -> httpx.Response:
+    with server.client() as c:
+        return c.post("/v1/ingest", json=body)
+
+
+def samples(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = httpx.get(f"{server.url}/metrics", auth=(server.public_key, server.secret_key), timeout=30)
+    assert r.status_code == 200, r.text
+    return {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "project"))): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples}
+
+
+def worker_batches(server: Server) -> float:
+    return sum(v for (name, _), v in samples(server).items() if name == WORKER_BATCHES)
+
+
+def both(servers: tuple[Server, Server], body: dict[str, Any]) -> dict[str, Any]:
+    """Send ``body`` to both servers; the replies must be equal. Returns the reply."""
+    replies = [post(s, body) for s in servers]
+    assert [r.status_code for r in replies] == [replies[1].status_code] * 2, [r.text[:300] for r in replies]
+    assert replies[0].json() == replies[1].json()
+    data: dict[str, Any] = replies[0].json()
+    return data
+
+
+def test_workers_give_what_the_server_process_gives(servers: tuple[Server, Server]) -> None:
+    with_workers, without = servers
+    # the pool starts with the first large batch, in the background: batches go in-process until it is up
+    deadline = time.monotonic() + 90
+    n = 0
+    while worker_batches(with_workers) < 2:
+        assert time.monotonic() < deadline, "the worker processes never took a batch"
+        both(servers, batch(f"warm{n}"))
+        n += 1
+    assert worker_batches(without) == 0
+
+    reply = both(servers, batch("main"))
+    assert reply["accepted"] == 150 and reply["rejected"] == 0
+    costs = {c["id"]: c for c in reply["costs"]}
+    # main-0: gpt-4o, 1000 input of which 0 cached, 100 output: 1000 × 2.5 + 100 × 10 = 3500 / 1M
+    assert D(costs["main-0"]["total"]) == D("0.5")  # i % 11 == 0: the provided cost
+    # main-4: gpt-4o, 1004 input of which 4 cached, 104 output: 1000 × 2.5 + 4 × 1.25 + 104 × 10 = 3545 / 1M
+    assert D(costs["main-4"]["total"]) == D("0.003545") and costs["main-4"]["status"] == "priced"
+    assert costs["main-2"]["status"] == "unpriced" and costs["main-2"]["total"] is None
+
+    # a batch re-sent (its ids stored: an upsert), one with a bad item, one with a trace event, a small one: all
+    # go the in-process way on both servers
+    both(servers, batch("main"))
+    bad = batch("bad")
+    bad["events"][3]["usage"] = {"input_tokens": -1}
+    assert both(servers, bad)["rejected"] == 1
+    with_trace = batch("tr")
+    with_trace["events"].append({"type": "trace", "id": "tr-t0", "name": "chat", "user_id": "trace-user"})
+    both(servers, with_trace)
+    both(servers, {"events": [gen(0, "small")]})
+
+    # a wrapper and its child reporting one call (core/duplicates.py): the outer one is marked on both
+    dup = batch("dup")
+    outer = gen(1, "dup", id="dup-outer", trace_id="dup-tw", model="gpt-4o", provider="openai",
+                start_time="2026-11-01T10:00:00Z", end_time="2026-11-01T10:00:05Z",
+                usage={"input_tokens": 10, "output_tokens": 5})
+    inner = {**outer, "id": "dup-inner", "parent_id": "dup-outer", "start_time": "2026-11-01T10:00:01Z",
+             "end_time": "2026-11-01T10:00:02Z"}
+    dup["events"] += [outer, inner]
+    before = worker_batches(with_workers)
+    dup_costs = {c["id"]: c for c in both(servers, dup)["costs"]}
+    assert dup_costs["dup-outer"]["status"] == "duplicate" and dup_costs["dup-inner"]["status"] == "priced"
+    assert worker_batches(with_workers) == before  # read back as objects, not summarised
+
+    both(servers, batch("last"))
+    assert worker_batches(with_workers) > before
+
+    # the rollups and the raw rows answer the same on both
+    query = {"view": "observations", "from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
+             "granularity": "hour", "dimensions": ["model", "user", "metadata.feature"],
+             "metrics": ["sum:cost", "calls"]}
+    answers = []
+    for srv in servers:
+        with srv.client() as c:
+            r = c.get("/v1/metrics", params={"query": json.dumps(query)})
+        assert r.status_code == 200, r.text
+        answers.append(r.json()["data"])
+    assert answers[0] == answers[1] and answers[0]
+
+    # every Prometheus counter equal, but the one that says which way the batches went
+    a, b = ({k: v for k, v in samples(s).items() if k[0] != WORKER_BATCHES} for s in servers)
+    assert a == b
+
+
+def test_stored_rows_are_equal(servers: tuple[Server, Server]) -> None:
+    """After the batches above: every stored observation column but the project and the ingestion time."""
+    for srv in servers:
+        srv.stop()
+    columns = ("id, trace_id, parent_id, type, name, start_time, end_time, model, resolved_model, provider, "
+               "usage, cost, total_cost, currency, pricing_status, price_id, pricing_reason, provided_cost, "
+               "user_id, session_id, tags, metadata, environment, level")
+    found = []
+    for srv in servers:
+        with duckdb.connect(srv.store_url.removeprefix("duckdb:///"), read_only=True) as conn:
+            found.append(conn.execute(f"SELECT {columns} FROM observations ORDER BY id").fetchall())
+    assert len(found[0]) > 1000 and found[0] == found[1]
+
+
+def test_a_killed_worker_loses_no_batch(tmp_path: Path) -> None:
+    srv, _ = make_server("duckdb", tmp_path, {"COSTLINE_INGEST_WORKERS": "1"})
+    srv.start()
+    try:
+        deadline = time.monotonic() + 90
+        n = 0
+        while worker_batches(srv) < 1:
+            assert time.monotonic() < deadline, "the worker process never took a batch"
+            assert post(srv, batch(f"w{n}")).status_code == 200
+            n += 1
+        assert srv.process is not None
+        workers = worker_pids(srv.process.pid)
+        assert workers
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        # the batches after the kill are all acknowledged and stored, through the server's process until a new
+        # pool is up, then through it again
+        for i in range(40):
+            r = post(srv, batch(f"after{i}", 120))
+            assert r.status_code == 200, r.text
+        with srv.client() as c:
+            for trace in ("after0-t0", "after39-t0"):
+                r = c.get(f"/api/public/traces/{trace}")
+                assert r.status_code == 200, r.text
+                assert any(o["id"] == trace.split("-")[0] + "-0" for o in r.json()["observations"])
+    finally:
+        srv.stop()
+
+
+def test_project_prices_reach_the_workers(tmp_path: Path) -> None:
+    """A project's own price (Langfuse models API) applies to batches prepared by workers, and a change to it
+    applies to the next batch: 1,000 input × $2 + 100 output × $4 per 1M = $0.0024, then × 10."""
+    srv, _ = make_server("duckdb", tmp_path, {"COSTLINE_INGEST_WORKERS": "1"})
+    srv.start()
+    try:
+        def model(price_in: float, price_out: float) -> dict[str, Any]:
+            return {"modelName": "house-model", "matchPattern": "(?i)^house-model$", "unit": "TOKENS",
+                    "inputPrice": price_in, "outputPrice": price_out}
+
+        def house(prefix: str) -> dict[str, Any]:
+            return {"events": [gen(i, prefix, model="house-model", provider="house", cost=None,
+                                   usage={"input_tokens": 1000, "output_tokens": 100}) for i in range(150)]}
+
+        with srv.client() as c:
+            r = c.put("/api/public/models/house", json=model(0.000002, 0.000004))
+            assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 90
+        n = 0
+        while worker_batches(srv) < 1:
+            assert time.monotonic() < deadline
+            post(srv, house(f"h{n}"))
+            n += 1
+        reply = post(srv, house("h-priced")).json()
+        assert worker_batches(srv) >= 2
+        assert {c["total"] for c in reply["costs"]} == {"0.0024"}, reply["costs"][:2]
+        with srv.client() as c:
+            r = c.put("/api/public/models/house", json=model(0.00002, 0.00004))
+            assert r.status_code == 200, r.text
+        reply = post(srv, house("h-changed")).json()
+        assert {c["total"] for c in reply["costs"]} == {"0.024"}, reply["costs"][:2]
+    finally:
+        srv.stop()
+
+
+def test_a_killed_server_leaves_no_worker(tmp_path: Path) -> None:
+    """SIGKILL reaches no shutdown code: the workers notice their parent is gone and end."""
+    srv, _ = make_server("duckdb", tmp_path, {"COSTLINE_INGEST_WORKERS": "2"})
+    srv.start()
+    assert srv.process is not None
+    try:
+        deadline = time.monotonic() + 90
+        n = 0
+        while worker_batches(srv) < 1:
+            assert time.monotonic() < deadline
+            post(srv, batch(f"k{n}"))
+            n += 1
+        workers = worker_pids(srv.process.pid)
+        assert workers
+        srv.process.kill()
+        srv.process.wait()
+        deadline = time.monotonic() + 30
+        while any(running(pid) for pid in workers):
+            assert time.monotonic() < deadline, [pid for pid in workers if running(pid)]
+            time.sleep(0.2)
+    finally:
+        srv.stop()
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (a worker orphaned and reaped by init disappears)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
