@@ -6,8 +6,10 @@
 For each backend it starts ``costline serve`` on a free loopback port (DuckDB file in a temporary
 directory, or a fresh schema in ``COSTLINE_TEST_POSTGRES_URL``), then sends (1) native ``/v1/ingest``
 batches of 1,000 generations and (2) OTLP protobuf batches of 1,000 GenAI spans, from ``--clients``
-concurrent connections. Bodies are built before the clock starts. Events/s = events acknowledged / wall
-time; RSS is sampled from /proc every 0.2 s (peak = VmHWM).
+concurrent connections. Bodies are built before the clock starts, and ``WARM`` native batches go first (the
+server's worker processes start with the first large batch: COSTLINE_INGEST_WORKERS, 0 to compare without).
+Events/s = events acknowledged / wall time; RSS is the server's process and its worker processes summed,
+sampled from /proc every 0.2 s (peak = the highest sample, or the server's VmHWM when it has no workers).
 
 The ceiling (DuckDB runs, unless ``--no-ceiling``): the least a server could do with the same native bodies
 on this machine, served the same way (one uvicorn process, the body parsed on the event loop, the write in
@@ -100,17 +102,37 @@ def otlp_bodies(n_batches: int) -> list[bytes]:
 
 
 class RssSampler:
+    """RSS of the server's process and its worker processes (server/native_workers.py), summed."""
+
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.samples: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _pids(self) -> list[int]:
+        pids = [self.pid]
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    stat = (proc / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid and \
+                        b"spawn_main" in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+        return pids
+
     def _read(self, field: str) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-        return 0
+        total = 0
+        for pid in self._pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(field):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -128,7 +150,9 @@ class RssSampler:
         self._thread.join()
 
     def peak(self) -> int:
-        return self._read("VmHWM")
+        """The most the processes held at once: the highest summed sample, or the server's own high-water mark
+        (the workers' are summed only when they ran: a sum of high-water marks over-counts)."""
+        return max([*self.samples, self._read("VmHWM") if len(self._pids()) == 1 else 0])
 
 
 def drive(url: str, path: str, bodies: list[bytes], headers: dict[str, str], clients: int) -> float:
@@ -238,6 +262,11 @@ def run_ceiling(events: int, clients: int, report: Callable[[str], None]) -> flo
         proc.wait(timeout=30)
 
 
+#: batches sent before the timed ones, then a pause for the worker processes to come up
+WARM = 10
+WARM_PAUSE = 3.0
+
+
 def run_backend(backend: str, events: int, clients: int, report: Callable[[str], None],
                 native_only: bool = False) -> float:
     tmp = Path(tempfile.mkdtemp(prefix=f"costline-bench-{backend}-"))
@@ -249,6 +278,10 @@ def run_backend(backend: str, events: int, clients: int, report: Callable[[str],
     try:
         with RssSampler(server.process.pid) as rss:
             start_rss = rss._read("VmRSS")
+            # a few batches before the clock: the server's worker processes start with the first large one
+            drive(server.url, "/v1/ingest", native_bodies(WARM), {"Authorization": auth,
+                                                                  "Content-Type": "application/json"}, clients)
+            time.sleep(WARM_PAUSE)
             bodies = native_bodies(n)
             native_s = drive(server.url, "/v1/ingest", bodies, {"Authorization": auth,
                                                                "Content-Type": "application/json"}, clients)
