@@ -275,3 +275,25 @@ def running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def test_projects_with_ingest_alert_rules_stay_in_process(tmp_path: Path) -> None:
+    """A rule checked on each ingested call reads the observations: such a project's batches are written as
+    objects, and the rule fires on a large batch as on a small one."""
+    srv, _ = make_server("duckdb", tmp_path, {"COSTLINE_INGEST_WORKERS": "1"})
+    srv.start()
+    try:
+        with srv.client() as c:
+            r = c.post("/v1/alerts", json={"id": "no-price", "name": "no-price", "kind": "unpriced"})
+            assert r.status_code == 201, r.text
+        for n in range(8):
+            assert post(srv, batch(f"al{n}")).status_code == 200  # each holds no-such-model-xyz calls
+            time.sleep(0.3)
+        assert worker_batches(srv) == 0
+        with srv.client() as c:
+            rule = c.get("/v1/alerts/no-price").json()
+        # the rule met the unpriced calls of these batches: its state for the model exists, notified at a time
+        [state] = rule["states"]
+        assert state["subject"] == "model=no-such-model-xyz" and state["notified_at"], state
+    finally:
+        srv.stop()

@@ -158,11 +158,14 @@ class NativeWorkers:
         #: batches written from a worker's rows (what the tests and the benchmark look at)
         self.prepared = 0
 
-    async def prepare(self, pipeline: Pipeline, project_id: str, body: bytes) -> PreparedRows | None:
+    async def prepare(self, pipeline: Pipeline, project_id: str, body: bytes,
+                      prices: tuple[int, tuple[PriceRecord, ...]]) -> PreparedRows | None:
+        """The batch's rows from a worker; ``prices``: ``pipeline.price_source(project_id)`` (it may read the
+        store: the caller gets it off the event loop)."""
         pool = self._usable()
         if pool is None:
             return None
-        version, records = pipeline.price_source(project_id)
+        version, records = prices
         try:
             future = pool.submit(prepare, body, project_id, version, records, pipeline.clock(), self.metadata_keys)
             prepared: PreparedRows | None = await asyncio.wrap_future(future)
