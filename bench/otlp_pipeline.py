@@ -112,14 +112,14 @@ def main() -> None:
         project_id = keys.project.id
         cls = type(store)
         steps: list[tuple[Any, str, str]] = [
-            (pipeline.Pipeline, "_observations", "merge + price"),
+            (pipeline.Pipeline, "merge_and_price", "merge + price"),
             (pipeline.Pipeline, "_traces", "merge traces"),
             (pipeline.Pipeline, "_count_once", "duplicate check"),
             (cls, "_lock_ids", "store: lock ids"),
             (cls, "_read_traces", "store: read traces"),
             (cls, "_read_observations", "store: read observations"),
             (rollup_sql, "dirty_marks", "store: dirty marks"),
-            (duckdb_store, "_payloads", "store: rows -> JSON (upserts)"),
+            (duckdb_store, "batch_payloads", "store: rows -> JSON (upserts)"),
             (duckdb_store, "_insert_payloads", "store: rows -> JSON (inserts)"),
             (cls, "_write_rows", "store: write rows"),
             (cls, "_stored_hours", "store: stored hours"),

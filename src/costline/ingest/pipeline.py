@@ -57,7 +57,7 @@ class PreparedRows:
     accepted: tuple[str, ...]  # the items' ids
     payloads: tuple[tuple[str, str], ...]  # (table, JSON batch), as ``DuckDBStore.write`` builds them
     hours: tuple[int, ...]  # the hours the observations start in (UTC epoch seconds): marked dirty
-    priced_traces: tuple[str, ...]  # where the duplicate check looks (``_priced_traces``)
+    priced_traces: tuple[str, ...]  # where the duplicate check looks (``priced_traces``)
     costs: tuple[dict[str, str | None], ...]  # the reply's ``costs`` entries
     summary: Summary
 
@@ -147,12 +147,12 @@ class Pipeline:
         scores = [score_from_event(s, project_id, now) for s in decoded.scores]
 
         # complete records (native, OTLP) replace the stored row: merged and priced before any lock is taken
-        complete = [] if decoded.merge else self._observations(project_id, decoded, {}, book, now)
+        complete = [] if decoded.merge else self.merge_and_price(project_id, decoded, {}, book, now)
 
         def merge(stored: Mapping[str, Observation],
                   stored_traces: Mapping[str, Trace]) -> tuple[list[Observation], list[Trace]]:
             previous.update(stored)
-            merged = self._observations(project_id, decoded, stored, book, now) if decoded.merge else complete
+            merged = self.merge_and_price(project_id, decoded, stored, book, now) if decoded.merge else complete
             return merged, self._traces(project_id, decoded, stored_traces, now)
 
         observations: Sequence[Observation] = ()
@@ -166,7 +166,7 @@ class Pipeline:
                 project_id, merged_ids, [e.id for e in decoded.traces], merge, scores
             )
         elif complete or scores:  # nothing to read: a plain upsert
-            linked = self.store.write_linked(complete, scores, project_id, _priced_traces(complete))
+            linked = self.store.write_linked(complete, scores, project_id, priced_traces(complete))
             observations = complete
         if observations:
             observations = self._count_once(project_id, observations, linked)
@@ -205,7 +205,7 @@ class Pipeline:
                 log.exception("ingest listener %r failed", listener)
 
     @staticmethod
-    def _observations(project_id: str, decoded: Decoded, stored: Mapping[str, Observation], book: PriceBook,
+    def merge_and_price(project_id: str, decoded: Decoded, stored: Mapping[str, Observation], book: PriceBook,
                       now: datetime) -> list[Observation]:
         """The events folded into the stored rows (Langfuse) or replacing them (complete records), each priced
         from its merged model, usage and provided cost. An item whose merged row ends before it starts, or
@@ -243,7 +243,7 @@ class Pipeline:
         write, read the stored traces that hold a priced call and rewrite, under their ids' locks, the outer
         reports newly found to be duplicates (a later update that reprices one is marked again here).
         ``linked``: those of the traces holding a parent link, when the write read them already."""
-        traces = _priced_traces(written)
+        traces = priced_traces(written)
         if not traces:
             return list(written)
         _, counted = self._newly_counted(project_id, linked, traces)
@@ -301,7 +301,7 @@ class Pipeline:
             yield obs, reprice_keeping_mark(obs, self.book_for(obs.project_id))
 
 
-def _priced_traces(written: Iterable[Observation]) -> list[str]:
+def priced_traces(written: Iterable[Observation]) -> list[str]:
     """The traces of the written observations that hold a priced call (where the duplicate check looks)."""
     return list(dict.fromkeys(o.trace_id for o in written
                               if o.type in PRICED_TYPES and o.total_cost is not None and o.usage))

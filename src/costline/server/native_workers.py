@@ -40,7 +40,7 @@ from costline.core.money import decimal_str
 from costline.core.price import PriceRecord
 from costline.core.resolve import PriceBook
 from costline.ingest.native import decode_native
-from costline.ingest.pipeline import Pipeline, PreparedRows, Summary, _priced_traces
+from costline.ingest.pipeline import Pipeline, PreparedRows, Summary, priced_traces
 from costline.server.body import parse_json
 from costline.store import duckdb as duckdb_store
 from costline.store.rollup_sql import observation_hours
@@ -120,16 +120,16 @@ def prepare(body: bytes, project_id: str, version: int, records: tuple[PriceReco
         return None
     if decoded.errors or decoded.traces or decoded.scores or not decoded.observations:
         return None
-    observations = Pipeline._observations(project_id, decoded, {}, _book(project_id, version, records), now)
+    observations = Pipeline.merge_and_price(project_id, decoded, {}, _book(project_id, version, records), now)
     if decoded.errors or not observations:  # an item rejected while pricing
         return None
-    payloads = duckdb_store._payloads(observations, (), ())
+    payloads = duckdb_store.batch_payloads(observations, (), ())
     return PreparedRows(
         ids=tuple(o.id for o in observations),
         accepted=tuple(decoded.accepted),
         payloads=tuple(payloads),
         hours=tuple(sorted({seconds for _, seconds in observation_hours(observations)})),
-        priced_traces=tuple(_priced_traces(observations)),
+        priced_traces=tuple(priced_traces(observations)),
         costs=tuple(cost_entry(o.id, o.total_cost, o.currency, o.pricing_status, o.price_id)
                     for o in observations),
         summary=Summary(reservation_ids(observations), metric_sums(observations, None, metadata_keys)),

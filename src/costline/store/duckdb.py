@@ -126,7 +126,7 @@ def _split(records: Sequence[R], new: frozenset[tuple[str, str]]) -> tuple[Seque
             [r for r in records if (r.project_id, r.id) not in new])
 
 
-def _payloads(observations: Sequence[Observation], traces: Sequence[Trace],
+def batch_payloads(observations: Sequence[Observation], traces: Sequence[Trace],
               scores: Sequence[Score]) -> list[tuple[str, str]]:
     """(table, JSON batch) for each table with rows to upsert."""
     batches = [
@@ -279,7 +279,7 @@ class DuckDBStore(SqlStore):
                linked: tuple[str, Sequence[str]] | None = None) -> list[str] | None:
         """``write``; with ``linked`` (project, trace ids), the ids ``write_linked`` returns, read in the COMMIT's
         call when the rows went in as plain INSERTs (None otherwise)."""
-        payloads = _payloads(observations, traces, scores)  # built before taking the lock
+        payloads = batch_payloads(observations, traces, scores)  # built before taking the lock
         if not payloads:
             return None
         # Most writes carry new ids only (a complete record is sent once): first try plain INSERTs, with the
@@ -341,9 +341,9 @@ class DuckDBStore(SqlStore):
         # statements: those rows go in as plain INSERTs (a third of the upsert's cost), the rest upsert
         new_obs, old_obs = _split(observations, new.observations)
         new_traces, old_traces = _split(traces, new.traces)
-        for table, payload in _payloads(new_obs, new_traces, ()):
+        for table, payload in batch_payloads(new_obs, new_traces, ()):
             conn.execute(_INSERTS[table], [payload])
-        for table, payload in _payloads(old_obs, old_traces, scores):
+        for table, payload in batch_payloads(old_obs, old_traces, scores):
             conn.execute(_UPSERTS[table], [payload])
 
     def _stored_hours(self, conn: Any, project_id: str, ids: Sequence[str]) -> list[tuple[str, int]]:
