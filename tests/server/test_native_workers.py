@@ -93,6 +93,17 @@ def worker_batches(server: Server) -> float:
     return sum(v for (name, _), v in samples(server).items() if name == WORKER_BATCHES)
 
 
+def until_workers_take(server: Server, body: Any, batches: int = 1) -> None:
+    """Send ``body(n)`` batches until the server's workers have prepared ``batches`` of them (their pool starts
+    with the first large batch, in the background: the batches before go in process)."""
+    deadline = time.monotonic() + 90
+    n = 0
+    while worker_batches(server) < batches:
+        assert time.monotonic() < deadline, "the worker processes never took a batch"
+        assert post(server, body(n)).status_code == 200
+        n += 1
+
+
 def both(servers: tuple[Server, Server], body: dict[str, Any]) -> dict[str, Any]:
     """Send ``body`` to both servers; the replies must be equal. Returns the reply."""
     replies = [post(s, body) for s in servers]
@@ -107,7 +118,7 @@ def test_workers_give_what_the_server_process_gives(servers: tuple[Server, Serve
     # the pool starts with the first large batch, in the background: batches go in-process until it is up
     deadline = time.monotonic() + 90
     n = 0
-    while worker_batches(with_workers) < 2:
+    while worker_batches(with_workers) < 2:  # each batch to both servers, so their stores stay equal
         assert time.monotonic() < deadline, "the worker processes never took a batch"
         both(servers, batch(f"warm{n}"))
         n += 1
@@ -184,12 +195,7 @@ def test_a_killed_worker_loses_no_batch(tmp_path: Path) -> None:
     srv, _ = make_server("duckdb", tmp_path, {"COSTLINE_INGEST_WORKERS": "1"})
     srv.start()
     try:
-        deadline = time.monotonic() + 90
-        n = 0
-        while worker_batches(srv) < 1:
-            assert time.monotonic() < deadline, "the worker process never took a batch"
-            assert post(srv, batch(f"w{n}")).status_code == 200
-            n += 1
+        until_workers_take(srv, lambda n: batch(f"w{n}"))
         assert srv.process is not None
         workers = worker_pids(srv.process.pid)
         assert workers
@@ -226,19 +232,16 @@ def test_project_prices_reach_the_workers(tmp_path: Path) -> None:
         with srv.client() as c:
             r = c.put("/api/public/models/house", json=model(0.000002, 0.000004))
             assert r.status_code == 200, r.text
-        deadline = time.monotonic() + 90
-        n = 0
-        while worker_batches(srv) < 1:
-            assert time.monotonic() < deadline
-            post(srv, house(f"h{n}"))
-            n += 1
+        until_workers_take(srv, lambda n: house(f"h{n}"))
+        taken = worker_batches(srv)
         reply = post(srv, house("h-priced")).json()
-        assert worker_batches(srv) >= 2
+        assert worker_batches(srv) == taken + 1
         assert {c["total"] for c in reply["costs"]} == {"0.0024"}, reply["costs"][:2]
         with srv.client() as c:
             r = c.put("/api/public/models/house", json=model(0.00002, 0.00004))
             assert r.status_code == 200, r.text
         reply = post(srv, house("h-changed")).json()
+        assert worker_batches(srv) == taken + 2
         assert {c["total"] for c in reply["costs"]} == {"0.024"}, reply["costs"][:2]
     finally:
         srv.stop()
@@ -250,12 +253,7 @@ def test_a_killed_server_leaves_no_worker(tmp_path: Path) -> None:
     srv.start()
     assert srv.process is not None
     try:
-        deadline = time.monotonic() + 90
-        n = 0
-        while worker_batches(srv) < 1:
-            assert time.monotonic() < deadline
-            post(srv, batch(f"k{n}"))
-            n += 1
+        until_workers_take(srv, lambda n: batch(f"k{n}"))
         workers = worker_pids(srv.process.pid)
         assert workers
         srv.process.kill()
