@@ -295,3 +295,22 @@ def test_projects_with_ingest_alert_rules_stay_in_process(tmp_path: Path) -> Non
         assert state["subject"] == "model=no-such-model-xyz" and state["notified_at"], state
     finally:
         srv.stop()
+
+
+def test_no_processes_means_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where processes cannot start (no /dev/shm for the queues' locks, a process limit) the workers turn
+    themselves off and every batch goes through the server's process, instead of failing the request."""
+    import asyncio
+
+    from costline.core.resolve import PriceBook
+    from costline.server import native_workers
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(native_workers, "ProcessPoolExecutor", refuse)
+    workers = native_workers.NativeWorkers(PriceBook(()), 2)
+    body = json.dumps(batch("x")).encode()
+    for _ in range(2):
+        assert asyncio.run(workers.prepare(None, "p", body, (0, ()))) is None
+    assert workers.prepared == 0

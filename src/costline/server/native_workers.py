@@ -188,13 +188,23 @@ class NativeWorkers:
                 return None
             if self._pool is not None:
                 return self._pool if self._ready else None
-            context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(self.processes, context, initializer=_start,
-                                       initargs=(self._book, os.getpid()))
+            try:
+                context = multiprocessing.get_context("spawn")
+                pool = ProcessPoolExecutor(self.processes, context, initializer=_start,
+                                           initargs=(self._book, os.getpid()))
+            except Exception:  # no processes here (no /dev/shm for the queues' locks, a process limit): in process
+                log.exception("cannot start the ingest worker processes: every batch goes through the server's")
+                self._closed = True
+                return None
             self._pool, self._ready = pool, False
         # a call per worker: the pool takes batches once they answered (imported, book loaded); the callbacks
         # are added outside the lock, since a future already done runs its callback at once
-        warm = [pool.submit(_ready) for _ in range(self.processes)]
+        try:
+            warm = [pool.submit(_ready) for _ in range(self.processes)]
+        except Exception:  # the processes could not be started
+            log.exception("cannot start the ingest worker processes: batches go through the server's process")
+            self._reset(pool)
+            return None
 
         def warmed(_: Future[bool]) -> None:
             self._warmed(pool, warm)
