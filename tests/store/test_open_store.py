@@ -99,13 +99,17 @@ def test_redact_hides_passwords(url: str, shown: str) -> None:
 def test_duckdb_url_settings(tmp_path: Path) -> None:
     from costline.store.duckdb import url_config
 
-    assert url_config("duckdb:///x.duckdb") == {"memory_limit": "1GB"}
-    assert url_config("duckdb:///x.duckdb?memory_limit=256MB&threads=2") == {"memory_limit": "256MB", "threads": "2"}
+    assert url_config("duckdb:///x.duckdb") == {"memory_limit": "1GB", "checkpoint_threshold": "256MB"}
+    assert url_config("duckdb:///x.duckdb?memory_limit=256MB&threads=2&checkpoint_threshold=64MB") == {
+        "memory_limit": "256MB", "threads": "2", "checkpoint_threshold": "64MB"}
     with pytest.raises(StoreError, match="unknown or empty DuckDB URL setting 'colour'"):
         url_config("duckdb:///x.duckdb?colour=red")
     store = open_store(f"duckdb:///{tmp_path / 's.duckdb'}?memory_limit=256MB")
     try:
         assert store.count_observations() == 0
         assert (tmp_path / "s.duckdb").exists()
+        # what the connection runs with (DuckDB reports the threshold in its own units)
+        [(threshold,)] = store._fetch("SELECT current_setting('checkpoint_threshold')")
+        assert threshold == "244.1 MiB", threshold  # 256 MB = 244.1 MiB
     finally:
         store.close()

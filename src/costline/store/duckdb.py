@@ -40,15 +40,20 @@ _TYPES: Mapping[str, str] = {
 
 
 #: DuckDB settings a URL may carry as query parameters (``duckdb:///f.duckdb?memory_limit=2GB&threads=4``)
-URL_SETTINGS = ("memory_limit", "threads")
+URL_SETTINGS = ("memory_limit", "threads", "checkpoint_threshold")
 #: DuckDB caches data up to its memory limit (80 % of RAM by default); a server wants a flat footprint
 DEFAULT_MEMORY_LIMIT = "1GB"
+#: the write-ahead log's size that sets off a checkpoint (DuckDB's default: 16 MB). A checkpoint writes the
+#: table's key index again, which grows with the table: at 16 MB a million native events took 58.6 s, at 256 MB
+#: 48.8 s (docs/benchmarks.md, 2026-12-06 "late"). Every COMMIT still syncs the log; a crash replays at most
+#: this much of it when the store opens again.
+DEFAULT_CHECKPOINT_THRESHOLD = "256MB"
 
 
 def url_config(url: str) -> dict[str, Any]:
     """DuckDB configuration from the URL's query string, with costline's default memory limit."""
     _, _, query = url.partition("?")
-    config = {"memory_limit": DEFAULT_MEMORY_LIMIT}
+    config = {"memory_limit": DEFAULT_MEMORY_LIMIT, "checkpoint_threshold": DEFAULT_CHECKPOINT_THRESHOLD}
     for part in filter(None, query.split("&")):
         key, _, value = part.partition("=")
         if key not in URL_SETTINGS or not value:
