@@ -313,4 +313,3 @@ def test_no_processes_means_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     body = json.dumps(batch("x")).encode()
     for _ in range(2):
         assert asyncio.run(workers.prepare(None, "p", body, (0, ()))) is None
-    assert workers.prepared == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -18,6 +17,7 @@ from costline.cli.context import CliContext, pass_cli
 from costline.cli.output import emit, format_options
 from costline.cli.render import console
 from costline.server import local_admin
+from costline.server.collector import tune_collector
 from costline.settings import Settings
 from costline.store.base import Store, ensure_private_dir, redact_url
 
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 3600
-#: the cyclic collector's first-generation threshold in the server (Python's default is 700)
-GC_THRESHOLD = 10_000
 
 
 def _settings(obj: CliContext, **overrides: Any) -> Settings:
@@ -84,14 +82,7 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
     app = create_app(settings, store, book, admin_token=token)
     workers = _native_workers(settings, store, book)
     app.state.costline.native_workers = workers
-    # the catalog is thousands of long-lived objects: keep the collector from rescanning them on every
-    # full collection (measured: OTLP decoding 44 → 31 ms per 1,000 spans)
-    gc.collect()
-    gc.freeze()
-    # a batch of 1,000 events allocates ~10^5 container objects, nearly all acyclic and short-lived: at Python's
-    # default (700) the collector ran ~18 times per batch under the GIL; at 10,000 about once
-    # (docs/benchmarks.md, 2026-12-06 "late")
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    tune_collector()
     if settings.retention_days:
         _start_purger(store, settings.retention_days)
     if settings.control_file is not None:

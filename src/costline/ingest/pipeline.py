@@ -186,12 +186,13 @@ class Pipeline:
             return None
         decoded = Decoded(merge=False)
         decoded.accepted.extend(prepared.accepted)
-        if linked and self._newly_counted(project_id, linked)[1]:
+        counted = self._newly_counted(project_id, linked) if linked else {}
+        if counted:
             # a batch that reports a call twice (a wrapper and its child): its rows are read back and marked as
             # ``ingest`` marks them, and the listeners and the reply read the objects
             stored = self.store.get_observations(project_id, prepared.ids)
             written = [stored[i] for i in prepared.ids if i in stored]
-            result = IngestResult(tuple(self._count_once(project_id, written, linked)), (), ())
+            result = IngestResult(tuple(self._mark_counted(project_id, written, counted)), (), ())
         else:
             result = IngestResult((), (), (), summary=prepared.summary)
         self._notify(project_id, "native", decoded, result)
@@ -246,7 +247,12 @@ class Pipeline:
         traces = priced_traces(written)
         if not traces:
             return list(written)
-        _, counted = self._newly_counted(project_id, linked, traces)
+        return self._mark_counted(project_id, written, self._newly_counted(project_id, linked, traces))
+
+    def _mark_counted(self, project_id: str, written: Sequence[Observation],
+                      counted: Mapping[str, str]) -> list[Observation]:
+        """``written`` with the outer reports in ``counted`` (outer id → the descendant counted) marked as
+        duplicates, rewritten under their ids' locks (and any stored one not in ``written`` added)."""
         if not counted:
             return list(written)
 
@@ -260,18 +266,17 @@ class Pipeline:
         return [*(rewritten.get(o.id, o) for o in written), *(o for i, o in rewritten.items() if i not in ids)]
 
     def _newly_counted(self, project_id: str, linked: Sequence[str] | None,
-                       traces: Sequence[str] = ()) -> tuple[dict[str, Observation], dict[str, str]]:
-        """(the stored observations read, outer report id → the descendant that reports the same call) for the
-        reports not yet marked: read from ``linked`` (the traces holding a parent link, when the write read
-        them) or else from ``traces``, narrowed to those holding a parent link."""
+                       traces: Sequence[str] = ()) -> dict[str, str]:
+        """Outer report id → the descendant that reports the same call, for the reports not yet marked: read from
+        ``linked`` (the traces holding a parent link, when the write read them) or else from ``traces``, narrowed
+        to those holding a parent link."""
         # a pair is an observation and one of its ancestors: only traces holding an observation with a parent
         # can hold one, so only those are read (a batch of flat calls reads no row)
         found = (self.store.traces_observations(project_id, traces, linked_only=True) if linked is None
                  else self.store.traces_observations(project_id, linked))
         stored = {o.id: o for o in found}
-        counted = {outer: inner for outer, inner in find_duplicates(stored.values()).items()
-                   if stored[outer].pricing_status != DUPLICATE}
-        return stored, counted
+        return {outer: inner for outer, inner in find_duplicates(stored.values()).items()
+                if stored[outer].pricing_status != DUPLICATE}
 
     @staticmethod
     def _traces(project_id: str, decoded: Decoded, stored: Mapping[str, Trace], now: datetime) -> list[Trace]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import copyreg
-import gc
 import logging
 import multiprocessing
 import os
@@ -36,12 +35,14 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
 
+from costline.core.events import Observation
 from costline.core.money import decimal_str
 from costline.core.price import PriceRecord
 from costline.core.resolve import PriceBook
 from costline.ingest.native import decode_native
 from costline.ingest.pipeline import Pipeline, PreparedRows, Summary, priced_traces
 from costline.server.body import parse_json
+from costline.server.collector import tune_collector
 from costline.store import duckdb as duckdb_store
 from costline.store.rollup_sql import observation_hours
 
@@ -52,8 +53,6 @@ log = logging.getLogger(__name__)
 MIN_BODY: Final = 32 * 1024
 #: books a worker keeps (the base book plus one project's prices, per project and price version)
 MAX_BOOKS: Final = 256
-#: the first-generation threshold of the collector, as in ``costline serve`` (cli/serve.py)
-GC_THRESHOLD: Final = 10_000
 #: how often a worker checks that the server is still its parent
 WATCH_SECONDS: Final = 1.0
 
@@ -81,9 +80,7 @@ def _start(book: bytes, server_pid: int) -> None:
     global _BASE
     _BASE = pickle.loads(book)
     threading.Thread(target=_watch, args=(server_pid,), name="costline-server-watch", daemon=True).start()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    tune_collector()
 
 
 def _watch(server_pid: int) -> None:
@@ -130,17 +127,15 @@ def prepare(body: bytes, project_id: str, version: int, records: tuple[PriceReco
         payloads=tuple(payloads),
         hours=tuple(sorted({seconds for _, seconds in observation_hours(observations)})),
         priced_traces=tuple(priced_traces(observations)),
-        costs=tuple(cost_entry(o.id, o.total_cost, o.currency, o.pricing_status, o.price_id)
-                    for o in observations),
+        costs=tuple(cost_entry(o) for o in observations),
         summary=Summary(reservation_ids(observations), metric_sums(observations, None, metadata_keys)),
     )
 
 
-def cost_entry(obs_id: str, total: Any, currency: str | None, status: str | None,
-               price_id: str | None) -> dict[str, str | None]:
+def cost_entry(o: Observation) -> dict[str, str | None]:
     """One entry of the native reply's ``costs`` (routes/native.py)."""
-    return {"id": obs_id, "total": None if total is None else decimal_str(total), "currency": currency,
-            "status": status, "price_id": price_id}
+    return {"id": o.id, "total": None if o.total_cost is None else decimal_str(o.total_cost), "currency": o.currency,
+            "status": o.pricing_status, "price_id": o.price_id}
 
 
 # -- in the server's process ------------------------------------------------------------------------------------
@@ -155,8 +150,6 @@ class NativeWorkers:
         self._pool: ProcessPoolExecutor | None = None
         self._ready = False
         self._closed = False
-        #: batches written from a worker's rows (what the tests and the benchmark look at)
-        self.prepared = 0
 
     async def prepare(self, pipeline: Pipeline, project_id: str, body: bytes,
                       prices: tuple[int, tuple[PriceRecord, ...]]) -> PreparedRows | None:
@@ -177,8 +170,6 @@ class NativeWorkers:
         except Exception:  # never the request's fault: the server's process does the work instead
             log.exception("an ingest worker failed a batch: it goes through the server's process")
             return None
-        if prepared is not None:
-            self.prepared += 1
         return prepared
 
     def _usable(self) -> ProcessPoolExecutor | None:

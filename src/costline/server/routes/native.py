@@ -46,7 +46,7 @@ def _worker_prices(state: ServerState, project_id: str) -> tuple[int, tuple[Pric
 
 
 def _costs(result: IngestResult) -> list[dict[str, str | None]]:
-    return [cost_entry(o.id, o.total_cost, o.currency, o.pricing_status, o.price_id) for o in result.observations]
+    return [cost_entry(o) for o in result.observations]
 
 
 def _reply(accepted: int, errors: list[dict[str, str]], costs: list[dict[str, str | None]]) -> Response:
