@@ -104,6 +104,10 @@ def test_duckdb_url_settings(tmp_path: Path) -> None:
         "memory_limit": "256MB", "threads": "2", "checkpoint_threshold": "64MB"}
     with pytest.raises(StoreError, match="unknown or empty DuckDB URL setting 'colour'"):
         url_config("duckdb:///x.duckdb?colour=red")
+    # a value DuckDB refuses names the settings, not the other-process hint of a locked file
+    with pytest.raises(StoreError, match=r"a setting is not valid \(.*checkpoint_threshold=banana\)") as caught:
+        open_store(f"duckdb:///{tmp_path / 'bad.duckdb'}?checkpoint_threshold=banana")
+    assert "One process owns" not in str(caught.value)
     store = open_store(f"duckdb:///{tmp_path / 's.duckdb'}?memory_limit=256MB")
     try:
         assert store.count_observations() == 0

@@ -176,6 +176,10 @@ class DuckDBStore(SqlStore):
             self._conn = duckdb.connect(str(self.path), config=url_config(url))
             if new:  # a new store is readable by its owner only (it holds every key digest); DuckDB refuses an
                 os.chmod(self.path, 0o600)  # empty file, so it is made first and narrowed at once
+        except duckdb.ProgrammingError as exc:  # a value DuckDB refuses for a setting (memory_limit=banana)
+            settings = ", ".join(f"{k}={v}" for k, v in url_config(url).items())
+            raise StoreError(f"cannot open the DuckDB store {self.path}: a setting is not valid ({settings}): {exc}. "
+                             f"The store URL may set {', '.join(URL_SETTINGS)}") from exc
         except (OSError, duckdb.Error) as exc:
             raise StoreError(
                 f"cannot open the DuckDB store {self.path}: {exc}. One process owns a DuckDB file: stop the other "
