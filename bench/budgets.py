@@ -67,7 +67,8 @@ def seed(store: Store, pipeline: Pipeline, history: int, now: datetime) -> None:
         pipeline.ingest("bench", Decoded(observations=events, merge=False), "bench")
 
 
-def run_costline(service: BudgetService, user: str, threads: int, attempts: int) -> tuple[list[float], Decimal, int]:
+def run_costline(service: BudgetService, user: str, threads: int, attempts: int,
+                 settles: list[float]) -> tuple[list[float], Decimal, int]:
     latencies: list[float] = []
     spent: list[Decimal] = []
     lock = threading.Lock()
@@ -84,7 +85,10 @@ def run_costline(service: BudgetService, user: str, threads: int, attempts: int)
             if result.decision.outcome == "allow":
                 assert result.reservation is not None
                 output = rng.randrange(200, 1001)
+                began = time.perf_counter()
                 service.settle("bench", result.reservation.id, usage={"input_tokens": 1000, "output_tokens": output})
+                with lock:
+                    settles.append(time.perf_counter() - began)
                 actual = 1000 * INPUT_PRICE + output * OUTPUT_PRICE
             with lock:
                 latencies.append(took)
@@ -129,13 +133,15 @@ def run_naive(store: Store, pipeline: Pipeline, user: str, threads: int, attempt
     return latencies, sum(spent, Decimal(0)), len(spent)
 
 
-def report(label: str, latencies: list[float], spent: Decimal, allowed: int, wall: float) -> None:
+def report(label: str, latencies: list[float], spent: Decimal, allowed: int, wall: float,
+           settles: list[float] | None = None) -> None:
     ordered = sorted(latencies)
     p50 = statistics.median(ordered) * 1000
     p95 = ordered[int(len(ordered) * 0.95)] * 1000
     overshoot = max(Decimal(0), spent - LIMIT)
+    settle = f"  settle p50 {statistics.median(settles) * 1000:6.2f} ms" if settles else ""
     print(f"  {label:<22} allowed {allowed:4d}  spent {spent:>9}  overshoot {overshoot:>8}  "
-          f"check p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  {len(latencies) / wall:7.0f} checks/s", flush=True)
+          f"check p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  {len(latencies) / wall:7.0f} checks/s{settle}", flush=True)
 
 
 def bench(url: str, args: argparse.Namespace) -> None:
@@ -153,8 +159,9 @@ def bench(url: str, args: argparse.Namespace) -> None:
     print(f"{url.split(':')[0]}: {args.threads} threads x {args.attempts} attempts, {args.history:,} other "
           "observations today", flush=True)
     began = time.perf_counter()
-    latencies, spent, allowed = run_costline(service, "alice", args.threads, args.attempts)
-    report("costline reserve", latencies, spent, allowed, time.perf_counter() - began)
+    settles: list[float] = []
+    latencies, spent, allowed = run_costline(service, "alice", args.threads, args.attempts, settles)
+    report("costline reserve", latencies, spent, allowed, time.perf_counter() - began, settles)
     began = time.perf_counter()
     latencies, spent, allowed = run_naive(store, pipeline, "bob", args.threads, args.attempts, now)
     report("check-then-record", latencies, spent, allowed, time.perf_counter() - began)

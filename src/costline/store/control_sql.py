@@ -127,7 +127,8 @@ class ControlSql:
         return result
 
     def _read_usage(self, conn: Any, project_id: str, counters: Sequence[tuple[str, Query]],
-                    now: datetime) -> dict[str, CounterUsage]:
+                    now: datetime, *, holds: bool = True) -> dict[str, CounterUsage]:
+        """Each counter's spend and (with ``holds``) live holds, in one statement."""
         parts: list[str] = []
         columns: list[str] = []
         params: list[Any] = []
@@ -136,10 +137,14 @@ class ControlSql:
             aliases = {metric: alias for _, alias, metric, _ in compiled.outputs}
             parts.append(f"({compiled.sql}) q{i}")
             params.extend(compiled.params)
+            columns.extend([f"q{i}.{aliases[_SUM]}", f"q{i}.{aliases[_COUNT]}"])
+            if not holds:
+                columns.extend(["0", "0"])
+                continue
             parts.append(f"(SELECT COALESCE(sum(amount), 0) AS s, count(DISTINCT id) AS n FROM budget_reservations "
                          f"WHERE project_id = ? AND counter = ? AND expires_at > ?) r{i}")
             params.extend([project_id, key, now])
-            columns.extend([f"q{i}.{aliases[_SUM]}", f"q{i}.{aliases[_COUNT]}", f"r{i}.s", f"r{i}.n"])
+            columns.extend([f"r{i}.s", f"r{i}.n"])
         sql = f"SELECT {', '.join(columns)} FROM {' CROSS JOIN '.join(parts)}"
         found = conn.execute(self._q(sql), params).fetchall()
         row = found[0]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -27,8 +27,11 @@ from costline.core.events import Observation, Score, Trace
 from costline.store import rollup_sql, rows, sqltext
 from costline.store.base import StoreError, ensure_private_dir
 from costline.store.dialects import DuckDBDialect
+from costline.store.duckdb_control import MemoryControl
+from costline.store.holds import HoldBook, journal_path
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations, pending_migrations
 from costline.store.rows import Column
+from costline.store.spend_cache import SpendCache
 from costline.store.sql import NO_NEW_KEYS, NewKeys, SqlStore
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,23 @@ def _upsert_sql(table: str, columns: Sequence[Column]) -> str:
     )
 
 
+#: the observation columns a budget's spend query reads (``SpendCache`` reads new rows' values of these alone)
+SPEND_COLUMNS = frozenset({"project_id", "trace_id", "type", "name", "start_time", "model", "provider", "total_cost",
+                           "pricing_status", "user_id", "session_id", "tags", "metadata", "environment", "release"})
+
+
+def _rows_sql(columns: Sequence[Column]) -> str:
+    """A SELECT of the rows of a JSON batch (one ``?``) as the table's ``columns``, for ``SpendCache``;
+    ``json_transform`` skips the batch's other columns (a STRUCT cast would refuse them)."""
+    shape = rows.dumps_json({c.name: [_TYPES[c.kind].removesuffix("[]")] if c.kind != "tags" else [["VARCHAR"]]
+                             for c in columns})
+    values = ", ".join(
+        f'unnest(batch."{c.name}")' + ("::DECIMAL(38, 12)" if c.kind == "money" else "") + f' AS "{c.name}"'
+        for c in columns
+    )
+    return f"SELECT {values} FROM (SELECT json_transform(?, {sqltext.duckdb_literal(shape)}) AS batch)"
+
+
 def _batch_json(columns: Sequence[Column], values: Sequence[tuple[Any, ...]]) -> str:
     return rows.dumps_json({c.name: column for c, column in zip(columns, zip(*values, strict=True), strict=True)})
 
@@ -142,6 +162,10 @@ def batch_payloads(observations: Sequence[Observation], traces: Sequence[Trace],
     return [(table, _batch_json(_TABLES[table], values)) for table, values in batches if values]
 
 
+def _projects(observations: Sequence[Observation], traces: Sequence[Trace]) -> set[str]:
+    return {o.project_id for o in observations} | {t.project_id for t in traces}
+
+
 def _hour_marks(observations: Sequence[Observation]) -> str:
     """The dirty-hour rows of new observations (``rollup_sql.dirty_marks`` without stored versions and
     traces) as an INSERT statement with the values in its text (integer seconds, project ids through the one
@@ -162,8 +186,9 @@ class _StoredKeyError(Exception):
 GROUP_CHUNK = 20_000
 
 
-class DuckDBStore(SqlStore):
-    """``Store`` on a DuckDB file. Thread-safe: every call takes the store's lock."""
+class DuckDBStore(MemoryControl, SqlStore):
+    """``Store`` on a DuckDB file. Thread-safe: every call takes the store's lock. Budget holds and the kept
+    spend of budget counters live in the process's memory (``MemoryControl``)."""
 
     DIALECT = DuckDBDialect()
 
@@ -188,6 +213,13 @@ class DuckDBStore(SqlStore):
             ) from exc
         self._lock = threading.Lock()
         self._closed = False
+        self._spend = SpendCache(self.DIALECT, _rows_sql(
+            [c for c in rows.OBSERVATION_COLUMNS if c.name in SPEND_COLUMNS]))
+        try:
+            self._holds = HoldBook(journal_path(self.path))
+        except StoreError:
+            self._conn.close()
+            raise
 
     # plumbing ----------------------------------------------------------------------------------------------
     @contextmanager
@@ -240,6 +272,7 @@ class DuckDBStore(SqlStore):
                 conn.execute("INSERT INTO schema_migrations VALUES (?, current_timestamp)", [migration.name])
             log.info("applied migration %s to %s", migration.name, self.path)
             applied.append(migration.name)
+        self._adopt_table_holds()
         return applied
 
     def close(self) -> None:
@@ -247,6 +280,7 @@ class DuckDBStore(SqlStore):
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+                self._holds.close()
 
     # writes ------------------------------------------------------------------------------------------------
     # ``merge_write`` (sql.py) needs no lock of its own here: ``_transaction`` holds the store's lock from BEGIN
@@ -300,6 +334,7 @@ class DuckDBStore(SqlStore):
         except _StoredKeyError:
             pass
         with self._transaction("write") as conn:
+            self._spend.forget(_projects(observations, traces))
             rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces)
             for table, payload in payloads:
                 conn.execute(_UPSERTS[table], [payload])
@@ -310,7 +345,8 @@ class DuckDBStore(SqlStore):
         # the statement's text is built here, from integers and the project id: no SQL crosses from the worker
         marks = _marks_sql([(project_id, int(seconds)) for seconds in sorted(set(hours))])
         try:
-            return self._insert_payloads(payloads, marks, None, (project_id, trace_ids) if trace_ids else None)
+            return self._insert_payloads(payloads, marks, None, (project_id, trace_ids) if trace_ids else None,
+                                         [project_id])
         except _StoredKeyError:
             return None
 
@@ -322,14 +358,17 @@ class DuckDBStore(SqlStore):
         interval): with 2 requests in flight a call held the lock ~10-20 ms longer than its work
         (docs/benchmarks.md, "fewer calls into DuckDB under the store lock").
         ``_StoredKeyError`` when an INSERT meets a stored key (nothing was written)."""
+        projects = _projects(observations, traces)
         if traces:  # a trace's user change takes a parameter: marked by statements of their own
             return self._insert_payloads(payloads, None, lambda conn: rollup_sql.dirty_marks(
-                self._runner(conn), self.DIALECT, observations, traces, {}), linked)
-        return self._insert_payloads(payloads, _hour_marks(observations), None, linked)
+                self._runner(conn), self.DIALECT, observations, traces, {}), linked, projects)
+        return self._insert_payloads(payloads, _hour_marks(observations), None, linked, projects)
 
     def _insert_payloads(self, payloads: Sequence[tuple[str, str]], marks: str | None,
-                         mark: Callable[[Any], None] | None, linked: tuple[str, Sequence[str]] | None) -> list[str]:
-        """``_insert_new`` from the JSON batches: the dirty hours as literals (``marks``) or by ``mark``."""
+                         mark: Callable[[Any], None] | None, linked: tuple[str, Sequence[str]] | None,
+                         projects: Iterable[str]) -> list[str]:
+        """``_insert_new`` from the JSON batches: the dirty hours as literals (``marks``) or by ``mark``; the
+        budget counters kept for ``projects`` (the batch's) get what the new rows add."""
         with self._rolled_back("write") as conn:
             for index, (table, payload) in enumerate(payloads):
                 try:
@@ -340,14 +379,26 @@ class DuckDBStore(SqlStore):
                 mark(conn)
             if not linked:
                 conn.execute(f"{marks or ''}COMMIT")
+                self._account(conn, projects, payloads)
                 return []
             found = conn.execute(f"{marks or ''}COMMIT; {self._linked_sql()}", [linked[0], list(linked[1])])
-            return [t for (t,) in found.fetchall()]
+            ids = [t for (t,) in found.fetchall()]
+            self._account(conn, projects, payloads)
+            return ids
+
+    def _account(self, conn: Any, projects: Iterable[str], payloads: Sequence[tuple[str, str]]) -> None:
+        """After a COMMIT of new rows, still under the lock: what they add to the kept budget spend."""
+        if len(self._spend):
+            observations = next((payload for table, payload in payloads if table == "observations"), None)
+            self._spend.account(lambda sql, params: conn.execute(sql, params).fetchall(), projects, observations,
+                                any(table == "traces" for table, _ in payloads))
 
     def _write_rows(self, conn: Any, observations: Sequence[Observation], traces: Sequence[Trace],
                     scores: Sequence[Score], new: NewKeys = NO_NEW_KEYS) -> None:
         # under the store's lock nothing can be stored between the reads that found ``new`` absent and these
-        # statements: those rows go in as plain INSERTs (a third of the upsert's cost), the rest upsert
+        # statements: those rows go in as plain INSERTs (a third of the upsert's cost), the rest upsert. A merge
+        # changes stored rows: the kept budget spend of their projects is read again (``MemoryControl``).
+        self._spend.forget(_projects(observations, traces))
         new_obs, old_obs = _split(observations, new.observations)
         new_traces, old_traces = _split(traces, new.traces)
         for table, payload in batch_payloads(new_obs, new_traces, ()):
@@ -373,6 +424,7 @@ class DuckDBStore(SqlStore):
             scope = " AND project_id = ?"
             params.append(project_id)
         with self._transaction("purge") as conn:
+            self._spend.forget(None if project_id is None else [project_id])
             rollup_sql.mark_rows(self._runner(conn), self.DIALECT, f"start_time < ?{scope}", params)
             deleted = conn.execute(f"DELETE FROM observations WHERE start_time < ?{scope}", params).fetchall()
             conn.execute(f"DELETE FROM scores WHERE \"timestamp\" < ?{scope}", params)
@@ -386,6 +438,7 @@ class DuckDBStore(SqlStore):
     def replace_groups(self, project_id: str, group_ids: Sequence[str], observations: Sequence[Observation]) -> int:
         values = [rows.observation_row(o) for o in observations]
         with self._transaction("replacing imported billing periods") as conn:
+            self._spend.forget([project_id, *(o.project_id for o in observations)])
             run = self._runner(conn)
             rollup_sql.mark_rows(run, self.DIALECT, "project_id = ? AND type = 'cloud' AND list_contains(?, trace_id)",
                                  [project_id, list(group_ids)])

@@ -1,0 +1,163 @@
+"""What each budget counter has spent, kept in the DuckDB store's memory between checks, exact.
+
+A budget check on DuckDB used to read the counter's spend with a statement that scans the project's window
+(milliseconds, growing with the day's volume). One process owns a DuckDB file and every write goes through
+its store, so the store can keep each counter's spend from one read to the next:
+
+- a check whose counter is kept (same counter, same window start) reads no row; otherwise it reads the spend
+  raw (the same compiled query as ever) and keeps it;
+- a write that only adds new observations (plain INSERTs that met no stored key) and no trace rows adds to
+  the kept counters exactly what those rows contribute: the counters' own spend queries, compiled as ever,
+  run inside the write's transaction over the batch itself (the JSON the INSERT read) instead of the table,
+  grouped by the filter values that tell the counters apart (one statement per family of counters, e.g. one
+  for every user of a per-user budget); the sums are applied once the COMMIT succeeded;
+- every other change forgets the kept spend of the projects it touches (updates and merges of stored rows,
+  duplicate marks, reprices, purges, billing imports, failed writes); a batch with trace rows forgets the
+  counters whose query reads trace attributes (a trace can change which counter its stored calls fall in);
+  the next check reads raw again.
+
+So a kept figure is always what the raw query would answer (``tests/store/test_spend_cache.py`` compares them
+after every kind of write on random data). Not thread-safe: the store calls it under its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any, Final
+
+from costline.core.query import Dimension, Metric, Query
+from costline.store.dialects import Dialect
+from costline.store.query_sql import TRACE_FIELDS, compile_query
+
+#: the metrics a budget's spend query asks for (``core.budgets.spend_query``); other queries are not kept
+SPEND_METRICS: Final = (Metric("cost", "sum"), Metric("calls", "count"))
+#: counters kept at most (beyond, a project's are all forgotten) and how long one is kept without a check
+MAX_ENTRIES: Final = 100_000
+IDLE_SECONDS: Final = 3600.0
+_SOURCE: Final = "FROM observations o"
+ZERO: Final = Decimal(0)
+_QUOTED: Final = re.compile(r"'(?:[^']|'')*'")
+
+log = logging.getLogger(__name__)
+
+Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+
+@dataclass(slots=True)
+class _Entry:
+    query: Query
+    spent: Decimal
+    requests: int
+    traced: bool
+    used: float
+
+
+def _split(query: Query) -> tuple[Query, tuple[str, ...]]:
+    """The family query (the text ``=`` filters turned into groupings) and this counter's values of them."""
+    grouped = [f for f in query.filters if f.kind == "text" and f.operator == "="]
+    rest = tuple(f for f in query.filters if not (f.kind == "text" and f.operator == "="))
+    family = replace(query, dimensions=tuple(Dimension(f.field, f.key) for f in grouped), filters=rest,
+                     limit=10**9, order_by=())
+    return family, tuple(str(f.value) for f in grouped)
+
+
+def cacheable(query: Query) -> bool:
+    return (query.view == "observations" and query.metrics == SPEND_METRICS and query.end is None
+            and not query.dimensions and not query.granularity and query.project_id is not None)
+
+
+class SpendCache:
+    def __init__(self, dialect: Dialect, rows_sql: str) -> None:
+        """``rows_sql``: a SELECT giving a batch's observation rows from its JSON (one ``?``), as the table's."""
+        self.dialect = dialect
+        self.rows_sql = rows_sql
+        self._projects: dict[str, dict[str, _Entry]] = {}
+        self.hits = 0
+        self.misses = 0
+        self.deltas = 0
+
+    # reads -------------------------------------------------------------------------------------------------
+    def get(self, project_id: str, key: str, query: Query) -> tuple[Decimal, int] | None:
+        entry = self._projects.get(project_id, {}).get(key)
+        if entry is None or entry.query != query:
+            self.misses += 1
+            return None
+        self.hits += 1
+        entry.used = time.monotonic()
+        return entry.spent, entry.requests
+
+    def put(self, project_id: str, key: str, query: Query, spent: Decimal, requests: int) -> None:
+        if not cacheable(query):
+            return
+        entries = self._projects.setdefault(project_id, {})
+        if len(entries) >= MAX_ENTRIES:
+            entries.clear()
+        traced = any(f.field in TRACE_FIELDS for f in query.filters)
+        entries[key] = _Entry(query, spent, requests, traced, time.monotonic())
+
+    def __len__(self) -> int:
+        return sum(len(e) for e in self._projects.values())
+
+    # writes ------------------------------------------------------------------------------------------------
+    def forget(self, project_ids: Iterable[str] | None = None, *, traced_only: bool = False) -> None:
+        """Forget the kept spend of these projects (all when None): only the counters reading trace attributes
+        with ``traced_only``."""
+        targets = list(self._projects) if project_ids is None else [p for p in set(project_ids) if p in self._projects]
+        for project_id in targets:
+            if traced_only:
+                entries = self._projects[project_id]
+                for key in [k for k, e in entries.items() if e.traced]:
+                    del entries[key]
+            else:
+                del self._projects[project_id]
+
+    def account(self, run: Run, project_ids: Iterable[str], payload: str | None, traces: bool) -> None:
+        """Add what a committed write of new rows contributes (``payload``: its observations' JSON batch;
+        ``traces``: it also wrote trace rows), computed with ``run`` while the store's lock still keeps other
+        writers out. A counter it cannot account for is forgotten (the next check reads it raw)."""
+        for project_id in set(project_ids):
+            if traces:
+                self.forget([project_id], traced_only=True)
+            entries = self._projects.get(project_id)
+            if not entries or payload is None:
+                continue
+            idle = time.monotonic() - IDLE_SECONDS
+            for key in [k for k, e in entries.items() if e.used < idle]:
+                del entries[key]
+            families: dict[Query, list[tuple[str, tuple[str, ...]]]] = {}
+            for key, entry in entries.items():
+                family, values = _split(entry.query)
+                families.setdefault(family, []).append((key, values))
+            try:
+                for family, members in families.items():
+                    sums = self._family_sums(run, family, payload)
+                    for key, values in members:
+                        cost, calls = sums.get(values, (ZERO, 0))
+                        entry = entries[key]
+                        entry.spent += cost
+                        entry.requests += calls
+                    self.deltas += 1
+            except Exception:  # the write is committed: lose only what was kept
+                log.exception("could not account a write in the kept budget spend of project %s; it is "
+                              "read again at the next check", project_id)
+                self.forget([project_id])
+
+    def _family_sums(self, run: Run, family: Query, payload: str) -> dict[tuple[str, ...], tuple[Decimal, int]]:
+        compiled = compile_query(family, self.dialect)
+        head, found, tail = compiled.sql.partition(_SOURCE)
+        if not found or "?" in _QUOTED.sub("", head):  # the batch's parameter must come first
+            raise ValueError(f"unexpected shape of a spend query: {compiled.sql[:200]}")
+        sql = f"{head}FROM ({self.rows_sql}) o{tail}"
+        groups = len(family.dimensions)
+        sums: dict[tuple[str, ...], tuple[Decimal, int]] = {}
+        for row in run(sql, [payload, *compiled.params]):
+            if any(v is None for v in row[:groups]):  # no counter's filter value equals NULL
+                continue
+            cost, calls = row[groups], row[groups + 1]
+            sums[tuple(str(v) for v in row[:groups])] = (Decimal(cost or 0), int(calls or 0))
+        return sums
