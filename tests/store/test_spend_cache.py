@@ -13,6 +13,10 @@ hand, and the counters must really have been kept and added to (else the compari
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -24,6 +28,7 @@ import pytest
 from costline.core.budgets import Budget, counter_key, parse_budget, spend_query
 from costline.core.enforce import CounterUsage
 from costline.core.events import Observation, Trace
+from costline.store import holds
 from costline.store.base import Reservation, open_store
 from costline.store.duckdb import DuckDBStore, batch_payloads
 
@@ -251,3 +256,49 @@ def test_a_damaged_journal_is_refused_with_its_line(tmp_path: Path) -> None:
     (tmp_path / "costline.duckdb.holds").write_bytes(b"not json\n" + b'{"release": ["p", []]}\n')
     with pytest.raises(Exception, match=r"hold journal .* damaged at line 1"):
         open_store(url)
+
+
+def test_an_acknowledged_hold_survives_the_process_being_killed(tmp_path: Path) -> None:
+    """A real crash: a child process reserves, says so, and is killed with SIGKILL before it closes anything."""
+    url = f"duckdb://{tmp_path / 'costline.duckdb'}"
+    open_store(url).close()
+    child = textwrap.dedent(f"""
+        import sys, time
+        from datetime import datetime, timedelta, timezone
+        from decimal import Decimal
+        from costline.store.base import Reservation, open_store
+        store = open_store({url!r})
+        now = datetime.now(timezone.utc)
+        hold = Reservation("p", "r1", ("d|alice",), Decimal("0.0125"), now, now + timedelta(hours=1), {{}})
+        store.reserve("p", [], lambda u: (None, hold), now)
+        print("held", flush=True)
+        time.sleep(60)
+    """)
+    with subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+    again = open_store(url)
+    found = again.get_reservation("p", "r1")
+    assert found is not None and found.amount == D("0.0125") and found.counters == ("d|alice",)
+    again.close()
+
+
+def test_the_journal_is_compacted_and_keeps_what_is_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(holds, "MIN_RECORDS", 20)
+    book = holds.HoldBook(tmp_path / "f.holds")
+    for i in range(50):
+        book.add(Reservation("p", f"r{i}", ("c|",), D("0.01"), NOW, NOW + timedelta(minutes=i + 1), {"i": i}))
+        if i % 5:
+            book.release("p", [f"r{i}"])
+    assert book.purge(NOW + timedelta(minutes=10)) == 2  # r0 and r5 expired; the others of the first ten released
+    book.close()
+    lines = (tmp_path / "f.holds").read_bytes().splitlines()
+    assert len(lines) < 50  # rewritten along the way: 100 records were appended
+    again = holds.HoldBook(tmp_path / "f.holds")
+    assert sorted(int(r.id[1:]) for r in (again.get("p", f"r{i}") for i in range(50)) if r) == list(range(10, 50, 5))
+    assert again.usage("p", "c|", NOW) == (D("0.08"), 8)
+    assert again.get("p", "r10") == Reservation("p", "r10", ("c|",), D("0.010000000000"), NOW,
+                                                 NOW + timedelta(minutes=11), {"i": 10})
