@@ -51,10 +51,41 @@ Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 @dataclass(slots=True)
 class _Entry:
     query: Query
+    family: Query
+    values: tuple[str, ...]
     spent: Decimal
     requests: int
     traced: bool
     used: float
+
+
+class _Project:
+    """A project's kept counters, and per family the counters by their filter values (so a write's cost is the
+    batch's groups, not the number of counters kept)."""
+
+    __slots__ = ("entries", "families", "swept")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Entry] = {}
+        self.families: dict[Query, dict[tuple[str, ...], set[str]]] = {}
+        self.swept = time.monotonic()
+
+    def add(self, key: str, entry: _Entry) -> None:
+        self.remove(key)
+        self.entries[key] = entry
+        self.families.setdefault(entry.family, {}).setdefault(entry.values, set()).add(key)
+
+    def remove(self, key: str) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            return
+        members = self.families[entry.family]
+        keys = members[entry.values]
+        keys.discard(key)
+        if not keys:
+            del members[entry.values]
+            if not members:
+                del self.families[entry.family]
 
 
 def _split(query: Query) -> tuple[Query, tuple[str, ...]]:
@@ -76,14 +107,15 @@ class SpendCache:
         """``rows_sql``: a SELECT giving a batch's observation rows from its JSON (one ``?``), as the table's."""
         self.dialect = dialect
         self.rows_sql = rows_sql
-        self._projects: dict[str, dict[str, _Entry]] = {}
+        self._projects: dict[str, _Project] = {}
         self.hits = 0
         self.misses = 0
         self.deltas = 0
 
     # reads -------------------------------------------------------------------------------------------------
     def get(self, project_id: str, key: str, query: Query) -> tuple[Decimal, int] | None:
-        entry = self._projects.get(project_id, {}).get(key)
+        project = self._projects.get(project_id)
+        entry = None if project is None else project.entries.get(key)
         if entry is None or entry.query != query:
             self.misses += 1
             return None
@@ -94,14 +126,15 @@ class SpendCache:
     def put(self, project_id: str, key: str, query: Query, spent: Decimal, requests: int) -> None:
         if not cacheable(query):
             return
-        entries = self._projects.setdefault(project_id, {})
-        if len(entries) >= MAX_ENTRIES:
-            entries.clear()
+        project = self._projects.get(project_id)
+        if project is None or len(project.entries) >= MAX_ENTRIES:
+            project = self._projects[project_id] = _Project()
+        family, values = _split(query)
         traced = any(f.field in TRACE_FIELDS for f in query.filters)
-        entries[key] = _Entry(query, spent, requests, traced, time.monotonic())
+        project.add(key, _Entry(query, family, values, spent, requests, traced, time.monotonic()))
 
     def __len__(self) -> int:
-        return sum(len(e) for e in self._projects.values())
+        return sum(len(p.entries) for p in self._projects.values())
 
     # writes ------------------------------------------------------------------------------------------------
     def forget(self, project_ids: Iterable[str] | None = None, *, traced_only: bool = False) -> None:
@@ -110,9 +143,9 @@ class SpendCache:
         targets = list(self._projects) if project_ids is None else [p for p in set(project_ids) if p in self._projects]
         for project_id in targets:
             if traced_only:
-                entries = self._projects[project_id]
-                for key in [k for k, e in entries.items() if e.traced]:
-                    del entries[key]
+                project = self._projects[project_id]
+                for key in [k for k, e in project.entries.items() if e.traced]:
+                    project.remove(key)
             else:
                 del self._projects[project_id]
 
@@ -123,29 +156,32 @@ class SpendCache:
         for project_id in set(project_ids):
             if traces:
                 self.forget([project_id], traced_only=True)
-            entries = self._projects.get(project_id)
-            if not entries or payload is None:
+            project = self._projects.get(project_id)
+            if project is None or payload is None:
                 continue
-            idle = time.monotonic() - IDLE_SECONDS
-            for key in [k for k, e in entries.items() if e.used < idle]:
-                del entries[key]
-            families: dict[Query, list[tuple[str, tuple[str, ...]]]] = {}
-            for key, entry in entries.items():
-                family, values = _split(entry.query)
-                families.setdefault(family, []).append((key, values))
+            self._sweep(project)
             try:
-                for family, members in families.items():
-                    sums = self._family_sums(run, family, payload)
-                    for key, values in members:
-                        cost, calls = sums.get(values, (ZERO, 0))
-                        entry = entries[key]
-                        entry.spent += cost
-                        entry.requests += calls
+                for family, members in project.families.items():
+                    for values, (cost, calls) in self._family_sums(run, family, payload).items():
+                        for key in members.get(values, ()):
+                            entry = project.entries[key]
+                            entry.spent += cost
+                            entry.requests += calls
                     self.deltas += 1
             except Exception:  # the write is committed: lose only what was kept
                 log.exception("could not account a write in the kept budget spend of project %s; it is "
                               "read again at the next check", project_id)
                 self.forget([project_id])
+
+    @staticmethod
+    def _sweep(project: _Project) -> None:
+        """Drop the counters no check read for ``IDLE_SECONDS`` (at most once a minute)."""
+        now = time.monotonic()
+        if now - project.swept < 60:
+            return
+        project.swept = now
+        for key in [k for k, e in project.entries.items() if e.used < now - IDLE_SECONDS]:
+            project.remove(key)
 
     def _family_sums(self, run: Run, family: Query, payload: str) -> dict[tuple[str, ...], tuple[Decimal, int]]:
         compiled = compile_query(family, self.dialect)
