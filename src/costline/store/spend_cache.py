@@ -40,7 +40,6 @@ SPEND_METRICS: Final = (Metric("cost", "sum"), Metric("calls", "count"))
 MAX_ENTRIES: Final = 100_000
 IDLE_SECONDS: Final = 3600.0
 _SOURCE: Final = "FROM observations o"
-ZERO: Final = Decimal(0)
 _QUOTED: Final = re.compile(r"'(?:[^']|'')*'")
 
 log = logging.getLogger(__name__)
