@@ -6,11 +6,13 @@ its store, so the store can keep each counter's spend from one read to the next:
 
 - a check whose counter is kept (same counter, same window start) reads no row; otherwise it reads the spend
   raw (the same compiled query as ever) and keeps it;
-- a write that only adds new observations (plain INSERTs that met no stored key) and no trace rows adds to
-  the kept counters exactly what those rows contribute: the counters' own spend queries, compiled as ever,
-  run inside the write's transaction over the batch itself (the JSON the INSERT read) instead of the table,
-  grouped by the filter values that tell the counters apart (one statement per family of counters, e.g. one
-  for every user of a per-user budget); the sums are applied once the COMMIT succeeded;
+- a write that only adds new observations (plain INSERTs that met no stored key) adds to the kept counters
+  exactly what those rows contribute: the counters' own spend queries, compiled as ever, run over the batch
+  itself (the JSON the INSERT read) instead of the table, grouped by the filter values that tell the counters
+  apart (one statement per family of counters, e.g. one for every user of a per-user budget), after the COMMIT
+  while the store's lock still keeps other writers out;
+- that statement is paid only when a check wants it: a write that follows another write with no check
+  between forgets the project's kept spend instead (ingestion bursts cost nothing; the next check reads raw);
 - every other change forgets the kept spend of the projects it touches (updates and merges of stored rows,
   duplicate marks, reprices, purges, billing imports, failed writes); a batch with trace rows forgets the
   counters whose query reads trace attributes (a trace can change which counter its stored calls fall in);
@@ -62,12 +64,14 @@ class _Project:
     """A project's kept counters, and per family the counters by their filter values (so a write's cost is the
     batch's groups, not the number of counters kept)."""
 
-    __slots__ = ("entries", "families", "swept")
+    __slots__ = ("entries", "families", "read", "swept")
 
     def __init__(self) -> None:
         self.entries: dict[str, _Entry] = {}
         self.families: dict[Query, dict[tuple[str, ...], set[str]]] = {}
         self.swept = time.monotonic()
+        #: a check read a kept counter since the last write was accounted
+        self.read = False
 
     def add(self, key: str, entry: _Entry) -> None:
         self.remove(key)
@@ -115,11 +119,12 @@ class SpendCache:
     def get(self, project_id: str, key: str, query: Query) -> tuple[Decimal, int] | None:
         project = self._projects.get(project_id)
         entry = None if project is None else project.entries.get(key)
-        if entry is None or entry.query != query:
+        if project is None or entry is None or entry.query != query:
             self.misses += 1
             return None
         self.hits += 1
         entry.used = time.monotonic()
+        project.read = True
         return entry.spent, entry.requests
 
     def put(self, project_id: str, key: str, query: Query, spent: Decimal, requests: int) -> None:
@@ -131,6 +136,7 @@ class SpendCache:
         family, values = _split(query)
         traced = any(f.field in TRACE_FIELDS for f in query.filters)
         project.add(key, _Entry(query, family, values, spent, requests, traced, time.monotonic()))
+        project.read = True
 
     def __len__(self) -> int:
         return sum(len(p.entries) for p in self._projects.values())
@@ -156,8 +162,14 @@ class SpendCache:
             if traces:
                 self.forget([project_id], traced_only=True)
             project = self._projects.get(project_id)
-            if project is None or payload is None:
+            if project is None:
                 continue
+            if payload is None:  # nothing but trace rows or scores
+                continue
+            if not project.read:  # a second write with no check between: forgotten, the next check reads raw
+                self.forget([project_id])
+                continue
+            project.read = False
             self._sweep(project)
             try:
                 for family, members in project.families.items():
