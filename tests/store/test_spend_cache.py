@@ -198,7 +198,8 @@ def test_kept_spend_equals_the_raw_query_after_every_kind_of_write(store: DuckDB
             kept_usage(store, project)
         step = rng.choice(steps)(project)
         assert_kept_equals_raw(store, project, step)
-    assert store._spend.hits > 500 and store._spend.deltas > 50  # the kept figures were really used
+    spend = store._spend  # the kept figures were really used: read, added to, and read again after changes
+    assert spend.hits > 500 and spend.deltas > 50 and spend.refreshes > 20
 
 
 def _fields(o: Observation) -> dict[str, Any]:
@@ -310,3 +311,12 @@ def test_the_journal_is_compacted_and_keeps_what_is_live(tmp_path: Path, monkeyp
     assert again.usage("p", "c|", NOW) == (D("0.08"), 8)
     assert again.get("p", "r10") == Reservation("p", "r10", ("c|",), D("0.010000000000"), NOW,
                                                  NOW + timedelta(minutes=11), {"i": 10})
+
+
+def test_a_rolling_window_is_read_raw_every_time(store: DuckDBStore) -> None:
+    budget = parse_budget({"id": "r", "name": "r", "window": "24h", "per": "user", "limit": "1"})
+    key = counter_key(budget, "alice")
+    for minutes in (0, 1, 2, 3):
+        at = NOW + timedelta(minutes=minutes)
+        store.reserve("p", [(key, spend_query(budget, "alice", "p", at))], lambda u: (None, None), at)
+    assert store._spend.misses == 4 and store._spend.hits == 0 and len(store._spend) == 0

@@ -239,11 +239,13 @@ class DuckDBStore(MemoryControl, SqlStore):
             try:
                 yield conn
             except BaseException as exc:
+                self._spend.abandon()
                 with suppress(duckdb.Error):  # no transaction (a failed BEGIN or COMMIT): nothing to roll back
                     conn.execute("ROLLBACK")
                 if isinstance(exc, duckdb.Error):
                     raise StoreError(f"{what} failed, nothing was stored: {exc}") from exc
                 raise
+            self._spend.committed(lambda sql, params: conn.execute(sql, params).fetchall())
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -334,7 +336,7 @@ class DuckDBStore(MemoryControl, SqlStore):
         except _StoredKeyError:
             pass
         with self._transaction("write") as conn:
-            self._spend.forget(_projects(observations, traces))
+            self._spend.stale(_projects(observations, traces))
             rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, observations, traces)
             for table, payload in payloads:
                 conn.execute(_UPSERTS[table], [payload])
@@ -398,7 +400,7 @@ class DuckDBStore(MemoryControl, SqlStore):
         # under the store's lock nothing can be stored between the reads that found ``new`` absent and these
         # statements: those rows go in as plain INSERTs (a third of the upsert's cost), the rest upsert. A merge
         # changes stored rows: the kept budget spend of their projects is read again (``MemoryControl``).
-        self._spend.forget(_projects(observations, traces))
+        self._spend.stale(_projects(observations, traces))
         new_obs, old_obs = _split(observations, new.observations)
         new_traces, old_traces = _split(traces, new.traces)
         for table, payload in batch_payloads(new_obs, new_traces, ()):
@@ -424,7 +426,7 @@ class DuckDBStore(MemoryControl, SqlStore):
             scope = " AND project_id = ?"
             params.append(project_id)
         with self._transaction("purge") as conn:
-            self._spend.forget(None if project_id is None else [project_id])
+            self._spend.stale(None if project_id is None else [project_id])
             rollup_sql.mark_rows(self._runner(conn), self.DIALECT, f"start_time < ?{scope}", params)
             deleted = conn.execute(f"DELETE FROM observations WHERE start_time < ?{scope}", params).fetchall()
             conn.execute(f"DELETE FROM scores WHERE \"timestamp\" < ?{scope}", params)
@@ -438,7 +440,7 @@ class DuckDBStore(MemoryControl, SqlStore):
     def replace_groups(self, project_id: str, group_ids: Sequence[str], observations: Sequence[Observation]) -> int:
         values = [rows.observation_row(o) for o in observations]
         with self._transaction("replacing imported billing periods") as conn:
-            self._spend.forget([project_id, *(o.project_id for o in observations)])
+            self._spend.stale([project_id, *(o.project_id for o in observations)])
             run = self._runner(conn)
             rollup_sql.mark_rows(run, self.DIALECT, "project_id = ? AND type = 'cloud' AND list_contains(?, trace_id)",
                                  [project_id, list(group_ids)])

@@ -13,10 +13,13 @@ its store, so the store can keep each counter's spend from one read to the next:
   while the store's lock still keeps other writers out;
 - that statement is paid only when a check wants it: a write that follows another write with no check
   between forgets the project's kept spend instead (ingestion bursts cost nothing; the next check reads raw);
-- every other change forgets the kept spend of the projects it touches (updates and merges of stored rows,
-  duplicate marks, reprices, purges, billing imports, failed writes); a batch with trace rows forgets the
-  counters whose query reads trace attributes (a trace can change which counter its stored calls fall in);
-  the next check reads raw again.
+- any other change (updates and merges of stored rows, duplicate marks, reprices, purges, billing imports)
+  makes the kept spend of the projects it touches stale, and a batch with trace rows that of the counters
+  reading trace attributes (a trace can move its stored calls between counters). After the COMMIT, still
+  under the lock, a project a check read since its last write has those counters read again raw (one
+  statement per family, over the table), so the next check still finds them kept: the raw read moves from the
+  check to the write that made it necessary. Other projects forget them; a failed write forgets what it
+  touched. Counters of rolling windows (whose start moves with every check) are never kept.
 
 So a kept figure is always what the raw query would answer (``tests/store/test_spend_cache.py`` compares them
 after every kind of write on random data). Not thread-safe: the store calls it under its lock.
@@ -29,6 +32,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Final
 
@@ -41,6 +45,8 @@ SPEND_METRICS: Final = (Metric("cost", "sum"), Metric("calls", "count"))
 #: counters kept at most (beyond, a project's are all forgotten) and how long one is kept without a check
 MAX_ENTRIES: Final = 100_000
 IDLE_SECONDS: Final = 3600.0
+#: a counter whose window start moved by less than this between two checks slides (a rolling window): not kept
+SLIDING: Final = timedelta(hours=1)
 _SOURCE: Final = "FROM observations o"
 _QUOTED: Final = re.compile(r"'(?:[^']|'')*'")
 
@@ -64,7 +70,7 @@ class _Project:
     """A project's kept counters, and per family the counters by their filter values (so a write's cost is the
     batch's groups, not the number of counters kept)."""
 
-    __slots__ = ("entries", "families", "read", "swept")
+    __slots__ = ("entries", "families", "read", "sliding", "swept")
 
     def __init__(self) -> None:
         self.entries: dict[str, _Entry] = {}
@@ -72,6 +78,8 @@ class _Project:
         self.swept = time.monotonic()
         #: a check read a kept counter since the last write was accounted
         self.read = False
+        #: counters of rolling windows (their start moves with every check): never kept
+        self.sliding: set[str] = set()
 
     def add(self, key: str, entry: _Entry) -> None:
         self.remove(key)
@@ -111,9 +119,12 @@ class SpendCache:
         self.dialect = dialect
         self.rows_sql = rows_sql
         self._projects: dict[str, _Project] = {}
+        self._pending: dict[str, bool] = {}  # project → only its counters reading trace attributes are stale
+        self._touched: set[str] = set()  # projects a write accounted (their checks-since-write flag resets)
         self.hits = 0
         self.misses = 0
         self.deltas = 0
+        self.refreshes = 0
 
     # reads -------------------------------------------------------------------------------------------------
     def get(self, project_id: str, key: str, query: Query) -> tuple[Decimal, int] | None:
@@ -133,6 +144,16 @@ class SpendCache:
         project = self._projects.get(project_id)
         if project is None or len(project.entries) >= MAX_ENTRIES:
             project = self._projects[project_id] = _Project()
+        old = project.entries.get(key)
+        if key in project.sliding:
+            return
+        if old is not None and old.query.start is not None and query.start is not None and \
+                timedelta(0) < query.start - old.query.start < SLIDING:  # a rolling window: read raw every time
+            project.remove(key)
+            if len(project.sliding) >= MAX_ENTRIES:
+                project.sliding.clear()
+            project.sliding.add(key)
+            return
         family, values = _split(query)
         traced = any(f.field in TRACE_FIELDS for f in query.filters)
         project.add(key, _Entry(query, family, values, spent, requests, traced, time.monotonic()))
@@ -154,25 +175,65 @@ class SpendCache:
             else:
                 del self._projects[project_id]
 
-    def account(self, run: Run, project_ids: Iterable[str], payload: str | None, traces: bool) -> None:
-        """Add what a committed write of new rows contributes (``payload``: its observations' JSON batch;
-        ``traces``: it also wrote trace rows), computed with ``run`` while the store's lock still keeps other
-        writers out. A counter it cannot account for is forgotten (the next check reads it raw)."""
-        for project_id in set(project_ids):
-            if traces:
-                self.forget([project_id], traced_only=True)
+    def stale(self, project_ids: Iterable[str] | None = None, *, traced_only: bool = False) -> None:
+        """A change in a write's transaction that the kept spend of these projects (all when None; the counters
+        reading trace attributes with ``traced_only``) cannot be accounted for: see ``committed``."""
+        targets = list(self._projects) if project_ids is None else [p for p in set(project_ids) if p in self._projects]
+        for project_id in targets:
+            self._pending[project_id] = traced_only and self._pending.get(project_id, True)
+
+    def committed(self, run: Run) -> None:
+        """After a write's COMMIT, still under the store's lock: a project whose counters a check read since its
+        last write has its stale counters read again raw now (one statement per family, so the next check finds
+        them kept); the others are forgotten (the next check reads them raw)."""
+        if not self._pending and not self._touched:
+            return
+        pending, touched = self._pending, self._touched
+        self._pending, self._touched = {}, set()
+        for project_id, traced_only in pending.items():
             project = self._projects.get(project_id)
             if project is None:
                 continue
-            if payload is None:  # nothing but trace rows or scores
+            if not project.read:
+                self.forget([project_id], traced_only=traced_only)
+                continue
+            try:
+                self._refresh(run, project, traced_only)
+            except Exception:
+                log.exception("could not read the kept budget spend of project %s again; it is read at the next "
+                              "check", project_id)
+                self.forget([project_id])
+        for project_id in touched | set(pending):
+            if (project := self._projects.get(project_id)) is not None:
+                project.read = False
+
+    def abandon(self) -> None:
+        """A write failed (rolled back, or its COMMIT's outcome unknown): forget what it touched."""
+        self.forget([*self._pending, *self._touched])
+        self._pending, self._touched = {}, set()
+
+    def account(self, run: Run, project_ids: Iterable[str], payload: str | None, traces: bool) -> None:
+        """Add what a committed write of new rows contributes (``payload``: its observations' JSON batch;
+        ``traces``: it also wrote trace rows, after which the counters reading trace attributes are stale),
+        computed with ``run`` while the store's lock still keeps other writers out. Only a project a check read
+        since its last write is accounted; the others are forgotten (the next check reads them raw)."""
+        for project_id in set(project_ids):
+            project = self._projects.get(project_id)
+            if project is None:
                 continue
             if not project.read:  # a second write with no check between: forgotten, the next check reads raw
                 self.forget([project_id])
                 continue
-            project.read = False
+            self._touched.add(project_id)
+            if traces:
+                self.stale([project_id], traced_only=True)
+            if payload is None:  # nothing but trace rows or scores
+                continue
             self._sweep(project)
             try:
                 for family, members in project.families.items():
+                    if traces and _traced(family):  # read again by ``committed``
+                        continue
                     for values, (cost, calls) in self._family_sums(run, family, payload).items():
                         for key in members.get(values, ()):
                             entry = project.entries[key]
@@ -183,6 +244,19 @@ class SpendCache:
                 log.exception("could not account a write in the kept budget spend of project %s; it is "
                               "read again at the next check", project_id)
                 self.forget([project_id])
+
+    def _refresh(self, run: Run, project: _Project, traced_only: bool) -> None:
+        for family, members in project.families.items():
+            if traced_only and not _traced(family):
+                continue
+            compiled = compile_query(family, self.dialect)
+            sums = _sums(run(compiled.sql, compiled.params), len(family.dimensions))
+            for values, keys in members.items():
+                cost, calls = sums.get(values, (Decimal(0), 0))
+                for key in keys:
+                    entry = project.entries[key]
+                    entry.spent, entry.requests = cost, calls
+            self.refreshes += 1
 
     @staticmethod
     def _sweep(project: _Project) -> None:
@@ -200,11 +274,20 @@ class SpendCache:
         if not found or "?" in _QUOTED.sub("", head):  # the batch's parameter must come first
             raise ValueError(f"unexpected shape of a spend query: {compiled.sql[:200]}")
         sql = f"{head}FROM ({self.rows_sql}) o{tail}"
-        groups = len(family.dimensions)
-        sums: dict[tuple[str, ...], tuple[Decimal, int]] = {}
-        for row in run(sql, [payload, *compiled.params]):
-            if any(v is None for v in row[:groups]):  # no counter's filter value equals NULL
-                continue
-            cost, calls = row[groups], row[groups + 1]
-            sums[tuple(str(v) for v in row[:groups])] = (Decimal(cost or 0), int(calls or 0))
-        return sums
+        return _sums(run(sql, [payload, *compiled.params]), len(family.dimensions))
+
+
+def _traced(family: Query) -> bool:
+    return any(d.name in TRACE_FIELDS for d in family.dimensions) or any(f.field in TRACE_FIELDS
+                                                                       for f in family.filters)
+
+
+def _sums(found: Sequence[tuple[Any, ...]], groups: int) -> dict[tuple[str, ...], tuple[Decimal, int]]:
+    """A family statement's rows as filter values → (cost, calls); a NULL value matches no counter."""
+    sums: dict[tuple[str, ...], tuple[Decimal, int]] = {}
+    for row in found:
+        if any(v is None for v in row[:groups]):
+            continue
+        cost, calls = row[groups], row[groups + 1]
+        sums[tuple(str(v) for v in row[:groups])] = (Decimal(cost or 0), int(calls or 0))
+    return sums
