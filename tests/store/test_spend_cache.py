@@ -29,7 +29,7 @@ from costline.core.budgets import Budget, counter_key, parse_budget, spend_query
 from costline.core.enforce import CounterUsage
 from costline.core.events import Observation, Trace
 from costline.store import holds
-from costline.store.base import Reservation, open_store
+from costline.store.base import Reservation, StoreError, open_store
 from costline.store.duckdb import DuckDBStore, batch_payloads
 
 NOW = datetime(2026, 11, 20, 10, tzinfo=UTC)
@@ -320,3 +320,24 @@ def test_a_rolling_window_is_read_raw_every_time(store: DuckDBStore) -> None:
         at = NOW + timedelta(minutes=minutes)
         store.reserve("p", [(key, spend_query(budget, "alice", "p", at))], lambda u: (None, None), at)
     assert store._spend.misses == 4 and store._spend.hits == 0 and len(store._spend) == 0
+
+
+def test_a_write_that_fails_after_its_commit_forgets_the_kept_spend(store: DuckDBStore,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new rows' COMMIT goes with the read of linked traces; if that read fails, the rows are stored and the
+    write still raises: the kept spend must not stay as it was."""
+    budget = parse_budget({"id": "d", "name": "d", "window": "day", "per": "user", "limit": "1"})
+    key, query = counter_key(budget, "alice"), spend_query(budget, "alice", "p", NOW)
+
+    def spent() -> D:
+        found: D = store.reserve("p", [(key, query)], lambda u: (u[key].spent, None), NOW)
+        return found
+
+    assert spent() == D(0)
+    monkeypatch.setattr(store, "_linked_sql", lambda: "SELECT * FROM no_such_table WHERE ? = ?")
+    call = Observation("p", "a1", "t1", NOW, type="generation", model="gpt-4o", total_cost=D("0.0075"),
+                       pricing_status="priced", user_id="alice")
+    with pytest.raises(StoreError):
+        store.write_linked([call], (), "p", ["t1"])
+    assert store.get_observations("p", ["a1"])  # stored: the COMMIT went through
+    assert spent() == D("0.0075")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -368,10 +368,11 @@ class DuckDBStore(MemoryControl, SqlStore):
 
     def _insert_payloads(self, payloads: Sequence[tuple[str, str]], marks: str | None,
                          mark: Callable[[Any], None] | None, linked: tuple[str, Sequence[str]] | None,
-                         projects: Iterable[str]) -> list[str]:
+                         projects: Collection[str]) -> list[str]:
         """``_insert_new`` from the JSON batches: the dirty hours as literals (``marks``) or by ``mark``; the
         budget counters kept for ``projects`` (the batch's) get what the new rows add."""
         with self._rolled_back("write") as conn:
+            self._spend.touch(projects)  # forgotten if this fails once its COMMIT may have happened
             for index, (table, payload) in enumerate(payloads):
                 try:
                     conn.execute(("BEGIN TRANSACTION; " if index == 0 else "") + _INSERTS[table], [payload])
@@ -388,7 +389,7 @@ class DuckDBStore(MemoryControl, SqlStore):
             self._account(conn, projects, payloads)
             return ids
 
-    def _account(self, conn: Any, projects: Iterable[str], payloads: Sequence[tuple[str, str]]) -> None:
+    def _account(self, conn: Any, projects: Collection[str], payloads: Sequence[tuple[str, str]]) -> None:
         """After a COMMIT of new rows, still under the lock: what they add to the kept budget spend."""
         if len(self._spend):
             observations = next((payload for table, payload in payloads if table == "observations"), None)

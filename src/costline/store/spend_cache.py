@@ -207,6 +207,11 @@ class SpendCache:
             if (project := self._projects.get(project_id)) is not None:
                 project.read = False
 
+    def touch(self, project_ids: Iterable[str]) -> None:
+        """A write of new rows to these projects begins: if it fails after its COMMIT may have happened, the
+        projects' kept spend is forgotten (``abandon``)."""
+        self._touched.update(p for p in project_ids if p in self._projects)
+
     def abandon(self) -> None:
         """A write failed (rolled back, or its COMMIT's outcome unknown): forget what it touched."""
         self.forget([*self._pending, *self._touched])
