@@ -13,6 +13,7 @@ hand, and the counters must really have been kept and added to (else the compari
 from __future__ import annotations
 
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -341,3 +342,39 @@ def test_a_write_that_fails_after_its_commit_forgets_the_kept_spend(store: DuckD
         store.write_linked([call], (), "p", ["t1"])
     assert store.get_observations("p", ["a1"])  # stored: the COMMIT went through
     assert spent() == D("0.0075")
+
+
+def test_the_journal_says_what_the_book_holds_after_every_change(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whenever a change sets off a rewrite (adds, releases, purges), the journal read back holds exactly what
+    the book holds: a hold acknowledged is never lost, one released never comes back."""
+    monkeypatch.setattr(holds, "MIN_RECORDS", 3)
+    rewrites = []
+    rewrite = holds.HoldBook._rewrite
+    monkeypatch.setattr(holds.HoldBook, "_rewrite", lambda self: (rewrites.append(1), rewrite(self))[1])
+    book = holds.HoldBook(tmp_path / "f.holds")
+    book.add(Reservation("p", "keep", ("c|",), D("0.01"), NOW, NOW + timedelta(hours=2), {}))
+
+    def read_back() -> set[str]:
+        copy = tmp_path / "copy.holds"
+        shutil.copyfile(tmp_path / "f.holds", copy)
+        again = holds.HoldBook(copy)
+        found = {r for r in ("keep", *(f"r{i}" for i in range(40))) if again.get("p", r)}
+        again.close()
+        copy.unlink()
+        return found
+
+    live = {"keep"}
+    for i in range(40):
+        book.add(Reservation("p", f"r{i}", ("c|",), D("0.01"), NOW, NOW + timedelta(minutes=i + 1), {}))
+        live.add(f"r{i}")
+        assert read_back() == live, f"after adding r{i}"
+        if i % 10:
+            book.release("p", [f"r{i}"])
+            live.discard(f"r{i}")
+            assert read_back() == live, f"after releasing r{i}"
+        if i % 10 == 9:
+            book.purge(NOW + timedelta(minutes=i - 5))
+            live = {r for r in live if r == "keep" or int(r[1:]) + 1 > i - 5}
+            assert read_back() == live, f"after the purge at r{i}"
+    assert len(rewrites) > 40 + 3  # besides each read-back's own: the book's journal was rewritten

@@ -83,8 +83,9 @@ class HoldBook:
         if (reservation.project_id, reservation.id) in self._by_id:
             raise StoreError(f"budget check failed, nothing was stored: reservation {reservation.id!r} exists")
         kept = normalized(reservation)
-        self._append([{"hold": _to_json(kept, kept.counters)}])
+        self._append([{"hold": _to_json(kept)}])
         self._keep(kept)
+        self._maybe_compact()
 
     def release(self, project_id: str, ids: Sequence[str]) -> int:
         """Drop the holds (settled or cancelled); returns how many of them there were."""
@@ -94,6 +95,7 @@ class HoldBook:
         self._append([{"release": [project_id, found]}])
         for reservation_id in found:
             self._drop(project_id, reservation_id)
+        self._maybe_compact()
         return len(found)
 
     def purge(self, before: datetime) -> int:
@@ -112,9 +114,10 @@ class HoldBook:
         """Take over holds kept elsewhere (the table of an older store); synced before they count."""
         found = [normalized(r) for r in reservations if (r.project_id, r.id) not in self._by_id]
         if found:
-            self._append([{"hold": _to_json(r, tuple(dict.fromkeys(r.counters)))} for r in found])
+            self._append([{"hold": _to_json(r)} for r in found])
             for r in found:
                 self._keep(r)
+            self._maybe_compact()
         return len(found)
 
     def close(self) -> None:
@@ -180,9 +183,10 @@ class HoldBook:
         except OSError as exc:
             raise StoreError(f"cannot write the hold journal {self.path}: {exc}") from exc
         self._records += len(records)
-        self._maybe_compact()
 
     def _maybe_compact(self) -> None:
+        """Rewrite the journal when it has grown past its live holds; called once a change is in memory too
+        (the rewrite is made from memory: before, it would lose the change)."""
         if self._records > max(MIN_RECORDS, COMPACT_RATIO * len(self._by_id)):
             self._rewrite()
 
@@ -190,7 +194,7 @@ class HoldBook:
         """Write the live holds to a new journal and move it over the old one (synced: file, then folder)."""
         self.close()
         temporary = self.path.with_name(self.path.name + ".tmp")
-        data = b"".join(orjson.dumps({"hold": _to_json(r, r.counters)}) + b"\n" for r in self._by_id.values())
+        data = b"".join(orjson.dumps({"hold": _to_json(r)}) + b"\n" for r in self._by_id.values())
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
@@ -217,10 +221,11 @@ def normalized(r: Reservation) -> Reservation:
                        rows.json_out(rows.dumps_json(r.details)))
 
 
-def _to_json(r: Reservation, counters: tuple[str, ...]) -> dict[str, Any]:
-    return {"project_id": r.project_id, "id": r.id, "counters": list(counters), "amount": str(r.amount),
-            "created_at": rows.utc_in(r.created_at, "created_at").isoformat(),
-            "expires_at": rows.utc_in(r.expires_at, "expires_at").isoformat(), "details": rows.dumps_json(r.details)}
+def _to_json(r: Reservation) -> dict[str, Any]:
+    """A ``normalized`` reservation as a journal record."""
+    return {"project_id": r.project_id, "id": r.id, "counters": list(r.counters), "amount": str(r.amount),
+            "created_at": r.created_at.isoformat(), "expires_at": r.expires_at.isoformat(),
+            "details": rows.dumps_json(r.details)}
 
 
 def _from_json(raw: dict[str, Any]) -> Reservation:
