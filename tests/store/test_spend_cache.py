@@ -349,9 +349,9 @@ def test_the_journal_says_what_the_book_holds_after_every_change(tmp_path: Path,
     """Whenever a change sets off a rewrite (adds, releases, purges), the journal read back holds exactly what
     the book holds: a hold acknowledged is never lost, one released never comes back."""
     monkeypatch.setattr(holds, "MIN_RECORDS", 3)
-    rewrites = []
+    rewrites: list[Path] = []
     rewrite = holds.HoldBook._rewrite
-    monkeypatch.setattr(holds.HoldBook, "_rewrite", lambda self: (rewrites.append(1), rewrite(self))[1])
+    monkeypatch.setattr(holds.HoldBook, "_rewrite", lambda self: (rewrites.append(self.path), rewrite(self))[1])
     book = holds.HoldBook(tmp_path / "f.holds")
     book.add(Reservation("p", "keep", ("c|",), D("0.01"), NOW, NOW + timedelta(hours=2), {}))
 
@@ -377,4 +377,4 @@ def test_the_journal_says_what_the_book_holds_after_every_change(tmp_path: Path,
             book.purge(NOW + timedelta(minutes=i - 5))
             live = {r for r in live if r == "keep" or int(r[1:]) + 1 > i - 5}
             assert read_back() == live, f"after the purge at r{i}"
-    assert len(rewrites) > 40 + 3  # besides each read-back's own: the book's journal was rewritten
+    assert rewrites.count(tmp_path / "f.holds") > 3  # the book's own journal was rewritten along the way
