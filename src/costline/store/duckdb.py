@@ -245,7 +245,7 @@ class DuckDBStore(MemoryControl, SqlStore):
                 if isinstance(exc, duckdb.Error):
                     raise StoreError(f"{what} failed, nothing was stored: {exc}") from exc
                 raise
-            self._spend.committed(lambda sql, params: conn.execute(sql, params).fetchall())
+            self._spend.committed(self._runner(conn))
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -380,12 +380,12 @@ class DuckDBStore(MemoryControl, SqlStore):
                     raise _StoredKeyError from exc
             if mark is not None:
                 mark(conn)
-            if not linked:
+            if linked:
+                found = conn.execute(f"{marks or ''}COMMIT; {self._linked_sql()}", [linked[0], list(linked[1])])
+                ids = [t for (t,) in found.fetchall()]
+            else:
                 conn.execute(f"{marks or ''}COMMIT")
-                self._account(conn, projects, payloads)
-                return []
-            found = conn.execute(f"{marks or ''}COMMIT; {self._linked_sql()}", [linked[0], list(linked[1])])
-            ids = [t for (t,) in found.fetchall()]
+                ids = []
             self._account(conn, projects, payloads)
             return ids
 
@@ -393,7 +393,7 @@ class DuckDBStore(MemoryControl, SqlStore):
         """After a COMMIT of new rows, still under the lock: what they add to the kept budget spend."""
         if len(self._spend):
             observations = next((payload for table, payload in payloads if table == "observations"), None)
-            self._spend.account(lambda sql, params: conn.execute(sql, params).fetchall(), projects, observations,
+            self._spend.account(self._runner(conn), projects, observations,
                                 any(table == "traces" for table, _ in payloads))
 
     def _write_rows(self, conn: Any, observations: Sequence[Observation], traces: Sequence[Trace],

@@ -62,7 +62,6 @@ class _Entry:
     values: tuple[str, ...]
     spent: Decimal
     requests: int
-    traced: bool
     used: float
 
 
@@ -155,8 +154,7 @@ class SpendCache:
             project.sliding.add(key)
             return
         family, values = _split(query)
-        traced = any(f.field in TRACE_FIELDS for f in query.filters)
-        project.add(key, _Entry(query, family, values, spent, requests, traced, time.monotonic()))
+        project.add(key, _Entry(query, family, values, spent, requests, time.monotonic()))
         project.read = True
 
     def __len__(self) -> int:
@@ -170,7 +168,7 @@ class SpendCache:
         for project_id in targets:
             if traced_only:
                 project = self._projects[project_id]
-                for key in [k for k, e in project.entries.items() if e.traced]:
+                for key in [k for k, e in project.entries.items() if _traced(e.family)]:
                     project.remove(key)
             else:
                 del self._projects[project_id]
