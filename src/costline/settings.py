@@ -26,11 +26,15 @@ def _paths(text: str) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in text.split(os.pathsep) if p.strip())
 
 
-def _positive_int(text: str) -> int:
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise CostlineError(f"expected a whole number, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _whole(text)
     if value <= 0:
         raise CostlineError(f"expected a positive number, got {value}")
     return value
@@ -41,10 +45,7 @@ MAX_INGEST_WORKERS = 64
 
 
 def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise CostlineError(f"expected a whole number, got {text!r}") from None
+    value = _whole(text)
     if not 0 <= value <= MAX_INGEST_WORKERS:
         raise CostlineError(f"expected 0 to {MAX_INGEST_WORKERS}, got {value}")
     return value
