@@ -127,8 +127,9 @@ def test_workers_give_what_the_server_process_gives(servers: tuple[Server, Serve
     reply = both(servers, batch("main"))
     assert reply["accepted"] == 150 and reply["rejected"] == 0
     costs = {c["id"]: c for c in reply["costs"]}
-    # main-0: gpt-4o, 1000 input of which 0 cached, 100 output: 1000 × 2.5 + 100 × 10 = 3500 / 1M
-    assert D(costs["main-0"]["total"]) == D("0.5")  # i % 11 == 0: the provided cost
+    # main-0: gpt-4o, 1000 input, 100 output (1000 × 2.5 + 100 × 10 = 3500 / 1M), but it carries a provided
+    # cost (i % 11 == 0), which is what it cost
+    assert D(costs["main-0"]["total"]) == D("0.5")
     # main-4: gpt-4o, 1004 input of which 4 cached, 104 output: 1000 × 2.5 + 4 × 1.25 + 104 × 10 = 3545 / 1M
     assert D(costs["main-4"]["total"]) == D("0.003545") and costs["main-4"]["status"] == "priced"
     assert costs["main-2"]["status"] == "unpriced" and costs["main-2"]["total"] is None
