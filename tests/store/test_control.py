@@ -192,6 +192,31 @@ def test_a_failing_decision_writes_nothing(store: Store) -> None:
     assert store.get_reservation("p1", "r1") == hold("r1", ("k|",), "0.10")
 
 
+def test_a_failed_check_releases_its_counter_lock(store: Store) -> None:
+    """A decision that raises, and a hold that cannot be written (its id is taken), after the counter's lock
+    and read: the lock goes with the failed transaction, so the next check on the counter (here from another
+    thread, with a deadline) is not stuck behind it, and it reads the counter as the failures left it."""
+    budget = per_user()
+    key = counter_key(budget, "u1")
+    query = spend_query(budget, "u1", "p1", NOW)
+    put_holds(store, hold("taken", (key,), "0.10"))
+
+    def broken(usage: Mapping[str, CounterUsage]) -> tuple[None, Reservation | None]:
+        raise RuntimeError("decide failed")
+
+    def taken_id(usage: Mapping[str, CounterUsage]) -> tuple[str, Reservation | None]:
+        return "held", hold("taken", (key,), "0.30")
+
+    with pytest.raises(RuntimeError, match="decide failed"):
+        store.reserve("p1", [(key, query)], broken, NOW)
+    with pytest.raises(StoreError):
+        store.reserve("p1", [(key, query)], taken_id, NOW)
+    with ThreadPoolExecutor(1) as pool:
+        seen = pool.submit(store.reserve, "p1", [(key, query)], lambda usage: (usage[key], None), NOW)
+        assert seen.result(timeout=10) == CounterUsage(D(0), 0, D("0.10"), 1)
+    assert store.get_reservation("p1", "taken") == hold("taken", (key,), "0.10")
+
+
 def test_expired_reservations_stop_counting_and_are_purged(store: Store) -> None:
     budget = per_user()
     key = counter_key(budget, "u1")

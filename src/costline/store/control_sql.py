@@ -129,6 +129,12 @@ class ControlSql:
     def _read_usage(self, conn: Any, project_id: str, counters: Sequence[tuple[str, Query]],
                     now: datetime, *, holds: bool = True) -> dict[str, CounterUsage]:
         """Each counter's spend and (with ``holds``) live holds, in one statement."""
+        sql, params = self._usage_statement(conn, project_id, counters, now, holds=holds)
+        return usage_from_row(counters, conn.execute(sql, params).fetchall()[0])
+
+    def _usage_statement(self, conn: Any, project_id: str, counters: Sequence[tuple[str, Query]],
+                         now: datetime, *, holds: bool = True) -> tuple[str, list[Any]]:
+        """The one statement ``_read_usage`` runs: four columns per counter (spend, calls, held, holds)."""
         parts: list[str] = []
         columns: list[str] = []
         params: list[Any] = []
@@ -145,23 +151,21 @@ class ControlSql:
                          f"WHERE project_id = ? AND counter = ? AND expires_at > ?) r{i}")
             params.extend([project_id, key, now])
             columns.extend([f"r{i}.s", f"r{i}.n"])
-        sql = f"SELECT {', '.join(columns)} FROM {' CROSS JOIN '.join(parts)}"
-        found = conn.execute(self._q(sql), params).fetchall()
-        row = found[0]
-        usage: dict[str, CounterUsage] = {}
-        for i, (key, _) in enumerate(counters):
-            spent, requests, reserved, held = row[4 * i: 4 * i + 4]
-            usage[key] = CounterUsage(Decimal(spent or 0), int(requests or 0), Decimal(reserved or 0), int(held or 0))
-        return usage
+        return self._q(f"SELECT {', '.join(columns)} FROM {' CROSS JOIN '.join(parts)}"), params
+
+    def _reservation_rows(self, reservation: Reservation) -> tuple[str, list[list[Any]]]:
+        """The statement writing a reservation and its parameters, one row per counter it names."""
+        return self._q("INSERT INTO budget_reservations VALUES (?, ?, ?, ?, ?, ?, ?)"), [
+            [reservation.project_id, reservation.id, counter, str(reservation.amount),
+             rows.utc_in(reservation.created_at, "created_at"), rows.utc_in(reservation.expires_at, "expires_at"),
+             rows.dumps_json(reservation.details)]
+            for counter in dict.fromkeys(reservation.counters)
+        ]
 
     def _insert_reservation(self, conn: Any, reservation: Reservation) -> None:
-        for counter in dict.fromkeys(reservation.counters):
-            conn.execute(
-                self._q("INSERT INTO budget_reservations VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                [reservation.project_id, reservation.id, counter, str(reservation.amount),
-                 rows.utc_in(reservation.created_at, "created_at"), rows.utc_in(reservation.expires_at, "expires_at"),
-                 rows.dumps_json(reservation.details)],
-            )
+        sql, params = self._reservation_rows(reservation)
+        for row in params:
+            conn.execute(sql, row)
 
     def get_reservation(self, project_id: str, reservation_id: str) -> Reservation | None:
         found = self._fetch(
@@ -278,3 +282,12 @@ class ControlSql:
 
 def _control(r: Sequence[Any]) -> ControlObject:
     return ControlObject(r[0], r[1], r[2], rows.json_out(r[3]), r[4], rows.utc_out(r[5]), rows.utc_out(r[6]))
+
+
+def usage_from_row(counters: Sequence[tuple[str, Query]], row: Sequence[Any]) -> dict[str, CounterUsage]:
+    """The usage of each counter from the row of ``ControlSql._usage_statement``."""
+    usage: dict[str, CounterUsage] = {}
+    for i, (key, _) in enumerate(counters):
+        spent, requests, reserved, held = row[4 * i: 4 * i + 4]
+        usage[key] = CounterUsage(Decimal(spent or 0), int(requests or 0), Decimal(reserved or 0), int(held or 0))
+    return usage

@@ -26,6 +26,7 @@ from costline.store import rollup_sql, rows
 from costline.store.base import StoreError, UnstorableTextError, redact_url
 from costline.store.dialects import PostgresDialect
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations
+from costline.store.postgres_control import LOCK_COUNTER, PipelinedControl, is_nul
 from costline.store.rows import Column
 from costline.store.sql import NO_NEW_KEYS, NewKeys, SqlStore
 
@@ -150,7 +151,7 @@ class _Pool:
             conn.close()
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(PipelinedControl, SqlStore):
     """``Store`` on a PostgreSQL database (the tables live in the first schema of the search path)."""
 
     DIALECT = PostgresDialect()
@@ -172,7 +173,7 @@ class PostgresStore(SqlStore):
                 with conn.transaction(), conn.cursor() as cur:
                     yield cur
             except psycopg.Error as exc:
-                if _is_nul(exc):
+                if is_nul(exc):
                     raise UnstorableTextError(what) from exc
                 raise StoreError(f"{what} failed, nothing was stored: {exc}") from exc
 
@@ -182,7 +183,7 @@ class PostgresStore(SqlStore):
                 with conn.cursor() as cur:
                     return cur.execute(sql, params).fetchall()
             except psycopg.Error as exc:
-                if _is_nul(exc):
+                if is_nul(exc):
                     raise UnstorableTextError("query") from exc
                 raise StoreError(f"query failed on {redact(self.url)}: {exc}") from exc
 
@@ -204,7 +205,7 @@ class PostgresStore(SqlStore):
         # are held; under REPEATABLE READ the snapshot would predate the lock wait and miss the holds before it
         conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         for key in keys:  # sorted by the caller, so two calls on the same counters queue instead of deadlocking
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+            conn.execute(LOCK_COUNTER, [key])
 
     def migrate(self) -> list[str]:
         applied: list[str] = []
@@ -355,8 +356,3 @@ class PostgresStore(SqlStore):
                 cur.execute(_UPSERTS["observations"])
         return removed
 
-
-def _is_nul(exc: psycopg.Error) -> bool:
-    """A NUL character in text or JSON sent to PostgreSQL (which keeps neither): client-side in psycopg, or
-    the server's untranslatable character (22P05) for ``\\u0000`` in JSON."""
-    return exc.sqlstate == "22P05" or "NUL (0x00)" in str(exc)
