@@ -102,7 +102,7 @@ def otlp_bodies(n_batches: int) -> list[bytes]:
 
 
 class RssSampler:
-    """RSS of the server's process and its worker processes (server/native_workers.py), summed."""
+    """RSS of the server's process and its worker processes (server/ingest_workers.py), summed."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid

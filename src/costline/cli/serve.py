@@ -23,7 +23,7 @@ from costline.store.base import Store, ensure_private_dir, redact_url
 
 if TYPE_CHECKING:
     from costline.core.resolve import PriceBook
-    from costline.server.native_workers import NativeWorkers
+    from costline.server.ingest_workers import IngestWorkers
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 3600
@@ -80,8 +80,8 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
     book = load_price_book(settings, extra_files=obj.price_files)
     token = local_admin.new_token()
     app = create_app(settings, store, book, admin_token=token)
-    workers = _native_workers(settings, store, book)
-    app.state.costline.native_workers = workers
+    workers = _ingest_workers(settings, store, book)
+    app.state.costline.ingest_workers = workers
     tune_collector()
     if settings.retention_days:
         _start_purger(store, settings.retention_days)
@@ -116,14 +116,14 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
     os._exit(0)
 
 
-def _native_workers(settings: Settings, store: Store, book: PriceBook) -> NativeWorkers | None:
-    """Worker processes for large native batches, on a DuckDB store (server/native_workers.py)."""
-    from costline.server.native_workers import NativeWorkers
+def _ingest_workers(settings: Settings, store: Store, book: PriceBook) -> IngestWorkers | None:
+    """Worker processes for large native batches, on a DuckDB store (server/ingest_workers.py)."""
+    from costline.server.ingest_workers import IngestWorkers
     from costline.store.duckdb import DuckDBStore
 
     if settings.ingest_workers <= 0 or not isinstance(store, DuckDBStore):
         return None
-    return NativeWorkers(book, settings.ingest_workers, settings.metrics_metadata_labels)
+    return IngestWorkers(book, settings.ingest_workers, settings.metrics_metadata_labels)
 
 
 class _Stopped(BaseException):

@@ -388,7 +388,7 @@ class AlertEngine:
     # on ingest ------------------------------------------------------------------------------------------------------
     def checks_on_ingest(self, project_id: str) -> bool:
         """The project has a rule checked on each ingested call: its batches must be written as objects (the
-        server then keeps them off the worker processes: server/native_workers.py)."""
+        server then keeps them off the worker processes: server/ingest_workers.py)."""
         return bool(self._ingest_rules(project_id))
 
     def _ingest_rules(self, project_id: str) -> list[AlertRule]:

@@ -42,7 +42,7 @@ Clock = Callable[[], datetime]
 @dataclass(frozen=True, slots=True)
 class Summary:
     """What the listeners read of a batch written from rows a worker process built, without its ``Observation``
-    objects (server/native_workers.py): the budget reservations its calls settle and its Prometheus sums."""
+    objects (server/ingest_workers.py): the budget reservations its calls settle and its Prometheus sums."""
 
     reservations: tuple[str, ...]
     metrics: tuple[tuple[str, str, tuple[str, ...], Decimal | int], ...]
@@ -50,8 +50,8 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class PreparedRows:
-    """A batch of new complete records (native) decoded, merged, priced and turned into DuckDB's JSON batches by
-    a worker process (server/native_workers.py), with what the write and the reply need."""
+    """A batch of new complete records (native, OTLP) and new traces decoded, merged, priced and turned into
+    DuckDB's JSON batches by a worker process (server/ingest_workers.py), with what the write and the reply need."""
 
     ids: tuple[str, ...]  # the observations' ids, in the order the reply lists them
     accepted: tuple[str, ...]  # the items' ids
@@ -60,6 +60,8 @@ class PreparedRows:
     priced_traces: tuple[str, ...]  # where the duplicate check looks (``priced_traces``)
     costs: tuple[dict[str, str | None], ...]  # the reply's ``costs`` entries
     summary: Summary
+    #: the batch's traces that attribute a user or metadata to their observations (``rollup_dirty_traces``)
+    dirty_traces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,7 @@ class Pipeline:
                   stored_traces: Mapping[str, Trace]) -> tuple[list[Observation], list[Trace]]:
             previous.update(stored)
             merged = self.merge_and_price(project_id, decoded, stored, book, now) if decoded.merge else complete
-            return merged, self._traces(project_id, decoded, stored_traces, now)
+            return merged, self.merge_traces(project_id, decoded, stored_traces, now)
 
         observations: Sequence[Observation] = ()
         traces: Sequence[Trace] = ()
@@ -174,14 +176,15 @@ class Pipeline:
         self._notify(project_id, protocol, decoded, result)
         return result
 
-    def ingest_rows(self, project_id: str, prepared: PreparedRows) -> IngestResult | None:
+    def ingest_rows(self, project_id: str, prepared: PreparedRows, protocol: str = "native") -> IngestResult | None:
         """Write a batch a worker process prepared (``PreparedRows``; a DuckDB store), count duplicate reports
         once, and tell the listeners, as ``ingest`` does for the same events. None, with nothing written, when
         the batch must go through ``ingest`` instead: a listener does not read summaries, or one of the ids is
         already stored (an event sent again replaces its row: an upsert, which ``ingest`` does)."""
         if not self.reads_summaries():
             return None
-        linked = self.store.write_prepared(project_id, prepared.payloads, prepared.hours, prepared.priced_traces)
+        linked = self.store.write_prepared(project_id, prepared.payloads, prepared.hours, prepared.priced_traces,
+                                           prepared.dirty_traces)
         if linked is None:
             return None
         decoded = Decoded(merge=False)
@@ -195,7 +198,7 @@ class Pipeline:
             result = IngestResult(tuple(self._mark_counted(project_id, written, counted)), (), ())
         else:
             result = IngestResult((), (), (), summary=prepared.summary)
-        self._notify(project_id, "native", decoded, result)
+        self._notify(project_id, protocol, decoded, result)
         return result
 
     def _notify(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
@@ -279,7 +282,8 @@ class Pipeline:
                 if stored[outer].pricing_status != DUPLICATE}
 
     @staticmethod
-    def _traces(project_id: str, decoded: Decoded, stored: Mapping[str, Trace], now: datetime) -> list[Trace]:
+    def merge_traces(project_id: str, decoded: Decoded, stored: Mapping[str, Trace], now: datetime) -> list[Trace]:
+        """The batch's trace events folded into the stored traces (``stored``: those of their ids found)."""
         merged: dict[str, Trace] = dict(stored)
         for event in decoded.traces:
             merged[event.id] = merge_trace(merged.get(event.id), event, project_id, now)

@@ -29,7 +29,7 @@ from costline.settings import Settings
 from costline.store.base import ApiKey, Store, StoreError
 
 if TYPE_CHECKING:
-    from costline.server.native_workers import NativeWorkers
+    from costline.server.ingest_workers import IngestWorkers
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,8 @@ class ServerState:
     admin_token_hash: str | None = None
     #: sealed secrets for the SigV4-signed Cost Explorer endpoint (server/seals.py)
     seals: Seals | None = None
-    #: worker processes for large native batches (server/native_workers.py; ``costline serve`` on DuckDB)
-    native_workers: NativeWorkers | None = None
+    #: worker processes for large native batches (server/ingest_workers.py; ``costline serve`` on DuckDB)
+    ingest_workers: IngestWorkers | None = None
 
 
 def state_of(request: Request) -> ServerState:

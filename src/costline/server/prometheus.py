@@ -96,7 +96,7 @@ MetricSums = tuple[tuple[str, str, tuple[str, ...], Amount], ...]
 def metric_sums(observations: Iterable[Observation], previous: Mapping[str, Observation] | None,
                 metadata_keys: tuple[str, ...]) -> MetricSums:
     """What a batch adds to the counters, computed apart from them (in a worker process too: see
-    server/native_workers.py). Unpriced calls and fractional token counts come in the order met; then costs, summed
+    server/ingest_workers.py). Unpriced calls and fractional token counts come in the order met; then costs, summed
     per series exactly under MONEY_CONTEXT, and whole counts summed per series, each in the order its series
     first appeared (so the series cap folds the same ones)."""
     met: list[tuple[str, str, tuple[str, ...], Amount]] = []

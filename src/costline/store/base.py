@@ -228,10 +228,11 @@ class Store(Protocol):
         ...
 
     def write_prepared(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
-                       trace_ids: Sequence[str]) -> list[str] | None:
-        """Insert new observations of ``project_id`` given as the store's own JSON batches (built by a worker
-        process: server/native_workers.py) and the hours they start in (UTC, epoch seconds), marking those hours
-        dirty, then read what ``write_linked`` reads. None, with nothing
+                       trace_ids: Sequence[str], dirty_traces: Sequence[str] = ()) -> list[str] | None:
+        """Insert new observations and traces of ``project_id`` given as the store's own JSON batches (built by a
+        worker process: server/ingest_workers.py), the hours the observations start in (UTC, epoch seconds) and
+        the new traces that attribute a user or metadata, marking both dirty for the rollups, then read what
+        ``write_linked`` reads for ``trace_ids``. None, with nothing
         written, when one of the keys is already stored or the store takes no prepared batches (PostgreSQL):
         the caller then writes the objects."""
         ...

@@ -134,6 +134,7 @@ _UPSERTS = {table: _upsert_sql(table, columns) for table, columns in _TABLES.ite
 #: but refused when a key is already stored; ``write`` tries them first (see there)
 _INSERTS = {table: sql.partition(" ON CONFLICT ")[0] for table, sql in _UPSERTS.items()}
 _BY_IDS = "WHERE project_id = ? AND id IN (SELECT unnest(?::VARCHAR[]))"
+_DIRTY_TRACES = "INSERT INTO rollup_dirty_traces SELECT ?, unnest(?::VARCHAR[])"
 _OBSERVATIONS_BY_ID = f"SELECT {_OBS} FROM observations {_BY_IDS}"
 _TRACES_BY_ID = f"SELECT {_select(rows.TRACE_COLUMNS)} FROM traces {_BY_IDS}"
 
@@ -343,12 +344,18 @@ class DuckDBStore(MemoryControl, SqlStore):
         return None
 
     def write_prepared(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
-                       trace_ids: Sequence[str]) -> list[str] | None:
+                       trace_ids: Sequence[str], dirty_traces: Sequence[str] = ()) -> list[str] | None:
         # the statement's text is built here, from integers and the project id: no SQL crosses from the worker
+        # (the tables are looked up among the store's own; the trace ids are a parameter)
         marks = _marks_sql([(project_id, int(seconds)) for seconds in sorted(set(hours))])
+        ids = [str(t) for t in dirty_traces]
+
+        def mark(conn: Any) -> None:
+            conn.execute(_DIRTY_TRACES, [project_id, ids])
+
         try:
-            return self._insert_payloads(payloads, marks, None, (project_id, trace_ids) if trace_ids else None,
-                                         [project_id])
+            return self._insert_payloads(payloads, marks, mark if ids else None,
+                                         (project_id, trace_ids) if trace_ids else None, [project_id])
         except _StoredKeyError:
             return None
 

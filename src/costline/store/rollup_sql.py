@@ -182,6 +182,13 @@ def observation_hours(observations: Iterable[Observation]) -> set[tuple[str, int
     }
 
 
+def attributing_traces(new_traces: Iterable[Trace]) -> list[str]:
+    """The ids of new traces (none stored before) that ``dirty_marks`` marks: those giving their observations a
+    user or metadata."""
+    nothing = _attributes(None)
+    return [t.id for t in new_traces if _attributes(t) != nothing]
+
+
 def _attributes(trace: Trace | None) -> tuple[Any, ...]:
     """What a rollup attributes from a trace to its observations: the user, the metadata."""
     return (None, {}) if trace is None else (trace.user_id, dict(trace.metadata or {}))

@@ -185,7 +185,7 @@ class SqlStore(KeySql, ControlSql):
         return self._linked(project_id, trace_ids)
 
     def write_prepared(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
-                       trace_ids: Sequence[str]) -> list[str] | None:
+                       trace_ids: Sequence[str], dirty_traces: Sequence[str] = ()) -> list[str] | None:
         return None  # the batches are DuckDB's (a backend that takes them overrides this)
 
     def traces_observations(self, project_id: str, trace_ids: Sequence[str],

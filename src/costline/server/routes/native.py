@@ -7,12 +7,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from costline.core.price import PriceRecord
 from costline.ingest.native import decode_native
 from costline.ingest.pipeline import IngestResult
-from costline.server.app import ServerState, key_of, state_of
+from costline.server.app import key_of, state_of
 from costline.server.body import parse_json, read_body
-from costline.server.native_workers import MIN_BODY, cost_entry
+from costline.server.ingest_workers import MIN_BODY, cost_entry
+from costline.server.routes.workers import worker_prices
 
 router = APIRouter()
 
@@ -22,9 +22,9 @@ async def ingest(request: Request) -> Response:
     state = state_of(request)
     key = key_of(request)
     body = await read_body(request, state.settings.max_body_bytes)
-    workers = state.native_workers
+    workers = state.ingest_workers
     if workers is not None and len(body) >= MIN_BODY:
-        prices = await run_in_threadpool(_worker_prices, state, key.project_id)  # both may read the store
+        prices = await run_in_threadpool(worker_prices, state, key.project_id)  # both may read the store
         prepared = await workers.prepare(state.pipeline, key.project_id, body, prices) if prices else None
         if prepared is not None:
             written = await run_in_threadpool(state.pipeline.ingest_rows, key.project_id, prepared)
@@ -35,14 +35,6 @@ async def ingest(request: Request) -> Response:
     result = await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded, "native")
     errors = [{"id": e.id, "message": e.message} for e in decoded.errors]
     return _reply(len(decoded.accepted), errors, _costs(result))
-
-
-def _worker_prices(state: ServerState, project_id: str) -> tuple[int, tuple[PriceRecord, ...]] | None:
-    """What a worker needs of the project's prices; None when its batches must be written as objects (alert
-    rules checked on each ingested call)."""
-    if state.alerts.checks_on_ingest(project_id):
-        return None
-    return state.pipeline.price_source(project_id)
 
 
 def _costs(result: IngestResult) -> list[dict[str, str | None]]:

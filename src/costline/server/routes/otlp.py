@@ -9,8 +9,10 @@ from starlette.concurrency import run_in_threadpool
 
 from costline.ingest.batch import IngestError
 from costline.ingest.otlp import decode_otlp, encode_response
-from costline.server.app import key_of, state_of
+from costline.server.app import ServerState, key_of, state_of
 from costline.server.body import parse_json, read_body
+from costline.server.ingest_workers import MIN_BODY
+from costline.server.routes.workers import worker_prices
 
 router = APIRouter()
 
@@ -35,6 +37,8 @@ async def _export(request: Request) -> Response:
     reply_type = "application/json" if "json" in content_type else "application/x-protobuf"
     try:
         body = await read_body(request, state.settings.max_body_bytes)
+        if await _through_workers(state, key.project_id, body, content_type):
+            return Response(encode_response(0, "", reply_type), media_type=reply_type)
         if "json" in reply_type and b"\\u0000" in body:
             parse_json(body)  # refuses a NUL character naming its place (protobuf text reaches the store's check)
         decoded = decode_otlp(body, content_type)
@@ -44,6 +48,19 @@ async def _export(request: Request) -> Response:
     await run_in_threadpool(state.pipeline.ingest, key.project_id, decoded, "otlp")
     message = "; ".join(f"{e.id}: {e.message}" for e in decoded.errors[:20])
     return Response(encode_response(len(decoded.errors), message, reply_type), media_type=reply_type)
+
+
+async def _through_workers(state: ServerState, project_id: str, body: bytes, content_type: str) -> bool:
+    """A large export prepared by a worker process and written (server/ingest_workers.py); False when it must
+    go through the server's process (nothing was written)."""
+    workers = state.ingest_workers
+    if workers is None or len(body) < MIN_BODY:
+        return False
+    prices = await run_in_threadpool(worker_prices, state, project_id)  # both may read the store
+    prepared = await workers.prepare(state.pipeline, project_id, body, prices, content_type) if prices else None
+    if prepared is None:
+        return False
+    return await run_in_threadpool(state.pipeline.ingest_rows, project_id, prepared, "otlp") is not None
 
 
 @router.post("/v1/traces", summary="OTLP/HTTP trace export")

@@ -1,4 +1,4 @@
-"""Large native batches through worker processes (server/native_workers.py) give what the server's own process
+"""Large native batches through worker processes (server/ingest_workers.py) give what the server's own process
 gives: two real ``costline serve`` on DuckDB, one with ``COSTLINE_INGEST_WORKERS=2`` and one with 0, get the same
 batches; their replies, stored rows, rollup answers and Prometheus counters must be equal, and the first must
 have written batches from its workers' rows (``costline_ingest_worker_batches_total``). Costs worked by hand
@@ -6,6 +6,8 @@ from published prices: gpt-4o input 2.5, cached input 1.25, output 10 USD per 1M
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import signal
@@ -164,7 +166,7 @@ def test_workers_give_what_the_server_process_gives(servers: tuple[Server, Serve
     # the rollups and the raw rows answer the same on both
     query = {"view": "observations", "from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
              "granularity": "hour", "dimensions": ["model", "user", "metadata.feature"],
-             "metrics": ["sum:cost", "calls"]}
+             "metrics": ["sum:cost", "count"]}  # read from the rollups (``calls`` would read raw rows)
     answers = []
     for srv in servers:
         with srv.client() as c:
@@ -178,8 +180,187 @@ def test_workers_give_what_the_server_process_gives(servers: tuple[Server, Serve
     assert a == b
 
 
+# OTLP exports ----------------------------------------------------------------------------------------------------
+OTLP_T0 = 1_793_534_400 * 10**9  # 2026-11-01T12:00:00Z in nanoseconds
+
+
+def _hex_id(text: str, size: int) -> bytes:
+    return hashlib.sha256(text.encode()).digest()[:size]
+
+
+def otlp_export(prefix: str, n: int = 200, traces: int = 40, *, extra: list[dict[str, Any]] | None = None) -> bytes:
+    """An OTLP protobuf export of ``n`` GenAI spans over ``traces`` traces: the first span of each is its root
+    (user, session, tags, trace metadata), the others its children; gpt-4o, gpt-4o-mini, an unknown model and
+    Claude in turn, every 11th with a provided cost. ``extra``: more spans, as keyword sets for ``add_span``."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    models = [("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("no-such-model-xyz", "house"),
+              ("claude-sonnet-4-5", "anthropic")]
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    scope.scope.name = "opentelemetry.instrumentation.openai"
+
+    def add_span(span_key: str, trace_key: str, parent_key: str | None, attrs: dict[str, Any], second: int) -> None:
+        span = scope.spans.add()
+        span.trace_id, span.span_id = _hex_id(trace_key, 16), _hex_id(span_key, 8)
+        if parent_key is not None:
+            span.parent_span_id = _hex_id(parent_key, 8)
+        span.name, span.kind = "chat", 3
+        span.start_time_unix_nano = OTLP_T0 + second * 10**9
+        span.end_time_unix_nano = span.start_time_unix_nano + 1_500_000_000
+        for key, value in attrs.items():
+            kv = span.attributes.add()
+            kv.key = key
+            if isinstance(value, int):
+                kv.value.int_value = value
+            elif isinstance(value, list):
+                kv.value.array_value.values.add().string_value = value[0]
+            else:
+                kv.value.string_value = value
+
+    for i in range(n):
+        model, provider = models[i % len(models)]
+        attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": provider,
+                                 "gen_ai.request.model": model, "gen_ai.usage.input_tokens": 1000 + i,
+                                 "gen_ai.usage.cache_read.input_tokens": i % 50,
+                                 "gen_ai.usage.output_tokens": 100 + i % 13}
+        if i % 11 == 0:
+            attrs["gen_ai.usage.cost"] = "0.5"
+        root = i < traces
+        if root:
+            attrs.update({"user.id": f"user-{i % 5}", "session.id": f"s-{i % 3}", "langfuse.trace.tags": [f"t{i % 4}"],
+                          "langfuse.trace.metadata.feature": f"f{i % 3}"})
+        add_span(f"{prefix}-{i}", f"{prefix}-t{i % traces}", None if root else f"{prefix}-{i % traces}", attrs,
+                 3600 * (i % 3) + i)
+    for span in extra or []:
+        add_span(**span)
+    body = request.SerializeToString()
+    assert len(body) >= 32 * 1024  # what the server sends to its workers (MIN_BODY)
+    return body
+
+
+def metrics(server: Server, query: dict[str, Any]) -> list[dict[str, Any]]:
+    with server.client() as c:
+        r = c.get("/v1/metrics", params={"query": json.dumps(query)})
+    assert r.status_code == 200, r.text
+    data: list[dict[str, Any]] = r.json()["data"]
+    return data
+
+
+def export(server: Server, body: bytes, content_type: str = "application/x-protobuf",
+           **headers: str) -> httpx.Response:
+    with server.client() as c:
+        return c.post("/v1/traces", content=body, headers={"content-type": content_type, **headers})
+
+
+def export_both(servers: tuple[Server, Server], body: bytes, content_type: str = "application/x-protobuf",
+                **headers: str) -> bytes:
+    """Send one export to both servers; the replies (status and body) must be equal."""
+    replies = [export(s, body, content_type, **headers) for s in servers]
+    assert [r.status_code for r in replies] == [replies[1].status_code] * 2, [r.content[:300] for r in replies]
+    assert replies[0].content == replies[1].content
+    return replies[0].content
+
+
+def test_otlp_exports_through_workers_give_what_the_server_process_gives(servers: tuple[Server, Server]) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    with_workers, without = servers
+    taken = worker_batches(with_workers)
+    reply = ExportTraceServiceResponse.FromString(export_both(servers, otlp_export("o-main")))
+    assert reply.partial_success.rejected_spans == 0
+    assert worker_batches(with_workers) == taken + 1  # a clean export of new spans and traces: a worker's rows
+    # gzip, and OTLP/JSON
+    export_both(servers, gzip.compress(otlp_export("o-gz")), **{"content-encoding": "gzip"})
+    assert worker_batches(with_workers) == taken + 2
+    from google.protobuf.json_format import MessageToJson
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    as_json = MessageToJson(ExportTraceServiceRequest.FromString(otlp_export("o-json"))).encode()
+    export_both(servers, as_json, "application/json")
+    assert worker_batches(with_workers) == taken + 3
+
+    # through the server's process on both: the export sent again (stored spans and traces: replaced), one
+    # that continues stored traces (new spans, a root's attributes sent again with another user), one with a
+    # bad span (a partial success naming it), one reporting a call twice (a wrapper and its child: marked)
+    export_both(servers, otlp_export("o-main"))
+    later = [{"span_key": f"o-late-{i}", "trace_key": f"o-main-t{i}", "parent_key": None, "second": 7000 + i,
+              "attrs": {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10,
+                        "gen_ai.usage.output_tokens": 5, "user.id": "moved-user"}} for i in range(3)]
+    export_both(servers, otlp_export("o-cont", extra=later))
+    bad = [{"span_key": "o-bad-0", "trace_key": "o-bad-t", "parent_key": None, "second": 1,
+            "attrs": {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": -5}}]
+    rejected = ExportTraceServiceResponse.FromString(export_both(servers, otlp_export("o-bad", extra=bad)))
+    assert rejected.partial_success.rejected_spans == 1, rejected
+    usage = {"gen_ai.request.model": "gpt-4o", "gen_ai.provider.name": "openai",
+             "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5}
+    pair = [{"span_key": "o-dup-outer", "trace_key": "o-dup-t", "parent_key": None, "second": 0, "attrs": usage},
+            {"span_key": "o-dup-inner", "trace_key": "o-dup-t", "parent_key": "o-dup-outer", "second": 0,
+             "attrs": usage}]
+    before = worker_batches(with_workers)
+    export_both(servers, otlp_export("o-dup", extra=pair))
+    assert worker_batches(with_workers) == before  # read back as objects and marked, not summarised
+    assert worker_batches(without) == 0
+
+    # a hand-worked cost: span o-main-4 is gpt-4o, 1004 input of which 4 cached, 104 output, a child of the
+    # root of trace o-main-t4 (user-4): 1000 × 2.5 + 4 × 1.25 + 104 × 10 = 3545 / 1M
+    query = {"view": "observations", "from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
+             "dimensions": ["user"], "metrics": ["sum:cost", "calls"],
+             "filters": [{"field": "id", "operator": "=", "value": _hex_id("o-main-4", 8).hex()}]}
+    for srv in servers:
+        with srv.client() as c:
+            r = c.get("/v1/metrics", params={"query": json.dumps(query)})
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        assert len(data) == 1, r.text
+        [row] = data
+        assert D(row["sum_cost"]) == D("0.003545") and row["user"] == "user-4", row
+
+    # children exported before their root (a root span ends last): their hours are rolled up without a user,
+    # then the export holding the roots (new traces: a worker's rows) gives them one, on both servers
+    by_user = {"view": "observations", "from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
+               "granularity": "hour", "dimensions": ["user"], "metrics": ["sum:cost", "count"]}
+    children = [{"span_key": f"o-child-{k}", "trace_key": f"o-split-t{k}", "parent_key": f"o-root-{k}",
+                 "second": 3600 * (4 + k), "attrs": usage} for k in range(3)]
+    export_both(servers, otlp_export("o-split-a", extra=children))
+    rolled = [metrics(srv, by_user) for srv in servers]
+    assert rolled[0] == rolled[1] and not any(r["user"] == "late-root-user" for r in rolled[0])
+    # (the children start in hours no other span of either export starts in, and the roots hours later: only the
+    # trace's marks make the children's hours stale)
+    roots = [{"span_key": f"o-root-{k}", "trace_key": f"o-split-t{k}", "parent_key": None, "second": 3600 * (8 + k),
+              "attrs": {"gen_ai.operation.name": "chat", "user.id": "late-root-user"}} for k in range(3)]
+    before = worker_batches(with_workers)
+    export_both(servers, otlp_export("o-split-b", extra=roots))
+    assert worker_batches(with_workers) == before + 1
+    for srv in servers:
+        late = [r for r in metrics(srv, by_user) if r["user"] == "late-root-user"]
+        assert [(r["time"][11:13], r["count"]) for r in late] == [("16", 1), ("17", 1), ("18", 1), ("20", 1),
+                                                                   ("21", 1), ("22", 1)], late
+
+    # the rollups (hours, users and trace metadata, after traces moved users) and every counter are equal
+    # (sum:cost and count by these dimensions are read from the rollups; sessions and tags from raw rows)
+    for dims in (["model", "user"], ["metadata.feature"], ["session", "tag"]):
+        query = {"view": "observations", "from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
+                 "granularity": "hour", "dimensions": dims, "metrics": ["sum:cost", "count"]}
+        answers = []
+        for srv in servers:
+            with srv.client() as c:
+                r = c.get("/v1/metrics", params={"query": json.dumps(query)})
+            assert r.status_code == 200, r.text
+            answers.append(r.json()["data"])
+        assert answers[0] == answers[1] and answers[0]
+    a, b = ({k: v for k, v in samples(s).items() if k[0] != WORKER_BATCHES} for s in servers)
+    assert a == b
+
+
+# the native test's trace event carries no time (the server's clock gives it): its time is left out
+TRACE_COLUMNS = ("id, CASE WHEN id = 'tr-t0' THEN NULL ELSE \"timestamp\" END, name, user_id, session_id, tags, "
+                 "metadata, environment, release, version, public")
+
+
 def test_stored_rows_are_equal(servers: tuple[Server, Server]) -> None:
-    """After the batches above: every stored observation column but the project and the ingestion time."""
+    """After the batches above: every stored observation and trace column but the project and the times the
+    server set, and the traces marked for the rollups."""
     for srv in servers:
         srv.stop()
     columns = ("id, trace_id, parent_id, type, name, start_time, end_time, model, resolved_model, provider, "
@@ -189,7 +370,11 @@ def test_stored_rows_are_equal(servers: tuple[Server, Server]) -> None:
     for srv in servers:
         with duckdb.connect(srv.store_url.removeprefix("duckdb:///"), read_only=True) as conn:
             found.append(conn.execute(f"SELECT {columns} FROM observations ORDER BY id").fetchall())
-    assert len(found[0]) > 1000 and found[0] == found[1]
+            found.append(conn.execute(f"SELECT {TRACE_COLUMNS} FROM traces ORDER BY id").fetchall())
+            found.append(conn.execute("SELECT DISTINCT trace_id FROM rollup_dirty_traces ORDER BY ALL").fetchall())
+    assert len(found[0]) > 1000 and found[0] == found[3]
+    assert len(found[1]) > 100 and found[1] == found[4]  # the OTLP exports' traces
+    assert found[2] == found[5]
 
 
 def test_a_killed_worker_loses_no_batch(tmp_path: Path) -> None:
@@ -304,13 +489,13 @@ def test_no_processes_means_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
     from costline.core.resolve import PriceBook
-    from costline.server import native_workers
+    from costline.server import ingest_workers
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(native_workers, "ProcessPoolExecutor", refuse)
-    workers = native_workers.NativeWorkers(PriceBook(()), 2)
+    monkeypatch.setattr(ingest_workers, "ProcessPoolExecutor", refuse)
+    workers = ingest_workers.IngestWorkers(PriceBook(()), 2)
     body = json.dumps(batch("x")).encode()
     for _ in range(2):
         assert asyncio.run(workers.prepare(None, "p", body, (0, ()))) is None

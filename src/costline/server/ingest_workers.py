@@ -1,17 +1,17 @@
-"""Large native batches decoded, merged, priced and turned into rows in worker processes (DuckDB stores).
+"""Large native and OTLP batches decoded, merged, priced and turned into rows in worker processes (DuckDB stores).
 
 The server is one Python process, and its interpreter work per batch (decode, merge, price, rows) runs under one
-GIL while the store's writes wait for it (docs/benchmarks.md, 2026-12-06 "late"). For a ``POST /v1/ingest`` body
-of at least ``MIN_BODY`` bytes, a worker process does that work with the same price book and sends back what the
-write needs as data: DuckDB's JSON batches, the hours to mark dirty, the traces the duplicate check reads, the
-reply's costs and the listeners' summary (``PreparedRows``). The server's process writes them with
-``Pipeline.ingest_rows``.
+GIL while the store's writes wait for it (docs/benchmarks.md, 2026-12-06 "late"). For a ``POST /v1/ingest`` body,
+or an OTLP ``/v1/traces`` export, of at least ``MIN_BODY`` bytes, a worker process does that work with the same
+price book and sends back what the write needs as data: DuckDB's JSON batches, the hours and traces to mark dirty,
+the traces the duplicate check reads, the reply's costs and the listeners' summary (``PreparedRows``). The server's
+process writes them with ``Pipeline.ingest_rows``.
 
-Only a clean batch of new observations goes this way. A batch with an item error, a trace or score event, an id
-already stored, a call reported twice within its traces, a project with alert rules checked on ingest, a store
-other than DuckDB, workers not started yet or broken: each goes through ``Pipeline.ingest`` in the server's
-process, so replies, stored rows and counters never depend on the way a batch took (tests/server/
-test_native_workers.py compares them).
+Only a clean batch of new rows goes this way. A batch with an item error, a score (or, native, a trace event), an
+id already stored (an observation or trace: an OTLP export continuing a stored trace included), a call reported
+twice within its traces, a project with alert rules checked on ingest, a store other than DuckDB, workers not
+started yet or broken: each goes through ``Pipeline.ingest`` in the server's process, so replies, stored rows
+and counters never depend on the way a batch took (tests/server/test_ingest_workers.py compares them).
 
 The workers are spawned (never forked: the server holds DuckDB's threads and locks) on the first large batch,
 in the background; each unpickles the server's base price book once, and a project's own prices come with each
@@ -39,12 +39,14 @@ from costline.core.events import Observation
 from costline.core.money import decimal_str
 from costline.core.price import PriceRecord
 from costline.core.resolve import PriceBook
+from costline.ingest.batch import Decoded
 from costline.ingest.native import decode_native
+from costline.ingest.otlp import decode_otlp
 from costline.ingest.pipeline import Pipeline, PreparedRows, Summary, priced_traces
 from costline.server.body import parse_json
 from costline.server.collector import tune_collector
 from costline.store import duckdb as duckdb_store
-from costline.store.rollup_sql import observation_hours
+from costline.store.rollup_sql import attributing_traces, observation_hours
 
 log = logging.getLogger(__name__)
 
@@ -107,20 +109,42 @@ def _book(project_id: str, version: int, records: tuple[PriceRecord, ...]) -> Pr
 
 def prepare(body: bytes, project_id: str, version: int, records: tuple[PriceRecord, ...], now: datetime,
             metadata_keys: tuple[str, ...]) -> PreparedRows | None:
-    """The rows of a clean batch of observations (in a worker); None for anything else (see the module)."""
-    from costline.control.budgets import reservation_ids
-    from costline.server.prometheus import metric_sums
-
+    """The rows of a clean native batch of observations (in a worker); None for anything else (see the module)."""
     try:
         decoded = decode_native(parse_json(body))
     except Exception:  # the server's process decodes it again and answers the error
         return None
-    if decoded.errors or decoded.traces or decoded.scores or not decoded.observations:
+    if decoded.traces:  # a trace event may update a stored trace: merged in the server's process
         return None
-    observations = Pipeline.merge_and_price(project_id, decoded, {}, _book(project_id, version, records), now)
+    return _rows(decoded, project_id, _book(project_id, version, records), now, metadata_keys)
+
+
+def prepare_otlp(body: bytes, content_type: str, project_id: str, version: int, records: tuple[PriceRecord, ...],
+                 now: datetime, metadata_keys: tuple[str, ...]) -> PreparedRows | None:
+    """The rows of a clean OTLP export (in a worker): its spans and the traces it opens, all taken as new (the
+    store refuses the batch if one is stored); None for anything else (see the module)."""
+    if "json" in content_type.lower() and b"\\u0000" in body:  # the route's own check names the place
+        return None
+    try:
+        decoded = decode_otlp(body, content_type)
+    except Exception:  # the server's process decodes it again and answers the error
+        return None
+    return _rows(decoded, project_id, _book(project_id, version, records), now, metadata_keys)
+
+
+def _rows(decoded: Decoded, project_id: str, book: PriceBook, now: datetime,
+          metadata_keys: tuple[str, ...]) -> PreparedRows | None:
+    from costline.control.budgets import reservation_ids
+    from costline.server.prometheus import metric_sums
+
+    if decoded.errors or decoded.scores or not decoded.observations:
+        return None
+    observations = Pipeline.merge_and_price(project_id, decoded, {}, book, now)
     if decoded.errors or not observations:  # an item rejected while pricing
         return None
-    payloads = duckdb_store.batch_payloads(observations, (), ())
+    traces = Pipeline.merge_traces(project_id, decoded, {}, now)
+    # traces first: an export continuing a stored trace is refused at its first INSERT, before the observations'
+    payloads = sorted(duckdb_store.batch_payloads(observations, traces, ()), key=lambda p: p[0] != "traces")
     return PreparedRows(
         ids=tuple(o.id for o in observations),
         accepted=tuple(decoded.accepted),
@@ -129,6 +153,7 @@ def prepare(body: bytes, project_id: str, version: int, records: tuple[PriceReco
         priced_traces=tuple(priced_traces(observations)),
         costs=tuple(cost_entry(o) for o in observations),
         summary=Summary(reservation_ids(observations), metric_sums(observations, None, metadata_keys)),
+        dirty_traces=tuple(attributing_traces(traces)),
     )
 
 
@@ -139,7 +164,7 @@ def cost_entry(o: Observation) -> dict[str, str | None]:
 
 
 # -- in the server's process ------------------------------------------------------------------------------------
-class NativeWorkers:
+class IngestWorkers:
     """The pool, started on first use; ``prepare`` answers None whenever a batch must go the in-process way."""
 
     def __init__(self, book: PriceBook, processes: int, metadata_keys: tuple[str, ...] = ()) -> None:
@@ -152,15 +177,21 @@ class NativeWorkers:
         self._closed = False
 
     async def prepare(self, pipeline: Pipeline, project_id: str, body: bytes,
-                      prices: tuple[int, tuple[PriceRecord, ...]]) -> PreparedRows | None:
+                      prices: tuple[int, tuple[PriceRecord, ...]], otlp_type: str | None = None) -> PreparedRows | None:
         """The batch's rows from a worker; ``prices``: ``pipeline.price_source(project_id)`` (it may read the
-        store: the caller gets it off the event loop)."""
+        store: the caller gets it off the event loop); ``otlp_type``: the content type of an OTLP export (None:
+        a native batch)."""
         pool = self._usable()
         if pool is None:
             return None
         version, records = prices
+        now = pipeline.clock()
         try:
-            future = pool.submit(prepare, body, project_id, version, records, pipeline.clock(), self.metadata_keys)
+            if otlp_type is None:
+                future = pool.submit(prepare, body, project_id, version, records, now, self.metadata_keys)
+            else:
+                future = pool.submit(prepare_otlp, body, otlp_type, project_id, version, records, now,
+                                     self.metadata_keys)
             prepared: PreparedRows | None = await asyncio.wrap_future(future)
         except BrokenProcessPool:
             log.warning("an ingest worker process died: batches go through the server's process until a new "
