@@ -147,7 +147,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting(
         "ingest_workers", "COSTLINE_INGEST_WORKERS", _workers, _default_workers,
-        "Worker processes that decode and price large native batches (/v1/ingest bodies of 32 KiB or more) for "
+        "Worker processes that decode and price large native batches and OTLP exports (/v1/ingest bodies and "
+        "/v1/traces exports of 32 KiB or more) for "
         "`costline serve` on a DuckDB store, so the server's own process only writes them. 0 turns them off. "
         "Default: the number of cores, at most 4 (0 on one core).",
     ),

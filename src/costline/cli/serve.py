@@ -117,7 +117,7 @@ def serve_command(obj: CliContext, host: str | None, port: int | None, store_url
 
 
 def _ingest_workers(settings: Settings, store: Store, book: PriceBook) -> IngestWorkers | None:
-    """Worker processes for large native batches, on a DuckDB store (server/ingest_workers.py)."""
+    """Worker processes for large native batches and OTLP exports, on a DuckDB store (server/ingest_workers.py)."""
     from costline.server.ingest_workers import IngestWorkers
     from costline.store.duckdb import DuckDBStore
 

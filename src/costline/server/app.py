@@ -73,7 +73,7 @@ class ServerState:
     admin_token_hash: str | None = None
     #: sealed secrets for the SigV4-signed Cost Explorer endpoint (server/seals.py)
     seals: Seals | None = None
-    #: worker processes for large native batches (server/ingest_workers.py; ``costline serve`` on DuckDB)
+    #: worker processes for large native batches and OTLP exports (server/ingest_workers.py; DuckDB)
     ingest_workers: IngestWorkers | None = None
 
 

@@ -165,7 +165,8 @@ class IngestMetrics:
         )
         self.worker_batches = ExactCounter(
             "costline_ingest_worker_batches",
-            "Native batches written from the rows a worker process prepared (COSTLINE_INGEST_WORKERS).", ())
+            "Native batches and OTLP exports written from the rows a worker process prepared "
+            "(COSTLINE_INGEST_WORKERS).", ())
         self._counters = {"tokens": self.tokens, "observations": self.observations, "unpriced": self.unpriced}
         self.cost_counter("USD")
         self.registry = CollectorRegistry()
