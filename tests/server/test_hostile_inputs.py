@@ -23,6 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from tests.server.harness import Server
 
+from costline.server.ingest_workers import MIN_BODY
+
 T0 = "2026-11-01T12:00:00Z"
 T0_NS = 1_793_534_400_000_000_000  # 2026-11-01T12:00:00Z
 HOSTILE = "HOSTILE_VALUE"  # replaced by the raw JSON text of the hostile value
@@ -40,16 +42,16 @@ class Case:
     reported: bool = True  # False: a value that is tolerated (read as unset), so both items are stored
 
 
-def _native(case: Case, good: str, bad: str) -> tuple[bytes, dict[str, str]]:
+def _native(case: Case, good: str, bad: str, pad: int = 0) -> tuple[bytes, dict[str, str]]:
     item: dict[str, Any] = {"type": "generation", "id": bad, "trace_id": bad, "start_time": T0, "model": "gpt-4o",
                             "usage": {"input_tokens": 10, "output_tokens": 5}}
     _place(item, case.where)
-    events = [{"type": "generation", "id": good, "trace_id": good, "start_time": T0, "model": "gpt-4o",
-               "usage": {"input_tokens": 10, "output_tokens": 5}}, item]
+    events = [{"type": "generation", "id": i, "trace_id": i, "start_time": T0, "model": "gpt-4o",
+               "usage": {"input_tokens": 10, "output_tokens": 5}} for i in (good, *_fillers(good, pad))] + [item]
     return _render({"events": events}, case.raw), {"Content-Type": "application/json"}
 
 
-def _langfuse(case: Case, good: str, bad: str) -> tuple[bytes, dict[str, str]]:
+def _langfuse(case: Case, good: str, bad: str, pad: int = 0) -> tuple[bytes, dict[str, str]]:
     body: dict[str, Any] = {"id": bad, "traceId": bad, "name": "g", "startTime": T0, "model": "gpt-4o",
                             "usageDetails": {"input": 10, "output": 5}}
     kind = "generation-create"
@@ -66,7 +68,7 @@ def _langfuse(case: Case, good: str, bad: str) -> tuple[bytes, dict[str, str]]:
     return _render({"batch": batch}, case.raw), {"Content-Type": "application/json"}
 
 
-def _scores(case: Case, good: str, bad: str) -> tuple[bytes, dict[str, str]]:
+def _scores(case: Case, good: str, bad: str, pad: int = 0) -> tuple[bytes, dict[str, str]]:
     score: dict[str, Any] = {"id": bad, "traceId": good, "name": "q", "value": 1}
     _place(score, case.where)
     items = [{"id": good, "traceId": good, "name": "q", "value": 0.5}, score]
@@ -83,7 +85,7 @@ def _span_json(trace_hex: str, span_hex: str, attrs: list[dict[str, Any]], **ext
             **extra}
 
 
-def _otlp_json(case: Case, good: str, bad: str) -> tuple[bytes, dict[str, str]]:
+def _otlp_json(case: Case, good: str, bad: str, pad: int = 0) -> tuple[bytes, dict[str, str]]:
     bad_span = _span_json(bad, bad[:16], [])
     if case.where.startswith("attr:"):
         key, kind = case.where[5:].split("|")
@@ -91,14 +93,15 @@ def _otlp_json(case: Case, good: str, bad: str) -> tuple[bytes, dict[str, str]]:
     else:
         _place(bad_span, case.where)
     body = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [
-        {"scope": {"name": "fuzz"}, "spans": [_span_json(good, good[:16], []), bad_span]}]}]}
+        {"scope": {"name": "fuzz"}, "spans": [*(_span_json(i, i[:16], []) for i in (good, *_fillers(good, pad))),
+                                              bad_span]}]}]}
     return _render(body, case.raw), {"Content-Type": "application/json"}
 
 
-def _otlp_proto(case: Case, good: str, bad: str) -> tuple[bytes, dict[str, str]]:
+def _otlp_proto(case: Case, good: str, bad: str, pad: int = 0) -> tuple[bytes, dict[str, str]]:
     request = ExportTraceServiceRequest()
     scope = request.resource_spans.add().scope_spans.add()
-    for trace in (good, bad):
+    for trace in (good, *_fillers(good, pad), bad):
         span = scope.spans.add()
         span.trace_id, span.span_id, span.name = bytes.fromhex(trace), bytes.fromhex(trace[:16]), "chat gpt-4o"
         span.start_time_unix_nano, span.end_time_unix_nano = T0_NS, T0_NS + 1_000_000
@@ -128,6 +131,12 @@ def _proto_hostile(span: Any, case: Case) -> None:
         raise AssertionError(case.where)
 
 
+def _fillers(good: str, pad: int) -> list[str]:
+    """``pad`` more valid items' ids (32 hex digits) beside the good one: a batch large enough for the
+    ingest worker processes (``MIN_BODY``), which must decline it for the server's process to report the item."""
+    return [f"{i:08x}{good[8:]}" for i in range(1, pad + 1)]  # the span id is the first 16 digits: unique too
+
+
 def _place(obj: dict[str, Any], where: str) -> None:
     """Put the HOSTILE marker at a dotted path (``usage.input_tokens``); ``end_before_start`` is special."""
     if where == "end_before_start":
@@ -147,7 +156,7 @@ def _render(document: Any, raw: str) -> bytes:
     return json.dumps(document).replace(f'"{HOSTILE}"', raw).encode()
 
 
-BUILDERS: dict[str, Callable[[Case, str, str], tuple[bytes, dict[str, str]]]] = {
+BUILDERS: dict[str, Callable[[Case, str, str, int], tuple[bytes, dict[str, str]]]] = {
     "native": _native, "langfuse": _langfuse, "scores": _scores, "otlp-json": _otlp_json, "otlp-proto": _otlp_proto,
 }
 PATHS = {"native": "/v1/ingest", "langfuse": "/api/public/ingestion", "scores": "/api/public/scores",
@@ -262,10 +271,13 @@ def _neighbour_stored(client: httpx.Client, route: str, good: str, status: int) 
     return r.status_code == 200 and len(r.json()["observations"]) == 1
 
 
-def run_case(server: Server, case: Case) -> str:
-    """'ok', or what went wrong: '5xx <status>', 'lost batch <status>', 'not reported <status>', 'server down'."""
+def run_case(server: Server, case: Case, pad: int = 0) -> str:
+    """'ok', or what went wrong: '5xx <status>', 'lost batch <status>', 'not reported <status>', 'server down'.
+    ``pad``: that many more valid items in the batch (native and OTLP routes)."""
     good, bad = uuid.uuid4().hex, uuid.uuid4().hex
-    body, headers = BUILDERS[case.route](case, good, bad)
+    body, headers = BUILDERS[case.route](case, good, bad, pad)
+    if pad:
+        assert len(body) >= MIN_BODY
     with server.client() as c:
         try:
             r = c.post(PATHS[case.route], content=body, headers=headers)
@@ -290,6 +302,16 @@ def run_case(server: Server, case: Case) -> str:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_hostile_value_is_an_item_error(server: Server, case: Case) -> None:
     assert run_case(server, case) == "ok"
+
+
+LARGE = [c for c in CASES if c.route in ("native", "otlp-json", "otlp-proto")]
+
+
+@pytest.mark.parametrize("case", LARGE, ids=[c.name for c in LARGE])
+def test_hostile_value_in_a_large_batch_is_an_item_error(server: Server, case: Case) -> None:
+    """The same among 300 valid items: on DuckDB the batch first goes to a worker process (server/
+    ingest_workers.py), which declines it; the server's process then keeps the valid items and names the bad."""
+    assert run_case(server, case, pad=300) == "ok"
 
 
 def test_multi_member_gzip_is_read_whole(server: Server) -> None:
