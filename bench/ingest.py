@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import sys
@@ -67,7 +68,10 @@ def native_bodies(n_batches: int) -> list[bytes]:
     return bodies
 
 
-def otlp_bodies(n_batches: int) -> list[bytes]:
+def otlp_bodies(n_batches: int, split: bool = False) -> list[bytes]:
+    """``n_batches`` exports of ``BATCH`` GenAI spans, each span its own trace; with ``split``, traces of 4 spans
+    whose spans arrive in 4 consecutive exports (the root first), ``user.id`` on every span as the Langfuse SDK's
+    propagated attributes put it: from the second export on, 3 in 4 of an export's traces are stored already."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -76,17 +80,26 @@ def otlp_bodies(n_batches: int) -> list[bytes]:
             return KeyValue(key=key, value=AnyValue(int_value=value))
         return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
+    def key(text: str, size: int) -> bytes:
+        return hashlib.blake2b(text.encode(), digest_size=size).digest()
+
     bodies = []
     t0 = 1_761_998_400_000_000_000
-    for _ in range(n_batches):
+    for b in range(n_batches):
         req = ExportTraceServiceRequest()
         scope = req.resource_spans.add().scope_spans.add()
         scope.scope.name = "opentelemetry.instrumentation.openai"
         for i in range(BATCH):
             model, provider = MODELS[i % len(MODELS)]
             span = scope.spans.add()
-            span.trace_id = os.urandom(16)
-            span.span_id = os.urandom(8)
+            if split:  # span k (= i % 4) of trace (b - k, i // 4)
+                trace = f"{b - i % 4}-{i // 4}"
+                span.trace_id, span.span_id = key(trace, 16), key(f"{trace}-{i % 4}", 8)
+                if i % 4:
+                    span.parent_span_id = key(f"{trace}-0", 8)
+            else:
+                span.trace_id = os.urandom(16)
+                span.span_id = os.urandom(8)
             span.name = f"chat {model}"
             span.kind = 3
             span.start_time_unix_nano = t0 + i
@@ -268,7 +281,7 @@ WARM_PAUSE = 3.0
 
 
 def run_backend(backend: str, events: int, clients: int, report: Callable[[str], None],
-                native_only: bool = False) -> float:
+                native_only: bool = False, split: bool = False) -> float:
     tmp = Path(tempfile.mkdtemp(prefix=f"costline-bench-{backend}-"))
     server, schema = make_server(backend, tmp)
     server.start()
@@ -289,13 +302,14 @@ def run_backend(backend: str, events: int, clients: int, report: Callable[[str],
             mid_rss = rss._read("VmRSS")
             otlp_s = 0.0
             if not native_only:
-                bodies = otlp_bodies(n)
+                bodies = otlp_bodies(n, split)
                 otlp_s = drive(server.url, "/v1/traces", bodies, {"Authorization": auth,
                                                                   "Content-Type": "application/x-protobuf"}, clients)
             end_rss = rss._read("VmRSS")
             peak = rss.peak()
         mib = 1024 * 1024
-        otlp = (f"OTLP protobuf {n * BATCH:>9,} spans in {otlp_s:6.1f} s = {n * BATCH / otlp_s:>8,.0f}/s   "
+        shape = " (split)" if split else ""
+        otlp = (f"OTLP protobuf{shape} {n * BATCH:>9,} spans in {otlp_s:6.1f} s = {n * BATCH / otlp_s:>8,.0f}/s   "
                 if otlp_s else "")
         report(f"{backend:<9} native {n * BATCH:>9,} events in {native_s:6.1f} s = {n * BATCH / native_s:>8,.0f}/s   "
                f"{otlp}RSS start {start_rss / mib:.0f} MiB, after native {mid_rss / mib:.0f}, "
@@ -317,6 +331,8 @@ def main() -> None:
     parser.add_argument("--backend", choices=["duckdb", "postgres", "both"], default="both")
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--native-only", action="store_true", help="skip the OTLP run")
+    parser.add_argument("--otlp-split", action="store_true",
+                        help="OTLP traces of 4 spans spread over 4 consecutive exports (see otlp_bodies)")
     parser.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True,
                         help="time the ceiling server too (DuckDB runs; default on)")
     args = parser.parse_args()
@@ -326,7 +342,7 @@ def main() -> None:
     backends = ["duckdb", "postgres"] if args.backend == "both" else [args.backend]
     ceiling = run_ceiling(args.events, args.clients, print) if args.ceiling and "duckdb" in backends else None
     for backend in backends:
-        rate = run_backend(backend, args.events, args.clients, print, args.native_only)
+        rate = run_backend(backend, args.events, args.clients, print, args.native_only, args.otlp_split)
         if ceiling:
             print(f"{backend:<9} native = {100 * rate / ceiling:.0f} % of the ceiling")
 

@@ -280,14 +280,17 @@ def test_otlp_exports_through_workers_give_what_the_server_process_gives(servers
     export_both(servers, as_json, "application/json")
     assert worker_batches(with_workers) == taken + 3
 
-    # through the server's process on both: the export sent again (stored spans and traces: replaced), one
-    # that continues stored traces (new spans, a root's attributes sent again with another user), one with a
-    # bad span (a partial success naming it), one reporting a call twice (a wrapper and its child: marked)
-    export_both(servers, otlp_export("o-main"))
+    # an export continuing stored traces (new spans, a root's attributes sent again with another user): a
+    # worker's observations, its traces merged with the stored ones in the server
     later = [{"span_key": f"o-late-{i}", "trace_key": f"o-main-t{i}", "parent_key": None, "second": 7000 + i,
               "attrs": {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10,
                         "gen_ai.usage.output_tokens": 5, "user.id": "moved-user"}} for i in range(3)]
     export_both(servers, otlp_export("o-cont", extra=later))
+    assert worker_batches(with_workers) == taken + 4
+    # through the server's process on both: the export sent again (stored spans and traces: replaced), one
+    # with a bad span (a partial success naming it), one reporting a call twice (a wrapper and its child: marked)
+    export_both(servers, otlp_export("o-main"))
+    assert worker_batches(with_workers) == taken + 4
     bad = [{"span_key": "o-bad-0", "trace_key": "o-bad-t", "parent_key": None, "second": 1,
             "attrs": {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": -5}}]
     rejected = ExportTraceServiceResponse.FromString(export_both(servers, otlp_export("o-bad", extra=bad)))
@@ -336,6 +339,19 @@ def test_otlp_exports_through_workers_give_what_the_server_process_gives(servers
         late = [r for r in metrics(srv, by_user) if r["user"] == "late-root-user"]
         assert [(r["time"][11:13], r["count"]) for r in late] == [("16", 1), ("17", 1), ("18", 1), ("20", 1),
                                                                    ("21", 1), ("22", 1)], late
+
+    # then a later child of each of those traces carries another user: the traces are stored, so they are
+    # merged in the server (a worker's observations); again only the traces' marks make hours 16-18 stale
+    moved = [{"span_key": f"o-moved-{k}", "trace_key": f"o-split-t{k}", "parent_key": f"o-root-{k}",
+              "second": 3600 * (8 + k) + 60, "attrs": {**usage, "user.id": "moved-again"}} for k in range(3)]
+    before = worker_batches(with_workers)
+    export_both(servers, otlp_export("o-split-c", extra=moved))
+    assert worker_batches(with_workers) == before + 1
+    for srv in servers:
+        users = {(r["time"][11:13], r["user"]): r["count"] for r in metrics(srv, by_user)
+                 if r["user"] in ("late-root-user", "moved-again")}
+        assert users == {(h, "moved-again"): n for h, n in
+                         (("16", 1), ("17", 1), ("18", 1), ("20", 2), ("21", 2), ("22", 2))}, users
 
     # the rollups (hours, users and trace metadata, after traces moved users) and every counter are equal
     # (sum:cost and count by these dimensions are read from the rollups; sessions and tags from raw rows)

@@ -175,6 +175,19 @@ def test_kept_spend_equals_the_raw_query_after_every_kind_of_write(store: DuckDB
         assert store.write_prepared(project, payloads, [0], []) is not None
         return "worker-prepared batch"
 
+    def prepared_with_traces(project: str) -> str:
+        # a worker's new rows whose traces may be stored (an OTLP export continuing them): merged in the write
+        batch = fresh(project, rng.randrange(1, 10))
+        sent = [trace(rng, project, o.trace_id) for o in batch]
+
+        def merge(found: Mapping[str, Trace]) -> list[Trace]:
+            return [Trace(**{**_fields(t, Trace), "name": (found[t.id].name if t.id in found else None)})
+                    for t in sent]
+
+        assert store.write_prepared_traces(project, batch_payloads(batch, [], []), [0], [],
+                                           [t.id for t in sent], merge) is not None
+        return "worker-prepared batch, traces merged"
+
     def purged(project: str) -> str:
         store.purge(NOW - timedelta(days=rng.randrange(1, 3)), project if rng.random() < 0.5 else None)
         for key in [k for k, o in written.items() if o.start_time < NOW - timedelta(days=2)]:
@@ -189,8 +202,8 @@ def test_kept_spend_equals_the_raw_query_after_every_kind_of_write(store: DuckDB
         store.replace_groups(project, ["billing-2026-11"], list({o.id: o for o in lines}.values()))
         return "billing period replaced"
 
-    steps = [new_rows, new_rows, new_rows, new_rows_and_scores_linked, prepared, prepared, replaced, merged,
-             late_traces, rows_with_traces, purged, imported]
+    steps = [new_rows, new_rows, new_rows, new_rows_and_scores_linked, prepared, prepared, prepared_with_traces,
+             replaced, merged, late_traces, rows_with_traces, purged, imported]
     for project in ("p1", "p2"):
         store.write(fresh(project, 50), [trace(rng, project, f"t{i}") for i in range(0, 40, 3)])
     for _ in range(120):
@@ -203,8 +216,8 @@ def test_kept_spend_equals_the_raw_query_after_every_kind_of_write(store: DuckDB
     assert spend.hits > 500 and spend.deltas > 50 and spend.refreshes > 20
 
 
-def _fields(o: Observation) -> dict[str, Any]:
-    return {name: getattr(o, name) for name in Observation.__dataclass_fields__}
+def _fields(o: Any, kind: type = Observation) -> dict[str, Any]:
+    return {name: getattr(o, name) for name in kind.__dataclass_fields__}
 
 
 def test_a_kept_counter_adds_each_settled_call_worked_by_hand(store: DuckDBStore) -> None:

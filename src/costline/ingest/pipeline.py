@@ -9,6 +9,7 @@ acknowledge: the data has committed.
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -62,6 +63,8 @@ class PreparedRows:
     summary: Summary
     #: the batch's traces that attribute a user or metadata to their observations (``rollup_dirty_traces``)
     dirty_traces: tuple[str, ...] = ()
+    #: the batch's trace events, pickled (read only when a trace is stored already: merged in the server)
+    trace_events: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,8 @@ class Pipeline:
             return None
         linked = self.store.write_prepared(project_id, prepared.payloads, prepared.hours, prepared.priced_traces,
                                            prepared.dirty_traces)
+        if linked is None and prepared.trace_events:  # a trace is stored (or a span: then this fails too)
+            linked = self._write_merging_traces(project_id, prepared)
         if linked is None:
             return None
         decoded = Decoded(merge=False)
@@ -200,6 +205,21 @@ class Pipeline:
             result = IngestResult((), (), (), summary=prepared.summary)
         self._notify(project_id, protocol, decoded, result)
         return result
+
+    def _write_merging_traces(self, project_id: str, prepared: PreparedRows) -> list[str] | None:
+        """``ingest_rows``' write when the batch's traces may be stored: its new observations as the worker built
+        them, its trace events merged into the stored traces in the store's transaction, as ``ingest`` does."""
+        # the worker process is the server's own (server/ingest_workers.py): its pickle is not the request's text
+        events = pickle.loads(prepared.trace_events)
+        decoded = Decoded(traces=list(events), merge=False)
+        now = self.clock()
+
+        def merge(stored: Mapping[str, Trace]) -> list[Trace]:
+            return self.merge_traces(project_id, decoded, stored, now)
+
+        observations = [(table, payload) for table, payload in prepared.payloads if table == "observations"]
+        return self.store.write_prepared_traces(project_id, observations, prepared.hours, prepared.priced_traces,
+                                                [e.id for e in events], merge)
 
     def _notify(self, project_id: str, protocol: str, decoded: Decoded, result: IngestResult) -> None:
         for listener in self.listeners:

@@ -154,6 +154,7 @@ def _rows(decoded: Decoded, project_id: str, book: PriceBook, now: datetime,
         costs=tuple(cost_entry(o) for o in observations),
         summary=Summary(reservation_ids(observations), metric_sums(observations, None, metadata_keys)),
         dirty_traces=tuple(attributing_traces(traces)),
+        trace_events=pickle.dumps(tuple(decoded.traces), protocol=pickle.HIGHEST_PROTOCOL) if traces else b"",
     )
 
 

@@ -237,6 +237,16 @@ class Store(Protocol):
         the caller then writes the objects."""
         ...
 
+    def write_prepared_traces(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
+                              trace_ids: Sequence[str], traces_of: Sequence[str],
+                              merge: Callable[[Mapping[str, Trace]], Sequence[Trace]]) -> list[str] | None:
+        """``write_prepared`` of new observations (``payloads``: their batches only) whose traces may be stored:
+        in the same transaction the stored traces among ``traces_of`` are read, ``merge`` gives the traces to
+        write (new ones inserted, stored ones replaced, changes marked for the rollups), then what
+        ``write_linked`` reads for ``trace_ids``. None, with nothing written, when an observation is already
+        stored or the store takes no prepared batches."""
+        ...
+
     def merge_write(
         self,
         project_id: str,

@@ -359,6 +359,27 @@ class DuckDBStore(MemoryControl, SqlStore):
         except _StoredKeyError:
             return None
 
+    def write_prepared_traces(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
+                              trace_ids: Sequence[str], traces_of: Sequence[str],
+                              merge: Callable[[Mapping[str, Trace]], Sequence[Trace]]) -> list[str] | None:
+        marks = _marks_sql([(project_id, int(seconds)) for seconds in sorted(set(hours))])
+        ids = list(dict.fromkeys(traces_of))
+        if any(table != "observations" for table, _ in payloads):
+            raise ValueError("write_prepared_traces takes observations' batches only")
+
+        def write_traces(conn: Any) -> None:  # after the observations' INSERT, in its transaction
+            stored = self._read_traces(conn, project_id, ids)
+            traces = [t for t in merge(stored) if t.project_id == project_id]
+            rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, (), traces, {}, stored)
+            self._write_rows(conn, (), traces, (), NewKeys(frozenset(), frozenset(
+                (project_id, t.id) for t in traces if t.id not in stored)), stale=False)
+
+        try:
+            return self._insert_payloads(payloads, marks, write_traces, (project_id, trace_ids) if trace_ids else None,
+                                         [project_id], traces=True)
+        except _StoredKeyError:
+            return None
+
     def _insert_new(self, observations: Sequence[Observation], traces: Sequence[Trace],
                     payloads: Sequence[tuple[str, str]], linked: tuple[str, Sequence[str]] | None) -> list[str]:
         """``write``'s first try, in as few calls into DuckDB as it takes: BEGIN rides with the first INSERT, the
@@ -375,9 +396,10 @@ class DuckDBStore(MemoryControl, SqlStore):
 
     def _insert_payloads(self, payloads: Sequence[tuple[str, str]], marks: str | None,
                          mark: Callable[[Any], None] | None, linked: tuple[str, Sequence[str]] | None,
-                         projects: Collection[str]) -> list[str]:
-        """``_insert_new`` from the JSON batches: the dirty hours as literals (``marks``) or by ``mark``; the
-        budget counters kept for ``projects`` (the batch's) get what the new rows add."""
+                         projects: Collection[str], traces: bool = False) -> list[str]:
+        """``_insert_new`` from the JSON batches: the dirty hours as literals (``marks``) or by ``mark`` (which
+        may write more: ``traces`` when it writes trace rows); the budget counters kept for ``projects`` (the
+        batch's) get what the new rows add."""
         with self._rolled_back("write") as conn:
             self._spend.touch(projects)  # forgotten if this fails once its COMMIT may have happened
             for index, (table, payload) in enumerate(payloads):
@@ -393,22 +415,26 @@ class DuckDBStore(MemoryControl, SqlStore):
             else:
                 conn.execute(f"{marks or ''}COMMIT")
                 ids = []
-            self._account(conn, projects, payloads)
+            self._account(conn, projects, payloads, traces)
             return ids
 
-    def _account(self, conn: Any, projects: Collection[str], payloads: Sequence[tuple[str, str]]) -> None:
-        """After a COMMIT of new rows, still under the lock: what they add to the kept budget spend."""
+    def _account(self, conn: Any, projects: Collection[str], payloads: Sequence[tuple[str, str]],
+                 traces: bool = False) -> None:
+        """After a COMMIT of new rows, still under the lock: what they add to the kept budget spend (a write
+        of trace rows makes the counters reading trace attributes stale)."""
         if len(self._spend):
             observations = next((payload for table, payload in payloads if table == "observations"), None)
             self._spend.account(self._runner(conn), projects, observations,
-                                any(table == "traces" for table, _ in payloads))
+                                traces or any(table == "traces" for table, _ in payloads))
 
     def _write_rows(self, conn: Any, observations: Sequence[Observation], traces: Sequence[Trace],
-                    scores: Sequence[Score], new: NewKeys = NO_NEW_KEYS) -> None:
+                    scores: Sequence[Score], new: NewKeys = NO_NEW_KEYS, stale: bool = True) -> None:
         # under the store's lock nothing can be stored between the reads that found ``new`` absent and these
         # statements: those rows go in as plain INSERTs (a third of the upsert's cost), the rest upsert. A merge
-        # changes stored rows: the kept budget spend of their projects is read again (``MemoryControl``).
-        self._spend.stale(_projects(observations, traces))
+        # changes stored rows: the kept budget spend of their projects is read again (``MemoryControl``), unless
+        # the caller accounts the write itself (``stale=False``: only new observations and traces)
+        if stale:
+            self._spend.stale(_projects(observations, traces))
         new_obs, old_obs = _split(observations, new.observations)
         new_traces, old_traces = _split(traces, new.traces)
         for table, payload in batch_payloads(new_obs, new_traces, ()):

@@ -7,7 +7,7 @@ statements here are written with ``?`` and translated once per call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -187,6 +187,11 @@ class SqlStore(KeySql, ControlSql):
     def write_prepared(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
                        trace_ids: Sequence[str], dirty_traces: Sequence[str] = ()) -> list[str] | None:
         return None  # the batches are DuckDB's (a backend that takes them overrides this)
+
+    def write_prepared_traces(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
+                              trace_ids: Sequence[str], traces_of: Sequence[str],
+                              merge: Callable[[Mapping[str, Trace]], Sequence[Trace]]) -> list[str] | None:
+        return None  # as ``write_prepared``
 
     def traces_observations(self, project_id: str, trace_ids: Sequence[str],
                             linked_only: bool = False) -> list[Observation]:
