@@ -24,15 +24,57 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import timedelta
-from typing import Final
+from datetime import datetime, timedelta
+from typing import Final, NamedTuple, Protocol
 
 from costline.core.events import PRICED_TYPES, Observation
+from costline.core.usage import Quantity
 
 DUPLICATE: Final = "duplicate"
 _SLACK: Final = timedelta(seconds=1)
 _MAX_DEPTH: Final = 32
 _SNAPSHOT: Final = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-\d{4})$")
+
+
+class CallReport(Protocol):
+    """What the rule reads of an observation: an ``Observation``, or the ``CallLink`` the store reads for it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def trace_id(self) -> str: ...
+    @property
+    def parent_id(self) -> str | None: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def resolved_model(self) -> str | None: ...
+    @property
+    def start_time(self) -> datetime: ...
+    @property
+    def end_time(self) -> datetime | None: ...
+    @property
+    def usage(self) -> Mapping[str, Quantity]: ...
+    @property
+    def pricing_status(self) -> str | None: ...
+
+
+class CallLink(NamedTuple):
+    """A stored observation as the rule reads it (``Store.trace_calls``): its usage holds the input and output
+    token counts only; the times need only be comparable."""
+
+    id: str
+    trace_id: str
+    parent_id: str | None
+    type: str
+    model: str | None
+    resolved_model: str | None
+    start_time: datetime
+    end_time: datetime | None
+    usage: Mapping[str, Quantity]
+    pricing_status: str | None
 
 
 def model_family(name: str | None) -> str | None:
@@ -43,13 +85,13 @@ def model_family(name: str | None) -> str | None:
     return _SNAPSHOT.sub("", base) or base
 
 
-def _tokens(obs: Observation) -> tuple[int, int] | None:
+def _tokens(obs: CallReport) -> tuple[int, int] | None:
     usage = obs.usage
     inp, out = int(usage.get("input_tokens", 0) or 0), int(usage.get("output_tokens", 0) or 0)
     return (inp, out) if inp or out else None
 
 
-def same_call(outer: Observation, inner: Observation) -> bool:
+def same_call(outer: CallReport, inner: CallReport) -> bool:
     """Whether ``inner`` (a descendant of ``outer``) reports the same model call as ``outer``."""
     if outer.type not in PRICED_TYPES or inner.type not in PRICED_TYPES:
         return False
@@ -65,9 +107,9 @@ def same_call(outer: Observation, inner: Observation) -> bool:
     return outer.start_time - _SLACK <= inner.start_time and inner_end <= outer_end + _SLACK
 
 
-def find_duplicates(observations: Iterable[Observation]) -> dict[str, str]:
+def find_duplicates(observations: Iterable[CallReport]) -> dict[str, str]:
     """``{outer id: counted id}`` for the observations (of one or more traces) that duplicate a descendant."""
-    by_id: Mapping[str, Observation] = {o.id: o for o in observations}
+    by_id: Mapping[str, CallReport] = {o.id: o for o in observations}
     found: dict[str, str] = {}
     for inner in by_id.values():
         if inner.type not in PRICED_TYPES or _tokens(inner) is None:

@@ -295,8 +295,8 @@ class Pipeline:
         to those holding a parent link."""
         # a pair is an observation and one of its ancestors: only traces holding an observation with a parent
         # can hold one, so only those are read (a batch of flat calls reads no row)
-        found = (self.store.traces_observations(project_id, traces, linked_only=True) if linked is None
-                 else self.store.traces_observations(project_id, linked))
+        found = (self.store.trace_calls(project_id, traces, linked_only=True) if linked is None
+                 else self.store.trace_calls(project_id, linked))
         stored = {o.id: o for o in found}
         return {outer: inner for outer, inner in find_duplicates(stored.values()).items()
                 if stored[outer].pricing_status != DUPLICATE}

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
+from costline.core.duplicates import CallLink
 from costline.core.enforce import CounterUsage
 from costline.core.events import Observation, Score, Trace
 from costline.core.query import Query, QueryResult
@@ -269,6 +270,11 @@ class Store(Protocol):
         """The observations of several traces of one project, in (trace id, start_time, id) order. With
         ``linked_only``, only of the traces holding an observation with a parent (the others hold no
         ancestor/descendant pair: what the duplicate check looks for)."""
+        ...
+
+    def trace_calls(self, project_id: str, trace_ids: Sequence[str], linked_only: bool = False) -> list[CallLink]:
+        """``traces_observations`` as the duplicate check reads it (``core/duplicates.py``): the columns its rule
+        reads, the input and output token counts for the usage; in no particular order."""
         ...
 
     def count_observations(self, project_id: str | None = None) -> int: ...

@@ -369,7 +369,8 @@ class DuckDBStore(MemoryControl, SqlStore):
 
         def write_traces(conn: Any) -> None:  # after the observations' INSERT, in its transaction
             stored = self._read_traces(conn, project_id, ids)
-            traces = [t for t in merge(stored) if t.project_id == project_id]
+            # a trace the events leave as it was stored (spans repeating its attributes) is not written again
+            traces = [t for t in merge(stored) if t.project_id == project_id and stored.get(t.id) != t]
             rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, (), traces, {}, stored)
             self._write_rows(conn, (), traces, (), NewKeys(frozenset(), frozenset(
                 (project_id, t.id) for t in traces if t.id not in stored)), stale=False)

@@ -14,9 +14,12 @@ from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
 from costline.core import timebuckets
+from costline.core.duplicates import CallLink
 from costline.core.events import Observation, Score, Trace
 from costline.core.limits import EARLIEST, LATEST
+from costline.core.money import to_decimal
 from costline.core.query import Query, QueryResult
+from costline.core.usage import Quantity
 from costline.store import rollup_compile, rollup_sql, rows
 from costline.store.base import (
     OBSERVATION_FILTERS,
@@ -209,6 +212,25 @@ class SqlStore(KeySql, ControlSql):
             params,
         )
         return [rows.observation_from_row(r) for r in found]
+
+    def trace_calls(self, project_id: str, trace_ids: Sequence[str], linked_only: bool = False) -> list[CallLink]:
+        if not trace_ids:
+            return []
+        if linked_only:
+            trace_ids = self._linked(project_id, trace_ids)
+            if not trace_ids:
+                return []
+        d = self.DIALECT
+        # epoch microseconds and two numbers out of the usage: the full rows cost ~30 µs each in Python
+        found = self._fetch(self._q(
+            f"SELECT id, trace_id, parent_id, type, model, resolved_model, {d.epoch_us('start_time')}, "
+            f"{d.epoch_us('end_time')}, {d.json_text('usage', 'input_tokens')}, "
+            f"{d.json_text('usage', 'output_tokens')}, pricing_status "
+            f"FROM observations WHERE project_id = ? AND {d.among('trace_id')}"), [project_id, list(trace_ids)])
+        return [CallLink(i, t, parent, kind, model, resolved, EPOCH + timedelta(microseconds=int(start)),
+                         None if end is None else EPOCH + timedelta(microseconds=int(end)),
+                         _token_counts(inp, out), status)
+                for i, t, parent, kind, model, resolved, start, end, inp, out, status in found]
 
     def iter_observations(
         self,
@@ -442,3 +464,12 @@ class SqlStore(KeySql, ControlSql):
 
 def stored_price(r: Sequence[Any]) -> StoredPrice:
     return StoredPrice(r[0], r[1], rows.json_out(r[2]), rows.utc_out(r[3]), rows.utc_out(r[4]))
+
+
+def _token_counts(inp: str | None, out: str | None) -> dict[str, Quantity]:
+    """The usage the duplicate rule reads (``input_tokens``, ``output_tokens``) from their JSON text."""
+    usage: dict[str, Quantity] = {}
+    for unit, text in (("input_tokens", inp), ("output_tokens", out)):
+        if text is not None:  # an int, or a decimal string for fractional units (``rows.usage_json``)
+            usage[unit] = int(text) if text.isascii() and text.isdigit() else to_decimal(text, field=unit)
+    return usage
