@@ -433,7 +433,8 @@ class DuckDBStore(MemoryControl, SqlStore):
         # under the store's lock nothing can be stored between the reads that found ``new`` absent and these
         # statements: those rows go in as plain INSERTs (a third of the upsert's cost), the rest upsert. A merge
         # changes stored rows: the kept budget spend of their projects is read again (``MemoryControl``), unless
-        # the caller accounts the write itself (``stale=False``: only new observations and traces)
+        # the caller accounts the write itself (``stale=False``: new observations, and traces after which
+        # ``SpendCache.account`` makes the counters reading trace attributes stale)
         if stale:
             self._spend.stale(_projects(observations, traces))
         new_obs, old_obs = _split(observations, new.observations)
