@@ -108,7 +108,7 @@ def otlp_bodies(n_batches: int, split: bool = False) -> list[bytes]:
                 kv("gen_ai.operation.name", "chat"), kv("gen_ai.provider.name", provider),
                 kv("gen_ai.request.model", model), kv("gen_ai.usage.input_tokens", 1000 + i),
                 kv("gen_ai.usage.cache_read.input_tokens", i % 500), kv("gen_ai.usage.output_tokens", 100),
-                kv("user.id", f"user-{i % 97}"),
+                kv("user.id", f"user-{(i // 4 if split else i) % 97}"),  # split: one user per trace
             ])
         bodies.append(req.SerializeToString())
     return bodies
