@@ -91,6 +91,23 @@ def samples(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
             for family in text_string_to_metric_families(r.text) for s in family.samples}
 
 
+def metrics(server: Server, query: dict[str, Any]) -> list[dict[str, Any]]:
+    with server.client() as c:
+        r = c.get("/v1/metrics", params={"query": json.dumps(query)})
+    assert r.status_code == 200, r.text
+    data: list[dict[str, Any]] = r.json()["data"]
+    return data
+
+
+def same_hourly_answers(servers: tuple[Server, Server], dimensions: list[str]) -> None:
+    """Both servers answer cost and count per hour by ``dimensions`` alike, and not with nothing (by model, user,
+    provider, environment, type or one metadata key the rollups answer; by others, raw rows)."""
+    query = {"view": "observations", "from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
+             "granularity": "hour", "dimensions": dimensions, "metrics": ["sum:cost", "count"]}
+    answers = [metrics(srv, query) for srv in servers]
+    assert answers[0] == answers[1] and answers[0], dimensions
+
+
 def worker_batches(server: Server) -> float:
     return sum(v for (name, _), v in samples(server).items() if name == WORKER_BATCHES)
 
@@ -163,17 +180,8 @@ def test_workers_give_what_the_server_process_gives(servers: tuple[Server, Serve
     both(servers, batch("last"))
     assert worker_batches(with_workers) > before
 
-    # the rollups and the raw rows answer the same on both
-    query = {"view": "observations", "from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
-             "granularity": "hour", "dimensions": ["model", "user", "metadata.feature"],
-             "metrics": ["sum:cost", "count"]}  # read from the rollups (``calls`` would read raw rows)
-    answers = []
-    for srv in servers:
-        with srv.client() as c:
-            r = c.get("/v1/metrics", params={"query": json.dumps(query)})
-        assert r.status_code == 200, r.text
-        answers.append(r.json()["data"])
-    assert answers[0] == answers[1] and answers[0]
+    # the rollups answer the same on both
+    same_hourly_answers(servers, ["model", "user", "metadata.feature"])
 
     # every Prometheus counter equal, but the one that says which way the batches went
     a, b = ({k: v for k, v in samples(s).items() if k[0] != WORKER_BATCHES} for s in servers)
@@ -237,14 +245,6 @@ def otlp_export(prefix: str, n: int = 200, traces: int = 40, *, extra: list[dict
     body = request.SerializeToString()
     assert len(body) >= 32 * 1024  # what the server sends to its workers (MIN_BODY)
     return body
-
-
-def metrics(server: Server, query: dict[str, Any]) -> list[dict[str, Any]]:
-    with server.client() as c:
-        r = c.get("/v1/metrics", params={"query": json.dumps(query)})
-    assert r.status_code == 200, r.text
-    data: list[dict[str, Any]] = r.json()["data"]
-    return data
 
 
 def export(server: Server, body: bytes, content_type: str = "application/x-protobuf",
@@ -311,11 +311,8 @@ def test_otlp_exports_through_workers_give_what_the_server_process_gives(servers
              "dimensions": ["user"], "metrics": ["sum:cost", "calls"],
              "filters": [{"field": "id", "operator": "=", "value": _hex_id("o-main-4", 8).hex()}]}
     for srv in servers:
-        with srv.client() as c:
-            r = c.get("/v1/metrics", params={"query": json.dumps(query)})
-        assert r.status_code == 200, r.text
-        data = r.json()["data"]
-        assert len(data) == 1, r.text
+        data = metrics(srv, query)
+        assert len(data) == 1, data
         [row] = data
         assert D(row["sum_cost"]) == D("0.003545") and row["user"] == "user-4", row
 
@@ -354,17 +351,8 @@ def test_otlp_exports_through_workers_give_what_the_server_process_gives(servers
                          (("16", 1), ("17", 1), ("18", 1), ("20", 2), ("21", 2), ("22", 2))}, users
 
     # the rollups (hours, users and trace metadata, after traces moved users) and every counter are equal
-    # (sum:cost and count by these dimensions are read from the rollups; sessions and tags from raw rows)
     for dims in (["model", "user"], ["metadata.feature"], ["session", "tag"]):
-        query = {"view": "observations", "from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
-                 "granularity": "hour", "dimensions": dims, "metrics": ["sum:cost", "count"]}
-        answers = []
-        for srv in servers:
-            with srv.client() as c:
-                r = c.get("/v1/metrics", params={"query": json.dumps(query)})
-            assert r.status_code == 200, r.text
-            answers.append(r.json()["data"])
-        assert answers[0] == answers[1] and answers[0]
+        same_hourly_answers(servers, dims)
     a, b = ({k: v for k, v in samples(s).items() if k[0] != WORKER_BATCHES} for s in servers)
     assert a == b
 

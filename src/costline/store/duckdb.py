@@ -179,6 +179,12 @@ def _marks_sql(hours: Sequence[tuple[str, int]]) -> str:
     return f"INSERT INTO rollup_dirty VALUES {values}; " if values else ""
 
 
+def _prepared_marks(project_id: str, hours: Sequence[int]) -> str:
+    """The dirty hours of a worker's batch: the statement's text is built here, from integers and the project id
+    (no SQL crosses from the worker; its tables are looked up among the store's own, trace ids are parameters)."""
+    return _marks_sql([(project_id, int(seconds)) for seconds in sorted(set(hours))])
+
+
 class _StoredKeyError(Exception):
     """A plain INSERT met a key already stored (``DuckDBStore.write`` then upserts)."""
 
@@ -345,9 +351,7 @@ class DuckDBStore(MemoryControl, SqlStore):
 
     def write_prepared(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
                        trace_ids: Sequence[str], dirty_traces: Sequence[str] = ()) -> list[str] | None:
-        # the statement's text is built here, from integers and the project id: no SQL crosses from the worker
-        # (the tables are looked up among the store's own; the trace ids are a parameter)
-        marks = _marks_sql([(project_id, int(seconds)) for seconds in sorted(set(hours))])
+        marks = _prepared_marks(project_id, hours)
         ids = [str(t) for t in dirty_traces]
 
         def mark(conn: Any) -> None:
@@ -362,7 +366,7 @@ class DuckDBStore(MemoryControl, SqlStore):
     def write_prepared_traces(self, project_id: str, payloads: Sequence[tuple[str, str]], hours: Sequence[int],
                               trace_ids: Sequence[str], traces_of: Sequence[str],
                               merge: Callable[[Mapping[str, Trace]], Sequence[Trace]]) -> list[str] | None:
-        marks = _marks_sql([(project_id, int(seconds)) for seconds in sorted(set(hours))])
+        marks = _prepared_marks(project_id, hours)
         ids = list(dict.fromkeys(traces_of))
         if any(table != "observations" for table, _ in payloads):
             raise ValueError("write_prepared_traces takes observations' batches only")
@@ -370,7 +374,7 @@ class DuckDBStore(MemoryControl, SqlStore):
         def write_traces(conn: Any) -> None:  # after the observations' INSERT, in its transaction
             stored = self._read_traces(conn, project_id, ids)
             # a trace the events leave as it was stored (spans repeating its attributes) is not written again
-            traces = [t for t in merge(stored) if t.project_id == project_id and stored.get(t.id) != t]
+            traces = [t for t in merge(stored) if stored.get(t.id) != t]
             rollup_sql.dirty_marks(self._runner(conn), self.DIALECT, (), traces, {}, stored)
             self._write_rows(conn, (), traces, (), NewKeys(frozenset(), frozenset(
                 (project_id, t.id) for t in traces if t.id not in stored)), stale=False)

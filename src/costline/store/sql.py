@@ -198,12 +198,9 @@ class SqlStore(KeySql, ControlSql):
 
     def traces_observations(self, project_id: str, trace_ids: Sequence[str],
                             linked_only: bool = False) -> list[Observation]:
+        trace_ids = self._asked_traces(project_id, trace_ids, linked_only)
         if not trace_ids:
             return []
-        if linked_only:  # first the traces holding a parent link: a batch of flat calls reads no row
-            trace_ids = self._linked(project_id, trace_ids)
-            if not trace_ids:
-                return []
         where = f"project_id = ? AND {self.DIALECT.among('trace_id')}"
         params: list[Any] = [project_id, list(trace_ids)]
         found = self._fetch(
@@ -213,13 +210,15 @@ class SqlStore(KeySql, ControlSql):
         )
         return [rows.observation_from_row(r) for r in found]
 
+    def _asked_traces(self, project_id: str, trace_ids: Sequence[str], linked_only: bool) -> Sequence[str]:
+        """The traces to read: with ``linked_only``, those holding a parent link (a batch of flat calls reads no
+        row)."""
+        return self._linked(project_id, trace_ids) if linked_only and trace_ids else trace_ids
+
     def trace_calls(self, project_id: str, trace_ids: Sequence[str], linked_only: bool = False) -> list[CallLink]:
+        trace_ids = self._asked_traces(project_id, trace_ids, linked_only)
         if not trace_ids:
             return []
-        if linked_only:
-            trace_ids = self._linked(project_id, trace_ids)
-            if not trace_ids:
-                return []
         d = self.DIALECT
         # epoch microseconds and two numbers out of the usage: the full rows cost ~30 µs each in Python
         found = self._fetch(self._q(
