@@ -177,6 +177,12 @@ const [baseUrl, publicKey, secretKey, run, pairs] = process.argv.slice(2);
 // flushAt: 1 sends every event in its own request, without waiting for the one before
 const langfuse = new Langfuse({ publicKey, secretKey, baseUrl, flushAt: 1, fetchRetryCount: 0 });
 langfuse.on("error", (error) => { console.error("langfuse error", error); process.exitCode = 1; });
+// a request the SDK gave up on (its 5 s timeout, a refused connection, an error in the 207) is only a warning
+// to it: the event is dropped. Here it fails the run
+langfuse.on("warning", (warning) => {
+  console.error("langfuse dropped a request:", String(warning), warning && warning.error ? String(warning.error) : "");
+  process.exitCode = 1;
+});
 (async () => {
   for (let i = 0; i < Number(pairs); i++) {
     const trace = langfuse.trace({ id: `${run}-t${i}`, name: "chat", userId: `user-${i}` });
@@ -191,8 +197,9 @@ langfuse.on("error", (error) => { console.error("langfuse error", error); proces
 
 
 def test_langfuse_js_sdk_with_flush_at_1_loses_nothing(fresh_server: Server, tmp_path: Path) -> None:
-    """The unmodified npm ``langfuse`` (v3) SDK with ``flushAt: 1``: trace, generation, generation end with
-    usage and trace update go out as four parallel requests per pair."""
+    """The unmodified npm ``langfuse`` (v3) SDK with ``flushAt: 1`` and its defaults (a 5 s request timeout, no
+    retry here): trace, generation, generation end with usage and trace update go out as four parallel
+    requests per pair, all 800 at once. None may time out: the SDK drops such an event with only a warning."""
     folder = os.environ.get(JS_ENV)
     if not folder or shutil.which("node") is None:
         pytest.skip(f"needs node and {JS_ENV} naming a folder with node_modules/langfuse (npm install langfuse@3)")

@@ -177,6 +177,45 @@ def test_key_lookups_are_cached_for_five_seconds_at_most(tmp_path: Path) -> None
         store.close()
 
 
+
+def test_a_burst_with_a_new_key_looks_it_up_once(tmp_path: Path) -> None:
+    """Forty requests with one key the server has not seen, all in flight together (a Langfuse SDK with
+    ``flushAt: 1`` starting up): one store lookup between them, every one answered as that key's project; a
+    wrong secret in the same burst is still refused."""
+    import asyncio
+
+    from costline.catalog.book import load_price_book
+    from costline.server.app import create_app
+    from costline.settings import Settings
+
+    settings = Settings.from_env({}, data_dir=tmp_path, store_url=f"duckdb:///{tmp_path / 'burst.duckdb'}")
+    store = open_store(settings.resolved_store_url)
+    lookups: list[str] = []
+    try:
+        new = create_store_project(store, "p", datetime.now(UTC))
+        find = store.find_key_by_public
+
+        def counted(public_key: str) -> Any:
+            lookups.append(public_key)
+            return find(public_key)
+
+        store.find_key_by_public = counted  # type: ignore[method-assign]
+        app = create_app(settings, store, load_price_book(settings))
+        good = httpx.BasicAuth(new.public_key, new.secret_key)
+        bad = httpx.BasicAuth(new.public_key, "sk-cl-wrong")
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as c:
+                return await asyncio.gather(*(c.get("/api/public/projects", auth=good) for _ in range(40)),
+                                            c.get("/api/public/projects", auth=bad))
+
+        replies = asyncio.run(burst())
+        assert [r.status_code for r in replies] == [200] * 40 + [401]
+        assert {r.json()["data"][0]["id"] for r in replies[:40]} == {new.project.id}
+        assert lookups == [new.public_key] * 2  # one for the good header, one for the bad
+    finally:
+        store.close()
+
 # channels cannot reach into the network ------------------------------------------------------------------------------
 REFUSED = [
     ("meta", {"webhook": "http://169.254.169.254/latest/meta-data/", "secret": SECRET}, "a link-local address"),

@@ -60,7 +60,9 @@ class Decoded:
         """Move an accepted item to the errors (the pipeline found it invalid once merged or priced)."""
         if key in self.accepted:
             self.accepted.remove(key)
-        self.errors.append(ItemError(key, message))
+        error = ItemError(key, message)
+        if error not in self.errors:  # a merge run again (store/merge_group.py) rejects the same item again
+            self.errors.append(error)
 
     def extend(self, other: Decoded) -> None:
         offset = len(self.observations)

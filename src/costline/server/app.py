@@ -6,7 +6,6 @@ import hmac
 import ipaddress
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from costline.errors import CostlineError
 from costline.ingest.batch import IngestError
 from costline.ingest.pipeline import Clock, Pipeline
 from costline.server.auth import Authenticator, hash_secret
+from costline.server.gate import Gate, SingleFlight
 from costline.server.local_admin import PROJECT_HEADER
 from costline.server.seals import Seals, load_seal_key
 from costline.settings import Settings
@@ -184,8 +184,7 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
         seals=seals,
     )
 
-    @app.middleware("http")
-    async def refuse_form_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def refuse_form_bodies(request: Request) -> Response | None:
         # dashboard forms are form bodies on purpose: they carry a CSRF token and an Origin check (server/dashboard)
         if request.method in ("POST", "PUT", "PATCH") and request.url.path not in OTLP_PATHS and \
                 not is_dashboard_path(request.url.path):
@@ -195,19 +194,20 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
                     {"message": f"unsupported content type {media!r}: send the body as application/json"},
                     status_code=415,
                 )
-        return await call_next(request)
+        return None
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    lookups: SingleFlight[ApiKey | None] = SingleFlight()
+
+    async def authenticate(request: Request) -> Response | None:
         state = state_of(request)
         path = request.url.path
         if path.startswith(AWS_PREFIX):  # AWS Signature V4, verified by the route over the body it signs
-            return await call_next(request)
+            return None
         if _nul_in_url(request):
             return JSONResponse({"message": "url: contains a NUL character (%00), which text in costline cannot "
                                             "hold"}, status_code=400)
         if is_dashboard_path(path):  # a session cookie or the API's keys, checked by the page (server/dashboard)
-            return await call_next(request)
+            return None
         open_route = (path in OPEN_ON_LOOPBACK or path.startswith(DOCS_ASSETS + "/")) and \
             not state.require_auth_everywhere
         header = request.headers.get("authorization")
@@ -223,8 +223,8 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
             key = admin
         elif not admin_token and state.auth.fast(header):
             key = state.auth.authenticate(header)
-        elif not admin_token:  # a store lookup or a last-use write: off the event loop
-            key = await run_in_threadpool(state.auth.authenticate, header)
+        elif not admin_token:  # a store lookup or a last-use write: off the event loop, once for a burst
+            key = await lookups.run(header or "", lambda: state.auth.authenticate(header))
         if path.startswith(ADMIN_PREFIX) and key is not None and key.public_key != ADMIN_PUBLIC_KEY:
             return JSONResponse({"message": "the /v1/admin/ routes need the server's admin token (server.json)"},
                                 status_code=403)
@@ -235,7 +235,10 @@ def create_app(settings: Settings, store: Store, book: PriceBook, clock: Clock =
                 status_code=401, headers={"WWW-Authenticate": 'Basic realm="costline"'},
             )
         request.state.api_key = key
-        return await call_next(request)
+        return None
+
+    app.add_middleware(Gate, check=refuse_form_bodies)
+    app.add_middleware(Gate, check=authenticate)  # added last: runs first
 
     @app.exception_handler(IngestError)
     async def ingest_error(request: Request, exc: IngestError) -> JSONResponse:

@@ -29,10 +29,11 @@ from costline.store.base import StoreError, ensure_private_dir
 from costline.store.dialects import DuckDBDialect
 from costline.store.duckdb_control import MemoryControl
 from costline.store.holds import HoldBook, journal_path
+from costline.store.merge_group import GroupedMerges, MergeQueue
 from costline.store.migrations import SCHEMA_MIGRATIONS_DDL, load_migrations, pending_migrations
 from costline.store.rows import Column
 from costline.store.spend_cache import SpendCache
-from costline.store.sql import NO_NEW_KEYS, NewKeys, SqlStore
+from costline.store.sql import NO_NEW_KEYS, NewKeys
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class _StoredKeyError(Exception):
 GROUP_CHUNK = 20_000
 
 
-class DuckDBStore(MemoryControl, SqlStore):
+class DuckDBStore(MemoryControl, GroupedMerges):
     """``Store`` on a DuckDB file. Thread-safe: every call takes the store's lock. Budget holds and the kept
     spend of budget counters live in the process's memory (``MemoryControl``)."""
 
@@ -218,7 +219,8 @@ class DuckDBStore(MemoryControl, SqlStore):
                 "costline process using it, or go through its server: send events to it and ask it over HTTP "
                 "(/v1/metrics, /v1/traces, /v1/users/{id}/costs; docs/api.md)"
             ) from exc
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._merges = MergeQueue()
         self._closed = False
         self._spend = SpendCache(self.DIALECT, _rows_sql(
             [c for c in rows.OBSERVATION_COLUMNS if c.name in SPEND_COLUMNS]))

@@ -14,7 +14,6 @@ counted as its observation or its hold (or, for a moment, both), never neither.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -34,7 +33,7 @@ T = TypeVar("T")
 class MemoryControl:
     """Mixin for ``DuckDBStore``: overrides the reservation methods of ``ControlSql``."""
 
-    _lock: threading.Lock
+    _lock: AbstractContextManager[Any]
     _holds: HoldBook
     _spend: SpendCache
     _rolled_back: Callable[[str], AbstractContextManager[Any]]
