@@ -156,3 +156,17 @@ def test_a_group_marks_what_it_changes_for_the_rollups(store: DuckDBStore, group
     assert at + 3 * 3600 not in hours  # where the first call put o1: never stored
     assert store._fetch("SELECT project_id, trace_id FROM rollup_dirty_traces") == [("p1", "t1")]
     assert store.get_observations("p1", ["o1"])["o1"].start_time == AT + timedelta(hours=5)
+
+
+def test_an_item_rejected_by_a_merge_run_twice_is_one_error() -> None:
+    """A merge may run again alone after its group's write failed: the item it rejects is reported once, and
+    an item of the same batch rejected for another reason is still reported."""
+    from costline.ingest.batch import Decoded
+
+    decoded = Decoded(accepted=["a", "b"])
+    for _ in range(2):
+        decoded.reject("a", "a: end time before the start time")
+    decoded.reject("a", "a: the computed cost.total is past the bound")
+    assert [(e.id, e.message) for e in decoded.errors] == [("a", "a: end time before the start time"),
+                                                           ("a", "a: the computed cost.total is past the bound")]
+    assert decoded.accepted == ["b"]

@@ -52,6 +52,8 @@ class Decoded:
     #: False when every observation event is a complete create (OTLP spans, native events): the pipeline
     #: then replaces stored rows without reading them first. True for protocols with partial updates.
     merge: bool = True
+    #: (key, message) of each ``reject``: a merge run again (store/merge_group.py) rejects the same item again
+    _rejected: set[tuple[str, str]] = field(default_factory=set, repr=False, compare=False)
 
     def key_of(self, index: int) -> str:
         return self.keys.get(index) or self.observations[index].id
@@ -60,9 +62,9 @@ class Decoded:
         """Move an accepted item to the errors (the pipeline found it invalid once merged or priced)."""
         if key in self.accepted:
             self.accepted.remove(key)
-        error = ItemError(key, message)
-        if error not in self.errors:  # a merge run again (store/merge_group.py) rejects the same item again
-            self.errors.append(error)
+        if (key, message) not in self._rejected:
+            self._rejected.add((key, message))
+            self.errors.append(ItemError(key, message))
 
     def extend(self, other: Decoded) -> None:
         offset = len(self.observations)
