@@ -294,8 +294,9 @@ class DuckDBStore(MemoryControl, GroupedMerges):
                 self._holds.close()
 
     # writes ------------------------------------------------------------------------------------------------
-    # ``merge_write`` (sql.py) needs no lock of its own here: ``_transaction`` holds the store's lock from BEGIN
-    # to COMMIT, so every read-merge-write of this process (the only one writing the file) runs alone.
+    # ``merge_write`` (merge_group.py) needs no lock of its own here: the store's lock is held from BEGIN to
+    # COMMIT, so every read-merge-write of this process (the only one writing the file) runs alone, or in the
+    # one group of the calls queued behind it.
     def get_observations(self, project_id: str, ids: Sequence[str]) -> dict[str, Observation]:
         if not ids:
             return {}
