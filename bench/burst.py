@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.server.harness import Server, drop_postgres_schema, make_server, postgres_url  # noqa: E402
+from tests.server.harness import Server, served  # noqa: E402
 from tests.server.test_concurrent_merge import JS_APP, pair_requests  # noqa: E402
 
 SDK_TIMEOUT_S = 5.0
@@ -86,9 +86,7 @@ def bench(backend: str, pairs: int, runs: int, sdk: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         extra = {"PYTHONPATH": os.environ["COSTLINE_BENCH_SRC"]} if os.environ.get("COSTLINE_BENCH_SRC") else {}
-        server, schema = make_server(backend, tmp, extra)
-        server.start()
-        try:
+        with served(backend, tmp, extra) as server:
             assert server.process is not None
             for k in range(runs):
                 run = uuid.uuid4().hex[:8]
@@ -110,11 +108,6 @@ def bench(backend: str, pairs: int, runs: int, sdk: str | None) -> None:
                       f"{q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
                       f"{late} past {SDK_TIMEOUT_S:.0f} s; server CPU {cpu:.2f} s; "
                       f"{landed(server, run, pairs)}/{pairs} pairs whole")
-        finally:
-            server.stop()
-            base = postgres_url()
-            if schema and base:
-                drop_postgres_schema(base, schema)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.server.harness import Server, drop_postgres_schema, make_server, postgres_url
+from tests.server.harness import Server, served
 
 from costline.sdk.request_costs import add_cost
 from costline.sdk.tracker import Tracker
@@ -26,15 +26,8 @@ from costline.sdk.tracker import Tracker
 @pytest.fixture(params=["duckdb", "postgres"], scope="module")
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"budget-scope-{request.param}")
-    server, schema = make_server(request.param, tmp, {"COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"})
-    server.start()
-    try:
+    with served(request.param, tmp, {"COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"}) as server:
         yield server
-    finally:
-        server.stop()
-        base = postgres_url()
-        if schema and base:
-            drop_postgres_schema(base, schema)
 
 
 def run(srv: Server, *args: str) -> subprocess.CompletedProcess[str]:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from tests.server.harness import Server, drop_postgres_schema, make_server, postgres_url
+from tests.server.harness import Server, served
 
 from costline.cli import cli
 from costline.control.webhook import verify
@@ -283,15 +283,8 @@ def test_bad_flags_name_the_flag_and_exit_2(project: str, args: tuple[str, ...],
 # through a running server ---------------------------------------------------------------------------------------------
 @pytest.fixture(params=["duckdb", "postgres"])
 def srv(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    server, schema = make_server(request.param, tmp_path, {"COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"})
-    server.start()
-    try:
+    with served(request.param, tmp_path, {"COSTLINE_CHANNEL_ALLOW_HOSTS": "127.0.0.1"}) as server:
         yield server
-    finally:
-        server.stop()
-        base = postgres_url()
-        if schema and base:
-            drop_postgres_schema(base, schema)
 
 
 def run(srv: Server, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from tests.server.harness import Server, drop_postgres_schema, make_server, postgres_url
+from tests.server.harness import Server, served
 
 SAMPLE = Path(__file__).parent.parent / "data" / "focus" / "focus-1.0-sample.csv"
 
@@ -28,20 +28,13 @@ SAMPLE = Path(__file__).parent.parent / "data" / "focus" / "focus-1.0-sample.csv
 @pytest.fixture(params=["duckdb", "postgres"], scope="module")
 def imported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"ce-{request.param}")
-    srv, schema = make_server(request.param, tmp)
-    srv.start()
-    try:
+    with served(request.param, tmp) as srv:
         with srv.client() as client:
             reply = client.post("/v1/cloud/imports", params={"format": "focus", "filename": SAMPLE.name},
                                 content=SAMPLE.read_bytes())
         assert reply.status_code == 200, reply.text
         assert Decimal(reply.json()["billed_cost"]) == Decimal("20.52022672899")
         yield srv
-    finally:
-        srv.stop()
-        base = postgres_url()
-        if schema and base:
-            drop_postgres_schema(base, schema)
 
 
 def ce(srv: Server, secret: str | None = None) -> Any:

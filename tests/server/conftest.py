@@ -6,18 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.server.harness import Server, drop_postgres_schema, make_server, postgres_url
+from tests.server.harness import Server, served
 
 
 def running_server(backend: str, tmp: Path) -> Iterator[Server]:
     """A started server on a new store of ``backend``; stopped (and its PostgreSQL schema dropped) after."""
-    srv, schema = make_server(backend, tmp)
-    srv.start()
-    yield srv
-    srv.stop()
-    base = postgres_url()
-    if schema and base:
-        drop_postgres_schema(base, schema)
+    with served(backend, tmp) as srv:
+        yield srv
 
 
 @pytest.fixture(params=["duckdb", "postgres"], scope="module")

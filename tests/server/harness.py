@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,3 +149,17 @@ def second_server(first: Server, data_dir: Path, extra_env: dict[str, str] | Non
     return Server(url=f"http://127.0.0.1:{free_port()}", store_url=first.store_url, data_dir=data_dir,
                   public_key=first.public_key, secret_key=first.secret_key, project_id=first.project_id,
                   env={**first.env, "COSTLINE_DATA_DIR": str(data_dir), **(extra_env or {})})
+
+
+@contextmanager
+def served(backend: str, tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A started server on a new store of ``backend``; stopped (and its PostgreSQL schema dropped) after."""
+    srv, schema = make_server(backend, tmp, extra_env)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        base = postgres_url()
+        if schema and base:
+            drop_postgres_schema(base, schema)
